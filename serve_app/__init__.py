@@ -1,0 +1,1 @@
+"""Self-hosted speech-to-text service: Ray Serve ingress + vLLM Whisper engine."""

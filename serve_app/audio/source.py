@@ -1,0 +1,107 @@
+"""Where a request's audio comes from: JSON `{"url": ...}`, a raw body (`audio/*`,
+`application/octet-stream`), or multipart (field `audio`, or `file`). Options come from the query
+string, the JSON body or the form fields. Bodies are read with a cap, so an oversized upload is
+refused (413) without being held whole in memory."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from ..errors import FileTooLarge, InvalidRequest, MissingParameter, UnsupportedFormat
+
+_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+_RAW_TYPES = ("application/octet-stream",)
+
+
+@dataclass(frozen=True)
+class Options:
+    language: str | None = None
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any]) -> "Options":
+        language = params.get("language")
+        if language is not None:
+            if not isinstance(language, str) or not _LANGUAGE.match(language.strip().lower()):
+                raise InvalidRequest("language must be an ISO 639-1 code such as 'en'", parameter="language")
+            language = language.strip().lower()
+        return cls(language=language)
+
+
+@dataclass(frozen=True)
+class AudioSource:
+    options: Options
+    data: bytes | None = None  # uploaded audio
+    url: str | None = None  # audio to fetch
+
+
+async def read_capped(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    body = bytearray()
+    async for block in request.stream():
+        body += block
+        if len(body) > max_bytes:
+            raise _too_large(max_bytes)
+    return bytes(body)
+
+
+def _too_large(max_bytes: int) -> FileTooLarge:
+    return FileTooLarge(f"Request body larger than {max_bytes // 1_000_000} MB", max_bytes=max_bytes)
+
+
+async def parse_source(request: Request, max_bytes: int) -> AudioSource:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    query = dict(request.query_params)
+    if content_type == "application/json":
+        return _from_json(await read_capped(request, max_bytes), query)
+    if content_type.startswith("audio/") or content_type in _RAW_TYPES or content_type.startswith("video/"):
+        return AudioSource(Options.parse(query), data=await read_capped(request, max_bytes))
+    if content_type == "multipart/form-data":
+        return await _from_multipart(request, max_bytes, query)
+    if not content_type:
+        raise InvalidRequest("Missing Content-Type: send application/json with a url, audio/*, or multipart/form-data")
+    raise UnsupportedFormat(f"Unsupported Content-Type {content_type!r}")
+
+
+def _from_json(raw: bytes, query: dict[str, str]) -> AudioSource:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("Malformed JSON body") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("JSON body must be an object")
+    url = body.get("url")
+    if url is None or url == "":
+        raise MissingParameter("Missing required parameter: url", parameter="url")
+    if not isinstance(url, str):
+        raise InvalidRequest("url must be a string", parameter="url")
+    params = {**query, **{k: v for k, v in body.items() if k != "url"}}
+    return AudioSource(Options.parse(params), url=url.strip())
+
+
+async def _from_multipart(request: Request, max_bytes: int, query: dict[str, str]) -> AudioSource:
+    body = await read_capped(request, max_bytes)
+
+    async def replay() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=2, max_fields=50)
+    except Exception as exc:  # starlette raises several types for malformed multipart
+        raise InvalidRequest("Malformed multipart body") from exc
+    try:
+        upload = form.get("audio") or form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise MissingParameter("Missing file field 'audio' (or 'file')", parameter="audio")
+        data = await upload.read()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        return AudioSource(Options.parse({**query, **fields}), data=data)
+    finally:
+        await form.close()

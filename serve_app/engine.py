@@ -1,0 +1,105 @@
+"""The engine deployment: a vLLM async engine on a Whisper checkpoint. Arrays of 16 kHz audio in,
+decoded text with per-token log-probabilities out; it knows nothing of HTTP, keys or formats.
+
+Concurrency is vLLM's job: every concurrent `transcribe` call becomes one request in vLLM's
+continuous batch, so chunks of many HTTP requests share encoder and decoder passes. No
+`@serve.batch` in front of it: that would only add waiting.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .prompts import WhisperVocabulary
+from .settings import EngineArgs
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+    logprob: float
+
+
+@dataclass(frozen=True)
+class ChunkTranscript:
+    text: str
+    tokens: list[Token]
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    model: str
+    multilingual: bool
+    languages: list[str]
+
+
+def _configure_cpu(args: EngineArgs) -> None:
+    """vLLM reads these at import: they must be set before `import vllm`."""
+    if args.cpu_kvcache_space_gib is not None:
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(args.cpu_kvcache_space_gib)
+    if args.cpu_omp_threads_bind is not None:
+        bind = args.cpu_omp_threads_bind
+        if bind == "all":  # every core: by default vLLM keeps one back for its scheduler
+            bind = f"0-{(os.cpu_count() or 1) - 1}"
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = bind
+
+
+class WhisperEngine:
+    def __init__(self, args: EngineArgs | dict) -> None:
+        self.args = EngineArgs.model_validate(args)
+        _configure_cpu(self.args)
+        from vllm import SamplingParams
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        path = self.args.model_path()
+        self.vocab = WhisperVocabulary.from_model_dir(Path(path))
+        self.sampling = SamplingParams(temperature=0.0, max_tokens=self.args.max_tokens, logprobs=0)
+        self.engine = AsyncLLM.from_engine_args(
+            AsyncEngineArgs(
+                model=path,
+                served_model_name=self.args.model_name(),
+                dtype=self.args.dtype,
+                max_num_seqs=self.args.max_num_seqs,
+                max_model_len=448,
+                enforce_eager=self.args.enforce_eager,
+                gpu_memory_utilization=self.args.gpu_memory_utilization,
+                limit_mm_per_prompt={"audio": 1},
+                disable_log_stats=True,
+            )
+        )
+
+    async def info(self) -> EngineInfo:
+        await self.engine.check_health()
+        return EngineInfo(self.args.model_name(), self.vocab.multilingual, sorted(self.vocab.languages) or ["en"])
+
+    async def transcribe(self, audio: np.ndarray, language: str | None = None) -> ChunkTranscript:
+        prompt = {
+            "encoder_prompt": {"prompt": "", "multi_modal_data": {"audio": (audio, SAMPLE_RATE)}},
+            "decoder_prompt": {"prompt_token_ids": self.vocab.prompt(language)},
+        }
+        final = None
+        async for output in self.engine.generate(prompt, self.sampling, uuid.uuid4().hex):
+            final = output
+        completion = final.outputs[0]
+        tokens = [
+            Token(step[token_id].decoded_token or "", step[token_id].logprob)
+            for token_id, step in zip(completion.token_ids, completion.logprobs or [])
+            if token_id in step
+        ]
+        return ChunkTranscript(completion.text, tokens)
+
+    async def check_health(self) -> None:
+        """Serve's replica health check: a dead engine makes Serve replace the replica."""
+        await self.engine.check_health()
+
+    def __del__(self) -> None:
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.shutdown()

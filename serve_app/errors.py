@@ -1,0 +1,79 @@
+"""The one error family. Each failure is classified (4xx vs 5xx) where it is detected and rendered as
+JSON `{"error", "code", ...}` in one place (`ServiceError.response`)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from starlette.responses import JSONResponse
+
+
+class ServiceError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    default_message: ClassVar[str] = "Internal server error"
+
+    def __init__(self, message: str | None = None, **extra: Any) -> None:
+        self.message = message or self.default_message
+        self.extra = extra
+        super().__init__(self.message)
+
+    def __reduce__(self) -> tuple:
+        # Plain pickling would drop `extra`: these errors cross Ray calls between deployments.
+        return (_rebuild, (type(self), self.message, self.extra))
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.message, "code": self.code, **self.extra}
+
+    def headers(self) -> dict[str, str]:
+        retry_after = self.extra.get("retry_after")
+        return {"Retry-After": str(retry_after)} if retry_after is not None else {}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers())
+
+
+def _rebuild(cls: type[ServiceError], message: str, extra: dict[str, Any]) -> ServiceError:
+    return cls(message, **extra)
+
+
+class InvalidRequest(ServiceError):
+    status, code, default_message = 400, "INVALID_REQUEST", "Invalid request"
+
+
+class MissingParameter(ServiceError):
+    status, code, default_message = 400, "MISSING_PARAMETER", "Missing required parameter"
+
+
+class UrlNotAllowed(ServiceError):
+    """The URL points at an address the operator has not opened (non-public by default)."""
+
+    status, code, default_message = 400, "URL_NOT_ALLOWED", "URL not allowed"
+
+
+class UrlFetchFailed(ServiceError):
+    status, code, default_message = 400, "URL_FETCH_FAILED", "Could not fetch audio from URL"
+
+
+class InvalidLicense(ServiceError):
+    status, code, default_message = 401, "INVALID_LICENSE", "Invalid license key"
+
+
+class NotFound(ServiceError):
+    status, code, default_message = 404, "NOT_FOUND", "Not found"
+
+
+class MethodNotAllowed(ServiceError):
+    status, code, default_message = 405, "METHOD_NOT_ALLOWED", "Method not allowed"
+
+
+class FileTooLarge(ServiceError):
+    status, code, default_message = 413, "FILE_TOO_LARGE", "File too large"
+
+
+class UnsupportedFormat(ServiceError):
+    status, code, default_message = 415, "UNSUPPORTED_FORMAT", "Unsupported audio format"
+
+
+class ServiceUnavailable(ServiceError):
+    status, code, default_message = 503, "SERVICE_UNAVAILABLE", "Service temporarily unavailable"

@@ -1,0 +1,128 @@
+"""The ingress: Starlette routes that only sequence the stages (auth -> source -> fetch -> decode ->
+chunk -> engine -> stitch -> format). Errors of every stage are `ServiceError`s rendered in one place.
+
+Decoding and URL fetching are blocking, so they run in worker threads to keep the event loop free
+for other requests. All chunks of a request go to the engine at once: vLLM batches them together
+with the chunks of every other request in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+
+from ray.exceptions import RayActorError, TaskCancelledError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .audio.chunk import split
+from .audio.decode import decode
+from .audio.fetch import FetchLimits, UrlPolicy, fetch
+from .audio.source import AudioSource, parse_source
+from .auth import Authenticator
+from .engine import ChunkTranscript, EngineInfo
+from .errors import InvalidRequest, MethodNotAllowed, NotFound, ServiceError, ServiceUnavailable
+from .formats import RequestMeta, listen_body
+from .settings import IngressArgs
+from .transcript import stitch
+
+logger = logging.getLogger("ray.serve")
+
+Handler = Callable[[Request], Awaitable[Response]]
+_UNAVAILABLE = (BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError, RayActorError, TaskCancelledError)
+RETRY_AFTER_S = 5
+
+
+class Ingress:
+    def __init__(self, engine: Any, args: IngressArgs | dict, auth: Authenticator, url_policy: UrlPolicy) -> None:
+        self.engine = engine  # DeploymentHandle to WhisperEngine (a fake in unit tests)
+        self.args = IngressArgs.model_validate(args)
+        self.auth = auth
+        self.url_policy = url_policy
+        self.max_bytes = int(self.args.max_body_mb * 1_000_000)
+        self.fetch_limits = FetchLimits(self.max_bytes, self.args.url_timeout_s, self.args.url_max_redirects)
+        self._info: EngineInfo | None = None
+
+    def __serve_build_asgi_app__(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/health", _json_errors(self.health), methods=["GET"]),
+                Route("/v1/listen", _json_errors(self.listen), methods=["POST"]),
+            ],
+            exception_handlers={HTTPException: _http_exception},
+        )
+
+    async def health(self, request: Request) -> Response:
+        try:
+            await asyncio.wait_for(self._engine_info(), timeout=3)
+        except (asyncio.TimeoutError, ServiceError) as exc:
+            reason = "engine not ready" if isinstance(exc, asyncio.TimeoutError) else exc.message
+            return JSONResponse({"status": "unhealthy", "reason": reason}, status_code=503)
+        return JSONResponse({"status": "healthy"})
+
+    async def listen(self, request: Request) -> Response:
+        principal = self.auth.authenticate(request.headers.get("authorization"))
+        source = await parse_source(request, self.max_bytes)
+        info = await self._engine_info()
+        language = self._language(source, info)
+        data = source.data if source.data is not None else await asyncio.to_thread(fetch, source.url, self.url_policy, self.fetch_limits)
+        audio = await asyncio.to_thread(decode, data, self.args.max_duration_s)
+        chunks = split(audio)
+        results = await asyncio.gather(*(self._transcribe(chunk.audio, language) for chunk in chunks))
+        transcript = stitch(chunks, list(results), language)
+        meta = RequestMeta(uuid.uuid4().hex, hashlib.sha256(data).hexdigest(), info.model, datetime.now(timezone.utc))
+        logger.info("listen request_id=%s key=%s audio_s=%.1f chunks=%d", meta.request_id, principal.key_id, transcript.duration, len(chunks))
+        return JSONResponse(listen_body(transcript, meta))
+
+    def _language(self, source: AudioSource, info: EngineInfo) -> str:
+        language = source.options.language or "en"
+        if language not in info.languages:
+            detail = "is English-only" if not info.multilingual else "does not support this language"
+            raise InvalidRequest(f"Model {info.model} {detail}: language={language!r}", parameter="language")
+        return language
+
+    async def _engine_info(self) -> EngineInfo:
+        if self._info is None:
+            self._info = await self._call(self.engine.info.remote())
+        return self._info
+
+    async def _transcribe(self, audio: Any, language: str) -> ChunkTranscript:
+        return await self._call(self.engine.transcribe.remote(audio, language))
+
+    async def _call(self, response: Awaitable[Any]) -> Any:
+        """Await an engine call; a missing or overloaded engine is a 503 the client may retry."""
+        try:
+            return await asyncio.wait_for(response, timeout=self.args.engine_timeout_s)
+        except ServiceError:
+            raise
+        except (asyncio.TimeoutError, *_UNAVAILABLE) as exc:
+            logger.warning("engine unavailable: %s", type(exc).__name__)
+            raise ServiceUnavailable(retry_after=RETRY_AFTER_S) from exc
+
+
+def _json_errors(handler: Handler) -> Handler:
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ServiceError as exc:
+            return exc.response()
+        except Exception:
+            # Log the details, answer without internals.
+            logger.exception("unhandled error on %s %s", request.method, request.url.path)
+            return ServiceError().response()
+
+    return wrapped
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 500)
+    error = {404: NotFound, 405: MethodNotAllowed}.get(status, ServiceError)
+    return error().response()

@@ -1,0 +1,35 @@
+"""Whisper decoder prompts. English-only checkpoints (`*.en`) must get only
+`<|startoftranscript|><|notimestamps|>` (language and task tokens make them return empty text);
+multilingual ones take `<|startoftranscript|><|lang|><|transcribe|><|notimestamps|>`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class WhisperVocabulary:
+    sot: int
+    no_timestamps: int
+    transcribe: int | None
+    languages: dict[str, int]  # "en" -> token id; empty for English-only checkpoints
+
+    @property
+    def multilingual(self) -> bool:
+        return bool(self.languages)
+
+    @classmethod
+    def from_model_dir(cls, path: Path) -> "WhisperVocabulary":
+        generation = json.loads((path / "generation_config.json").read_text())
+        tokenizer = json.loads((path / "tokenizer.json").read_text())
+        ids = {t["content"]: t["id"] for t in tokenizer["added_tokens"]}
+        languages = {k.strip("<|>"): v for k, v in generation.get("lang_to_id", {}).items()}
+        return cls(ids["<|startoftranscript|>"], ids["<|notimestamps|>"], ids.get("<|transcribe|>"), languages)
+
+    def prompt(self, language: str | None) -> list[int]:
+        if not self.multilingual:
+            return [self.sot, self.no_timestamps]
+        lang = self.languages[language or "en"]
+        return [self.sot, lang, self.transcribe, self.no_timestamps]

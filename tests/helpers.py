@@ -1,0 +1,87 @@
+"""Shared test helpers: the copied audio, its references, text normalisation, loopback servers."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import re
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+DATA = Path(__file__).parent / "data"
+JFK_FLAC = DATA / "whisper_jfk.flac"
+JFK_MP3 = DATA / "whispercpp_jfk.mp3"
+STEREO = DATA / "faster_whisper_stereo_diarization.wav"
+LONG = DATA / "ljspeech_LJ001-0001_to_0032.flac"
+
+
+def manifest() -> dict[str, dict]:
+    rows = (json.loads(line) for line in (DATA / "manifest.jsonl").read_text().splitlines() if line)
+    return {row["path"]: row for row in rows}
+
+
+def normalize(text: str) -> str:
+    """Lower case, no punctuation, single spaces: what exact-transcript tests compare."""
+    text = re.sub(r"[^\w\s']", " ", text.lower()).replace("'", "")
+    return " ".join(text.split())
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class FileServer:
+    """A tiny HTTP server on a loopback address that records every request it receives."""
+
+    host: str
+    files: dict[str, bytes]
+    redirects: dict[str, str] = field(default_factory=dict)
+    requests: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                server.requests.append(self.path)
+                if self.path in server.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirects[self.path])
+                    self.end_headers()
+                elif self.path in server.files:
+                    body = server.files[self.path]
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                else:
+                    self.send_error(404)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer((self.host, 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def serving(host: str, files: dict[str, bytes], redirects: dict[str, str] | None = None) -> Iterator[FileServer]:
+    server = FileServer(host, files, redirects or {})
+    try:
+        yield server
+    finally:
+        server.close()

@@ -1,0 +1,61 @@
+"""Decoding (every container to 16 kHz mono) and chunking (cuts at quiet points, nothing lost)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serve_app.audio import SAMPLE_RATE
+from serve_app.audio.chunk import split
+from serve_app.audio.decode import decode
+from serve_app.errors import FileTooLarge, InvalidRequest, UnsupportedFormat
+
+from .helpers import JFK_FLAC, JFK_MP3, LONG, STEREO
+
+
+@pytest.mark.parametrize("path, seconds", [(JFK_FLAC, 11.0), (JFK_MP3, 11.0), (STEREO, 5.0)])
+def test_decodes_to_16k_mono_float32(path, seconds) -> None:
+    audio = decode(path.read_bytes(), 7200)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(audio.size / SAMPLE_RATE - seconds) < 0.1
+    assert 0.01 < np.abs(audio).max() < 2  # resampling may ring slightly past full scale
+
+
+@pytest.mark.parametrize("data, error", [
+    (b"", InvalidRequest),
+    (b"\x00\x01garbage" * 100, UnsupportedFormat),
+    (b"hello, this is a text file\n" * 20, UnsupportedFormat),
+    (b"RIFF\x24\x00\x00\x00WAVEfmt ", UnsupportedFormat),  # truncated header
+])
+def test_bad_audio_is_a_client_error(data: bytes, error: type) -> None:
+    with pytest.raises(error):
+        decode(data, 7200)
+
+
+def test_duration_limit_stops_decoding() -> None:
+    with pytest.raises(FileTooLarge):
+        decode(JFK_MP3.read_bytes(), max_duration_s=5)
+
+
+def test_short_audio_is_one_chunk() -> None:
+    audio = np.zeros(SAMPLE_RATE * 10, dtype=np.float32)
+    chunks = split(audio)
+    assert len(chunks) == 1 and chunks[0].offset_s == 0 and chunks[0].audio.size == audio.size
+
+
+def test_cut_falls_in_the_quiet_gap_and_loses_nothing() -> None:
+    rng = np.random.default_rng(0)
+    audio = rng.uniform(-0.5, 0.5, SAMPLE_RATE * 70).astype(np.float32)
+    audio[int(27.0 * SAMPLE_RATE) : int(27.4 * SAMPLE_RATE)] = 0  # a pause inside the search window
+    chunks = split(audio)
+    assert 27.0 <= chunks[1].offset_s <= 27.4
+    assert all(c.duration_s <= 30 for c in chunks)
+    assert np.array_equal(np.concatenate([c.audio for c in chunks]), audio)
+    assert [c.offset_s for c in chunks] == sorted(c.offset_s for c in chunks)
+
+
+def test_long_speech_chunks_cover_the_file() -> None:
+    audio = decode(LONG.read_bytes(), 7200)
+    chunks = split(audio)
+    assert len(chunks) >= 8 and all(c.duration_s <= 30 for c in chunks)
+    assert sum(c.audio.size for c in chunks) == audio.size

@@ -1,0 +1,38 @@
+"""Both Serve configs validate with Ray's own schema and build with their args."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from ray.serve.schema import ServeDeploySchema
+
+from serve_app.app import build_app
+from serve_app.settings import ROOT, AppArgs
+
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_validates_and_builds(path: Path) -> None:
+    config = ServeDeploySchema.model_validate(yaml.safe_load(path.read_text()))
+    (app,) = config.applications
+    assert app.import_path == "serve_app.app:build_app"
+    AppArgs.model_validate(app.args)
+    built = build_app(app.args)
+    assert built is not None
+    names = {d.name for d in app.deployments}
+    assert names == {"Ingress", "WhisperEngine"}
+
+
+def test_configs_cover_cpu_default_and_gpu_prod() -> None:
+    assert {p.name for p in CONFIGS} >= {"cpu.yaml", "prod.yaml"}
+    prod = yaml.safe_load((ROOT / "configs/prod.yaml").read_text())["applications"][0]
+    engine = next(d for d in prod["deployments"] if d["name"] == "WhisperEngine")
+    assert engine["ray_actor_options"]["num_gpus"] == 1 and "autoscaling_config" in engine
+
+
+def test_unknown_args_are_refused() -> None:
+    with pytest.raises(ValueError):
+        AppArgs.model_validate({"engine": {"modle": "typo"}})

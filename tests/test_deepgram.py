@@ -1,0 +1,35 @@
+"""The real `deepgram-sdk`, pointed at our server, gets the transcript back."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+from deepgram import DeepgramClient
+from deepgram.environment import DeepgramClientEnvironment
+
+from .conftest import Server
+from .helpers import JFK_FLAC, FileServer, manifest, normalize, serving
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def storage() -> Iterator[FileServer]:
+    yield from serving("127.0.0.2", {"/jfk.flac": JFK_FLAC.read_bytes()})
+
+
+def _client(server: Server) -> DeepgramClient:
+    ws = server.url.replace("http", "ws")
+    env = DeepgramClientEnvironment(base=server.url, production=ws, agent=ws, agent_rest=server.url)
+    return DeepgramClient(api_key=server.key, environment=env)
+
+
+def test_transcribe_url_and_file(server: Server, storage: FileServer) -> None:
+    client = _client(server)
+    expected = normalize(manifest()["whisper_jfk.flac"]["text"])
+    by_url = client.listen.v1.media.transcribe_url(url=storage.url("/jfk.flac"), model="nova-3")
+    by_file = client.listen.v1.media.transcribe_file(request=JFK_FLAC.read_bytes(), model="nova-3")
+    for result in (by_url, by_file):
+        assert normalize(result.results.channels[0].alternatives[0].transcript) == expected
+        assert result.metadata.duration == pytest.approx(11.0, abs=0.1)

@@ -1,0 +1,136 @@
+"""End to end: the real model through vLLM inside Ray Serve, over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import difflib
+import io
+import wave
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
+
+import jiwer
+import numpy as np
+import pytest
+import requests
+
+from serve_app.audio.decode import decode
+
+from .conftest import Server
+from .helpers import JFK_FLAC, JFK_MP3, LONG, STEREO, FileServer, manifest, normalize, serving
+
+pytestmark = pytest.mark.e2e
+JFK_TEXT = normalize(manifest()["whisper_jfk.flac"]["text"])
+
+
+@pytest.fixture(scope="module")
+def storage() -> Iterator[FileServer]:
+    yield from serving("127.0.0.2", {"/jfk.flac": JFK_FLAC.read_bytes()})
+
+
+@pytest.fixture
+def canary() -> Iterator[FileServer]:
+    yield from serving("127.0.0.1", {"/jfk.flac": JFK_FLAC.read_bytes()})
+
+
+def listen(server: Server, **kwargs) -> requests.Response:
+    return requests.post(f"{server.url}/v1/listen", headers={**server.auth, **kwargs.pop("headers", {})}, timeout=300, **kwargs)
+
+
+def test_health(server: Server) -> None:
+    assert requests.get(f"{server.url}/health", timeout=10).json() == {"status": "healthy"}
+
+
+def test_jfk_through_each_input_mode(server: Server, storage: FileServer) -> None:
+    responses = [
+        listen(server, json={"url": storage.url("/jfk.flac")}),
+        listen(server, data=JFK_FLAC.read_bytes(), headers={"Content-Type": "audio/flac"}),
+        listen(server, files={"audio": ("jfk.flac", JFK_FLAC.read_bytes(), "audio/flac")}),
+        listen(server, files={"file": ("jfk.mp3", JFK_MP3.read_bytes(), "audio/mpeg")}),
+    ]
+    for response in responses:
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert normalize(body["text"]) == JFK_TEXT
+        assert normalize(body["results"]["channels"][0]["alternatives"][0]["transcript"]) == JFK_TEXT
+        assert body["duration"] == pytest.approx(11.0, abs=0.1) and body["language"] == "en"
+    assert storage.requests == ["/jfk.flac"]
+
+
+def test_stereo_is_mixed_down(server: Server) -> None:
+    # JFK on the left at full level and on the right at half level: the mix is still JFK.
+    mono = (decode(JFK_FLAC.read_bytes(), 60) * 0.9 * 32767).astype(np.int16)
+    stereo = np.stack([mono, mono // 2], axis=1)
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(2), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(stereo.tobytes())
+    response = listen(server, data=buffer.getvalue(), headers={"Content-Type": "audio/wav"})
+    assert response.status_code == 200, response.text
+    assert normalize(response.json()["text"]) == JFK_TEXT
+
+
+def test_real_two_speaker_stereo_file(server: Server) -> None:
+    # One speaker per channel, talking at once: mixed down, the louder left speaker comes through.
+    response = listen(server, data=STEREO.read_bytes(), headers={"Content-Type": "audio/wav"})
+    assert response.status_code == 200, response.text
+    assert response.json()["duration"] == pytest.approx(5.0, abs=0.05)
+    assert "behind the curtain on the left" in normalize(response.json()["text"])
+
+
+def test_long_file_comes_back_whole(server: Server) -> None:
+    entry = manifest()[LONG.name]
+    response = listen(server, data=LONG.read_bytes(), headers={"Content-Type": "audio/flac"})
+    assert response.status_code == 200, response.text
+    hypothesis = normalize(response.json()["text"]).split()
+    reference = normalize(entry["text"]).split()
+    assert jiwer.wer(" ".join(reference), " ".join(hypothesis)) <= 0.12
+    # Every sentence is there: most of its words align with the transcript, in order.
+    matched = set()
+    for block in difflib.SequenceMatcher(None, reference, hypothesis, autojunk=False).get_matching_blocks():
+        matched.update(range(block.a, block.a + block.size))
+    start = 0
+    for segment in entry["segments"]:
+        n = len(normalize(segment["text"]).split())
+        found = sum(1 for i in range(start, start + n) if i in matched)
+        assert found >= 0.6 * n, f"sentence missing: {segment['text']!r}"
+        start += n
+    assert start == len(reference)
+
+
+def test_concurrent_requests_all_succeed(server: Server) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda _: listen(server, data=JFK_MP3.read_bytes(), headers={"Content-Type": "audio/mpeg"}), range(8)))
+    assert [r.status_code for r in responses] == [200] * 8
+    assert {normalize(r.json()["text"]) for r in responses} == {JFK_TEXT}
+
+
+@pytest.mark.parametrize("kwargs, status, code", [
+    ({"data": b"", "headers": {"Content-Type": "audio/wav"}}, 400, "INVALID_REQUEST"),
+    ({"data": b"\x13\x37garbage" * 64, "headers": {"Content-Type": "application/octet-stream"}}, 415, "UNSUPPORTED_FORMAT"),
+    ({"data": b"just some text\n" * 20, "headers": {"Content-Type": "audio/mpeg"}}, 415, "UNSUPPORTED_FORMAT"),
+    ({"data": b"abc", "headers": {"Content-Type": "application/xml"}}, 415, "UNSUPPORTED_FORMAT"),
+    ({"json": {"link": "x"}}, 400, "MISSING_PARAMETER"),
+    ({"data": b"{not json", "headers": {"Content-Type": "application/json"}}, 400, "INVALID_REQUEST"),
+    ({"data": b"\0" * 100_000_001, "headers": {"Content-Type": "audio/wav"}}, 413, "FILE_TOO_LARGE"),
+])
+def test_bad_inputs(server: Server, kwargs: dict, status: int, code: str) -> None:
+    response = listen(server, **kwargs)
+    assert response.status_code == status, response.text
+    assert response.json()["code"] == code
+    assert listen(server, data=JFK_MP3.read_bytes(), headers={"Content-Type": "audio/mpeg"}).status_code == 200
+
+
+def test_url_failures(server: Server, storage: FileServer, canary: FileServer) -> None:
+    response = listen(server, json={"url": storage.url("/missing.flac")})
+    assert response.status_code == 400 and response.json()["code"] == "URL_FETCH_FAILED"
+    response = listen(server, json={"url": f"http://127.0.0.2:{storage.port + 1 if storage.port < 65535 else 1}/a.flac"})
+    assert response.status_code == 400 and response.json()["code"] == "URL_FETCH_FAILED"
+    response = listen(server, json={"url": canary.url("/jfk.flac")})
+    assert response.status_code == 400 and response.json()["code"] == "URL_NOT_ALLOWED"
+    assert canary.requests == []
+
+
+def test_wrong_key(server: Server) -> None:
+    response = requests.post(f"{server.url}/v1/listen", headers={"Authorization": "Token nope"}, json={"url": "http://127.0.0.2/x"}, timeout=30)
+    assert response.status_code == 401
+    assert response.json() == {"error": "Invalid license key", "code": "INVALID_LICENSE"}

@@ -1,0 +1,107 @@
+"""Safe URL fetching. Address classification is checked without connecting anywhere; end to end,
+only loopback servers are used: a canary on 127.0.0.1 must receive nothing while loopback is refused."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Iterator
+
+import pytest
+
+from serve_app.audio.fetch import FetchLimits, UrlPolicy, fetch, is_public
+from serve_app.errors import FileTooLarge, InvalidRequest, UrlFetchFailed, UrlNotAllowed
+
+from .helpers import FileServer, serving
+
+LIMITS = FetchLimits(max_bytes=1000, timeout_s=5, max_redirects=2)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1", "127.8.9.10", "10.0.0.1", "172.16.0.1", "172.31.255.255", "192.168.1.1",
+        "169.254.169.254", "100.64.0.1", "0.0.0.0", "224.0.0.1", "255.255.255.255", "198.18.0.1",
+        "::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1",
+        "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "2002:a00:1::",
+    ],
+)
+def test_non_public_addresses_are_refused(address: str) -> None:
+    assert not is_public(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ["93.184.215.14", "8.8.8.8", "2606:2800:21f:cb07:6820:80da:af6b:8b2c", "::ffff:8.8.8.8"])
+def test_public_addresses_are_allowed(address: str) -> None:
+    assert is_public(ipaddress.ip_address(address))
+
+
+def _resolver(table: dict[str, list[str]]):
+    return lambda host, port: table[host]
+
+
+def test_policy_refuses_a_name_when_any_address_is_private() -> None:
+    policy = UrlPolicy(resolver=_resolver({"mixed.test": ["93.184.215.14", "10.1.2.3"]}))
+    with pytest.raises(UrlNotAllowed):
+        policy.resolve("mixed.test", 80)
+
+
+def test_allowlist_opens_cidrs_and_hostnames_only() -> None:
+    policy = UrlPolicy(["10.20.0.0/16", "storage.internal"], _resolver({
+        "a.test": ["10.20.1.1"], "b.test": ["10.21.1.1"], "storage.internal": ["192.168.7.7"],
+    }))
+    assert policy.resolve("a.test", 80) == "10.20.1.1"
+    assert policy.resolve("storage.internal", 80) == "192.168.7.7"
+    with pytest.raises(UrlNotAllowed):
+        policy.resolve("b.test", 80)
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/a.wav", "file:///etc/passwd", "gopher://x", "http:///nohost", "http://h:99999/"])
+def test_only_http_and_https_urls(url: str) -> None:
+    with pytest.raises(InvalidRequest):
+        fetch(url, UrlPolicy(), LIMITS)
+
+
+@pytest.fixture
+def canary() -> Iterator[FileServer]:
+    yield from serving("127.0.0.1", {"/a.wav": b"RIFF"})
+
+
+@pytest.fixture
+def storage() -> Iterator[FileServer]:
+    yield from serving("127.0.0.2", {"/a.wav": b"audio-bytes", "/big.wav": b"x" * 5000})
+
+
+def test_loopback_refused_by_default_and_canary_sees_nothing(canary: FileServer) -> None:
+    with pytest.raises(UrlNotAllowed):
+        fetch(canary.url("/a.wav"), UrlPolicy(), LIMITS)
+    assert canary.requests == []
+
+
+def test_loopback_fetched_once_allowlisted(canary: FileServer) -> None:
+    assert fetch(canary.url("/a.wav"), UrlPolicy(["127.0.0.1/32"]), LIMITS) == b"RIFF"
+    assert canary.requests == ["/a.wav"]
+
+
+def test_redirect_to_refused_address_is_checked_again(canary: FileServer, storage: FileServer) -> None:
+    storage.redirects["/moved.wav"] = canary.url("/a.wav")
+    with pytest.raises(UrlNotAllowed):
+        fetch(storage.url("/moved.wav"), UrlPolicy(["127.0.0.2/32"]), LIMITS)
+    assert canary.requests == []
+
+
+def test_redirects_are_capped(storage: FileServer) -> None:
+    storage.redirects.update({"/r1": "/r2", "/r2": "/r3", "/r3": "/a.wav"})
+    with pytest.raises(UrlFetchFailed, match="redirects"):
+        fetch(storage.url("/r1"), UrlPolicy(["127.0.0.2/32"]), LIMITS)
+    storage.redirects.update({"/r1": "/r2", "/r2": "/a.wav"})
+    assert fetch(storage.url("/r1"), UrlPolicy(["127.0.0.2/32"]), LIMITS) == b"audio-bytes"
+
+
+def test_404_and_oversized_and_unreachable(storage: FileServer) -> None:
+    policy = UrlPolicy(["127.0.0.2/32", "127.0.0.3/32"])
+    with pytest.raises(UrlFetchFailed) as info:
+        fetch(storage.url("/missing.wav"), policy, LIMITS)
+    assert info.value.extra["upstream_status"] == 404
+    with pytest.raises(FileTooLarge):
+        fetch(storage.url("/big.wav"), policy, LIMITS)
+    with pytest.raises(UrlFetchFailed):
+        fetch(f"http://127.0.0.3:{storage.port}/a.wav", policy, LIMITS)  # nothing listens there

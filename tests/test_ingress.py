@@ -1,0 +1,193 @@
+"""The ingress with a fake engine (fast): every input mode, every bad input, the response shape.
+The real engine runs in test_e2e.py."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+from serve_app.audio.fetch import UrlPolicy
+from serve_app.auth import KeyStore, hash_key
+from serve_app.engine import ChunkTranscript, EngineInfo, Token
+from serve_app.ingress import Ingress
+
+from .helpers import JFK_FLAC, JFK_MP3, FileServer, serving
+
+KEY = "test-key"
+AUTH = {"Authorization": f"Token {KEY}"}
+
+
+class _Method:
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def remote(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+
+class FakeEngine:
+    """Answers like WhisperEngine; records the chunks it was sent."""
+
+    def __init__(self, languages: list[str] = ["en"]) -> None:
+        self.calls: list[tuple[int, str]] = []
+        self.info = _Method(self._info)
+        self.transcribe = _Method(self._transcribe)
+        self.languages = languages
+
+    async def _info(self) -> EngineInfo:
+        return EngineInfo("fake-whisper", len(self.languages) > 1, self.languages)
+
+    async def _transcribe(self, audio: np.ndarray, language: str) -> ChunkTranscript:
+        self.calls.append((audio.size, language))
+        return ChunkTranscript(" Hello world.", [Token(" Hello", -0.1), Token(" world", -0.2), Token(".", -0.3)])
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def client(engine: FakeEngine) -> Iterator[TestClient]:
+    ingress = Ingress(engine, {"max_body_mb": 2, "max_duration_s": 60}, KeyStore([hash_key(KEY)]), UrlPolicy(["127.0.0.2/32"]))
+    with TestClient(ingress.__serve_build_asgi_app__()) as c:
+        yield c
+
+
+@pytest.fixture
+def storage() -> Iterator[FileServer]:
+    yield from serving("127.0.0.2", {"/jfk.mp3": JFK_MP3.read_bytes(), "/notes.txt": b"not audio"})
+
+
+def _error(response: Any, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["code"] == code and body["error"]
+    return body
+
+
+def test_health_needs_no_key(client: TestClient) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200 and response.json() == {"status": "healthy"}
+
+
+def test_health_unhealthy_while_no_engine() -> None:
+    class Hanging(FakeEngine):
+        async def _info(self) -> EngineInfo:
+            from serve_app.errors import ServiceUnavailable
+            raise ServiceUnavailable()
+
+    ingress = Ingress(Hanging(), {}, KeyStore([]), UrlPolicy())
+    with TestClient(ingress.__serve_build_asgi_app__()) as c:
+        response = c.get("/health")
+    assert response.status_code == 503 and response.json()["status"] == "unhealthy" and response.json()["reason"]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Token wrong"}, {"Authorization": KEY}, {"Authorization": "Basic x"}])
+def test_missing_or_wrong_key_is_401(client: TestClient, headers: dict) -> None:
+    response = client.post("/v1/listen", headers=headers, json={"url": "http://127.0.0.2/x"})
+    assert response.status_code == 401
+    assert response.json() == {"error": "Invalid license key", "code": "INVALID_LICENSE"}
+
+
+def test_raw_body_and_response_shape(client: TestClient, engine: FakeEngine) -> None:
+    response = client.post("/v1/listen", headers={**AUTH, "Authorization": f"bearer {KEY}", "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["text"] == body["transcription"] == "Hello world." and body["status"] == "success"
+    assert body["language"] == "en" and body["duration"] == 11.0 and 0 < body["confidence"] < 1
+    assert [w["punctuated_word"] for w in body["words"]] == ["Hello", "world."]
+    assert [w["word"] for w in body["words"]] == ["hello", "world"]
+    meta = body["metadata"]
+    assert set(meta) >= {"request_id", "sha256", "created", "duration", "channels", "models", "model_info"}
+    assert meta["request_id"] == body["request_id"] and meta["models"][0] in meta["model_info"]
+    alt = body["results"]["channels"][0]["alternatives"][0]
+    assert alt["transcript"] == "Hello world." and alt["words"] == body["words"]
+    assert engine.calls == [(176000, "en")]
+
+
+def test_multipart_audio_or_file_field(client: TestClient) -> None:
+    for field in ("audio", "file"):
+        response = client.post("/v1/listen", headers=AUTH, files={field: ("jfk.mp3", JFK_MP3.read_bytes(), "audio/mpeg")})
+        assert response.status_code == 200, response.text
+
+
+def test_url_with_options_in_body_and_query(client: TestClient, storage: FileServer) -> None:
+    response = client.post("/v1/listen?language=en", headers=AUTH, json={"url": storage.url("/jfk.mp3"), "language": "en"})
+    assert response.status_code == 200, response.text
+    assert storage.requests == ["/jfk.mp3"]
+
+
+def test_english_only_model_rejects_other_languages(client: TestClient, engine: FakeEngine) -> None:
+    response = client.post("/v1/listen?language=fr", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    assert _error(response, 400, "INVALID_REQUEST")["parameter"] == "language"
+    assert engine.calls == []
+
+
+@pytest.mark.parametrize("kwargs, status, code", [
+    ({"content": b"", "headers": {"Content-Type": "audio/wav"}}, 400, "INVALID_REQUEST"),
+    ({"content": b"\x13\x37garbage" * 64, "headers": {"Content-Type": "application/octet-stream"}}, 415, "UNSUPPORTED_FORMAT"),
+    ({"content": b"plain text, not audio\n" * 10, "headers": {"Content-Type": "audio/wav"}}, 415, "UNSUPPORTED_FORMAT"),
+    ({"content": b"abc", "headers": {"Content-Type": "text/plain"}}, 415, "UNSUPPORTED_FORMAT"),
+    ({"content": b"abc", "headers": {"Content-Type": "image/png"}}, 415, "UNSUPPORTED_FORMAT"),
+    ({"json": {"uri": "http://x"}}, 400, "MISSING_PARAMETER"),
+    ({"json": {}}, 400, "MISSING_PARAMETER"),
+    ({"json": {"url": 42}}, 400, "INVALID_REQUEST"),
+    ({"json": ["http://x"]}, 400, "INVALID_REQUEST"),
+    ({"json": {"url": "http://127.0.0.2/a", "language": 7}}, 400, "INVALID_REQUEST"),
+    ({"json": {"url": "http://127.0.0.2/a", "language": "english please"}}, 400, "INVALID_REQUEST"),
+    ({"content": b'{"url": "http://x"', "headers": {"Content-Type": "application/json"}}, 400, "INVALID_REQUEST"),
+    ({"content": b"\xff\xfe{}", "headers": {"Content-Type": "application/json"}}, 400, "INVALID_REQUEST"),
+    ({"json": {"url": "ftp://127.0.0.2/a.wav"}}, 400, "INVALID_REQUEST"),
+    ({"json": {"url": "http://127.0.0.1:9/a.wav"}}, 400, "URL_NOT_ALLOWED"),
+    ({"json": {"url": "http://[::1]:9/a.wav"}}, 400, "URL_NOT_ALLOWED"),
+    ({"files": {"other": ("a.wav", b"x", "audio/wav")}}, 400, "MISSING_PARAMETER"),
+    ({"content": b"--b\r\nbroken", "headers": {"Content-Type": "multipart/form-data; boundary=b"}}, 400, None),
+    ({"content": b"x" * 2_000_001, "headers": {"Content-Type": "audio/wav"}}, 413, "FILE_TOO_LARGE"),
+])
+def test_bad_inputs_get_coded_errors(client: TestClient, kwargs: dict, status: int, code: str | None) -> None:
+    headers = {**AUTH, **kwargs.pop("headers", {})}
+    response = client.post("/v1/listen", headers=headers, **kwargs)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]
+    if code:
+        assert response.json()["code"] == code
+    assert client.get("/health").status_code == 200  # still serving
+
+
+def test_url_errors(client: TestClient, storage: FileServer) -> None:
+    assert _error(client.post("/v1/listen", headers=AUTH, json={"url": storage.url("/nope.wav")}), 400, "URL_FETCH_FAILED")["upstream_status"] == 404
+    _error(client.post("/v1/listen", headers=AUTH, json={"url": storage.url("/notes.txt")}), 415, "UNSUPPORTED_FORMAT")
+
+
+def test_unknown_route_and_method(client: TestClient) -> None:
+    _error(client.get("/v2/whatever"), 404, "NOT_FOUND")
+    _error(client.get("/v1/listen", headers=AUTH), 405, "METHOD_NOT_ALLOWED")
+
+
+def test_engine_failure_is_500_without_internals(engine: FakeEngine) -> None:
+    async def broken(audio: Any, language: str) -> Any:
+        raise RuntimeError("secret internal detail")
+
+    engine.transcribe = _Method(broken)
+    ingress = Ingress(engine, {}, KeyStore([hash_key(KEY)]), UrlPolicy())
+    with TestClient(ingress.__serve_build_asgi_app__()) as c:
+        response = c.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    assert response.status_code == 500
+    assert response.json() == {"error": "Internal server error", "code": "INTERNAL_ERROR"}
+
+
+def test_duration_limit_is_413(client: TestClient) -> None:
+    long_audio = io.BytesIO()
+    import wave
+
+    with wave.open(long_audio, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(b"\x00\x00" * 16000 * 61)
+    response = client.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/wav"}, content=long_audio.getvalue())
+    _error(response, 413, "FILE_TOO_LARGE")
