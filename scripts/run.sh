@@ -10,13 +10,19 @@ PORT=${PORT:-7100}
 
 scripts/setup.sh
 
+# A development issuer and license key on first start; the server holds only the public key.
 mkdir -p .dev && chmod 700 .dev
-if [ ! -s .dev/license_key ]; then
-  (umask 077; .venv/bin/python -c 'import secrets; print("sk_dev_" + secrets.token_urlsafe(24))' > .dev/license_key)
+LICENSE=.venv/bin/stt-license
+if [ ! -f .dev/issuer.key ]; then
+  $LICENSE keygen --private-key .dev/issuer.key --public-keys .dev/issuer.pub >/dev/null
 fi
-# The server only ever sees the hash of the key.
-.venv/bin/python -c 'import sys; from serve_app.auth import hash_key; print(hash_key(open(".dev/license_key").read().strip()))' > .dev/license_keys
-export STT_LICENSE_KEYS_FILE="$PWD/.dev/license_keys"
+if [ ! -s .dev/license_key ]; then
+  (umask 077; $LICENSE issue --private-key .dev/issuer.key --customer local-dev --environment dev --days 365 \
+      --requests-per-minute 600 --concurrent 32 > .dev/license_key)
+fi
+touch .dev/revoked.txt
+export STT_LICENSE_PUBLIC_KEYS="${STT_LICENSE_PUBLIC_KEYS:-$PWD/.dev/issuer.pub}"
+export STT_LICENSE_REVOCATIONS="${STT_LICENSE_REVOCATIONS:-$PWD/.dev/revoked.txt}"
 echo "LICENSE_KEY=$(cat .dev/license_key)"
 
 # Say when the service is ready (the first start compiles the model: about a minute).

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# Set everything up (venv, pinned CPU stack, both converted models) and run the whole test suite,
+# Set everything up (venv, pinned CPU stack, both converted models, redis-server) and run the whole test suite,
 # including the end-to-end tests that start the real service on 127.0.0.1. Extra args go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --model all
+# The Redis-backed usage store is tested against a real Redis (Debian's redis-server).
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "==> installing redis-server"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get install -y -q redis-server >/dev/null 2>&1 \
+    || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q redis-server >/dev/null; }
+fi
 exec .venv/bin/python -m pytest "$@"

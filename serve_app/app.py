@@ -1,36 +1,59 @@
 """The Serve application: `build_app(args)` is the one import path every config points at
 (`import_path: serve_app.app:build_app`). It validates the YAML `args`, folds in the environment's
-overrides (license keys, URL allowlist) and binds the ingress to the engine's handle. Replica
-counts, autoscaling and resources stay in the YAML's `deployments:` section."""
+overrides (issuer keys, revocations, usage store, URL allowlist) and binds the ingress to the
+engine's handle. Replica counts, autoscaling and resources stay in the YAML's `deployments:`."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Any
 
 from ray import serve
 from ray.serve import Application
 
 from .audio.fetch import UrlPolicy
-from .auth import KeyStore, hash_key, read_key_hashes
+from .auth import LicenseAuthenticator, RevocationList
 from .engine import WhisperEngine
+from .errors import ServiceError
 from .ingress import Ingress
-from .settings import AppArgs, Environment
+from .license import PublicKeys
+from .limits import Limiter
+from .settings import AppArgs, Environment, repo_path
+from .usage import RedisStore, SqliteStore, UsageStore
 
 EngineDeployment = serve.deployment(name="WhisperEngine", max_ongoing_requests=64, health_check_period_s=10)(WhisperEngine)
 IngressDeployment = serve.deployment(name="Ingress", max_ongoing_requests=256)(serve.ingress()(Ingress))
 
 
-def key_hashes(args: AppArgs, env: Environment) -> list[str]:
-    hashes = [hash_key(k) for k in env.license_keys]
-    for path in filter(None, (args.ingress.license_keys_file, env.license_keys_file)):
-        hashes += read_key_hashes(Path(path))
-    return hashes
+class ConfigError(ServiceError):
+    """The application cannot start as configured (raised while building, never to a client)."""
+
+
+def build_authenticator(args: AppArgs, env: Environment) -> LicenseAuthenticator:
+    keys_file = env.public_keys_file or args.license.public_keys_file
+    if keys_file is None:
+        raise ConfigError("No issuer public keys: set license.public_keys_file or STT_LICENSE_PUBLIC_KEYS")
+    revocations = env.revocations_file or args.license.revocations_file
+    return LicenseAuthenticator(
+        PublicKeys.from_file(repo_path(keys_file)),
+        RevocationList(repo_path(revocations) if revocations else None, args.license.revocations_check_s),
+        environments=args.license.environments,
+    )
+
+
+def build_store(args: AppArgs, env: Environment) -> UsageStore:
+    if (env.usage_store or args.usage.store) == "redis":
+        url = os.environ.get(args.usage.redis_url_env)
+        if not url:
+            raise ConfigError(f"usage.store is redis but {args.usage.redis_url_env} is not set")
+        return RedisStore(url)
+    return SqliteStore(repo_path(env.usage_db or args.usage.sqlite_path))
 
 
 def build_app(raw_args: dict[str, Any] | None = None) -> Application:
     args = AppArgs.model_validate(raw_args or {})
     env = Environment.read()
-    allowlist = [*args.ingress.url_allowlist, *env.url_allowlist]
     engine = EngineDeployment.bind(args.engine.model_dump())
-    return IngressDeployment.bind(engine, args.ingress.model_dump(), KeyStore(key_hashes(args, env)), UrlPolicy(allowlist))
+    limiter = Limiter(build_store(args, env), lease_s=args.usage.concurrency_lease_s)
+    policy = UrlPolicy([*args.ingress.url_allowlist, *env.url_allowlist])
+    return IngressDeployment.bind(engine, args.ingress.model_dump(), build_authenticator(args, env), limiter, policy)

@@ -59,6 +59,18 @@ class InvalidLicense(ServiceError):
     status, code, default_message = 401, "INVALID_LICENSE", "Invalid license key"
 
 
+class LicenseExpired(ServiceError):
+    status, code, default_message = 403, "LICENSE_EXPIRED", "License expired"
+
+
+class QuotaExceeded(ServiceError):
+    status, code, default_message = 403, "QUOTA_EXCEEDED", "Quota exceeded"
+
+
+class RateLimited(ServiceError):
+    status, code, default_message = 429, "RATE_LIMIT_EXCEEDED", "Rate limit exceeded"
+
+
 class NotFound(ServiceError):
     status, code, default_message = 404, "NOT_FOUND", "Not found"
 

@@ -1,5 +1,6 @@
-"""The ingress: Starlette routes that only sequence the stages (auth -> source -> fetch -> decode ->
-chunk -> engine -> stitch -> format). Errors of every stage are `ServiceError`s rendered in one place.
+"""The ingress: Starlette routes that only sequence the stages (auth -> limits -> source -> fetch ->
+decode -> chunk -> engine -> stitch -> meter -> format). Errors of every stage are `ServiceError`s,
+rendered as JSON in one place (`_route`).
 
 Decoding and URL fetching are blocking, so they run in worker threads to keep the event loop free
 for other requests. All chunks of a request go to the engine at once: vLLM batches them together
@@ -12,6 +13,7 @@ import asyncio
 import hashlib
 import logging
 import uuid
+from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
@@ -27,10 +29,13 @@ from .audio.chunk import split
 from .audio.decode import decode
 from .audio.fetch import FetchLimits, UrlPolicy, fetch
 from .audio.source import AudioSource, parse_source
-from .auth import Authenticator
+from .auth import Authenticator, Principal, claimed_key_id
 from .engine import ChunkTranscript, EngineInfo
-from .errors import InvalidRequest, MethodNotAllowed, NotFound, ServiceError, ServiceUnavailable
+from .errors import InvalidLicense, InvalidRequest, LicenseExpired, MethodNotAllowed, NotFound, ServiceError, ServiceUnavailable
 from .formats import RequestMeta, listen_body
+from .license import iso
+from .limits import Limiter, remaining_audio_seconds
+from .metrics import Metrics, RayMetrics
 from .settings import IngressArgs
 from .transcript import stitch
 
@@ -39,14 +44,25 @@ logger = logging.getLogger("ray.serve")
 Handler = Callable[[Request], Awaitable[Response]]
 _UNAVAILABLE = (BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError, RayActorError, TaskCancelledError)
 RETRY_AFTER_S = 5
+HEALTH_TIMEOUT_S = 3
 
 
 class Ingress:
-    def __init__(self, engine: Any, args: IngressArgs | dict, auth: Authenticator, url_policy: UrlPolicy) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        args: IngressArgs | dict,
+        auth: Authenticator,
+        limiter: Limiter,
+        url_policy: UrlPolicy,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.engine = engine  # DeploymentHandle to WhisperEngine (a fake in unit tests)
         self.args = IngressArgs.model_validate(args)
         self.auth = auth
+        self.limiter = limiter
         self.url_policy = url_policy
+        self.metrics = metrics if metrics is not None else RayMetrics()
         self.max_bytes = int(self.args.max_body_mb * 1_000_000)
         self.fetch_limits = FetchLimits(self.max_bytes, self.args.url_timeout_s, self.args.url_max_redirects)
         self._info: EngineInfo | None = None
@@ -54,33 +70,91 @@ class Ingress:
     def __serve_build_asgi_app__(self) -> Starlette:
         return Starlette(
             routes=[
-                Route("/health", _json_errors(self.health), methods=["GET"]),
-                Route("/v1/listen", _json_errors(self.listen), methods=["POST"]),
+                Route("/health", self._route(self.health), methods=["GET"]),
+                Route("/v1/listen", self._route(self.listen), methods=["POST"]),
+                Route("/v1/usage", self._route(self.usage), methods=["GET"]),
             ],
             exception_handlers={HTTPException: _http_exception},
         )
 
     async def health(self, request: Request) -> Response:
         try:
-            await asyncio.wait_for(self._engine_info(), timeout=3)
+            # Ask the engine every time: a cached answer would stay "healthy" after the engine died.
+            self._info = await asyncio.wait_for(self._call(self.engine.info.remote()), timeout=HEALTH_TIMEOUT_S)
         except (asyncio.TimeoutError, ServiceError) as exc:
             reason = "engine not ready" if isinstance(exc, asyncio.TimeoutError) else exc.message
             return JSONResponse({"status": "unhealthy", "reason": reason}, status_code=503)
         return JSONResponse({"status": "healthy"})
 
     async def listen(self, request: Request) -> Response:
-        principal = self.auth.authenticate(request.headers.get("authorization"))
-        source = await parse_source(request, self.max_bytes)
-        info = await self._engine_info()
-        language = self._language(source, info)
-        data = source.data if source.data is not None else await asyncio.to_thread(fetch, source.url, self.url_policy, self.fetch_limits)
-        audio = await asyncio.to_thread(decode, data, self.args.max_duration_s)
-        chunks = split(audio)
-        results = await asyncio.gather(*(self._transcribe(chunk.audio, language) for chunk in chunks))
-        transcript = stitch(chunks, list(results), language)
+        principal = await self._authenticate(request)
+        async with self.limiter.admit(principal):
+            source = await parse_source(request, self.max_bytes)
+            info = await self._engine_info()
+            language = self._language(source, info)
+            data = source.data if source.data is not None else await asyncio.to_thread(fetch, source.url, self.url_policy, self.fetch_limits)
+            audio = await asyncio.to_thread(decode, data, self.args.max_duration_s)
+            chunks = split(audio)
+            results = await asyncio.gather(*(self._transcribe(chunk.audio, language) for chunk in chunks))
+            transcript = stitch(chunks, list(results), language)
+            await self._meter(principal, transcript.duration)
         meta = RequestMeta(uuid.uuid4().hex, hashlib.sha256(data).hexdigest(), info.model, datetime.now(timezone.utc))
-        logger.info("listen request_id=%s key=%s audio_s=%.1f chunks=%d", meta.request_id, principal.key_id, transcript.duration, len(chunks))
+        logger.info("listen request_id=%s key_id=%s audio_s=%.1f chunks=%d", meta.request_id, principal.key_id, transcript.duration, len(chunks))
         return JSONResponse(listen_body(transcript, meta))
+
+    async def usage(self, request: Request) -> Response:
+        """A key holder's own usage, limits and remaining quota."""
+        principal = await self._authenticate(request)
+        claims = principal.claims
+        usage = await self.limiter.usage(principal.key_id)
+        remaining = remaining_audio_seconds(claims.limits, usage)
+        return JSONResponse({
+            "key_id": claims.kid,
+            "customer": claims.customer,
+            "environment": claims.environment,
+            "expires_at": iso(claims.expires_at),
+            "features": claims.features,
+            "limits": claims.limits.model_dump(),
+            "usage": asdict(usage),
+            "remaining": {"audio_seconds_today": remaining["day"], "audio_seconds_month": remaining["month"]},
+        })
+
+    async def _authenticate(self, request: Request) -> Principal:
+        header = request.headers.get("authorization")
+        try:
+            principal = self.auth.authenticate(header)
+        except (InvalidLicense, LicenseExpired) as exc:
+            # Failed attempts are metered under the key id they claimed (never the key itself).
+            await self.limiter.record(claimed_key_id(header) or "unknown", auth_failures=1)
+            self.metrics.auth_failure(exc.extra.get("reason", exc.code.lower()))
+            raise
+        request.state.key_id = principal.key_id
+        return principal
+
+    async def _meter(self, principal: Principal, audio_s: float) -> None:
+        await self.limiter.record(principal.key_id, audio_seconds=audio_s)
+        self.metrics.audio(principal.key_id, audio_s)
+        remaining = remaining_audio_seconds(principal.claims.limits, await self.limiter.usage(principal.key_id))
+        for period, seconds in remaining.items():
+            if seconds is not None:
+                self.metrics.quota_remaining(principal.key_id, period, seconds)
+
+    def _route(self, handler: Handler) -> Handler:
+        """Every route answers errors as JSON and is counted by status and key id."""
+
+        async def wrapped(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except ServiceError as exc:
+                response = exc.response()
+            except Exception:
+                # Log the details, answer without internals.
+                logger.exception("unhandled error on %s %s", request.method, request.url.path)
+                response = ServiceError().response()
+            self.metrics.request(response.status_code, getattr(request.state, "key_id", "none"))
+            return response
+
+        return wrapped
 
     def _language(self, source: AudioSource, info: EngineInfo) -> str:
         language = source.options.language or "en"
@@ -106,20 +180,6 @@ class Ingress:
         except (asyncio.TimeoutError, *_UNAVAILABLE) as exc:
             logger.warning("engine unavailable: %s", type(exc).__name__)
             raise ServiceUnavailable(retry_after=RETRY_AFTER_S) from exc
-
-
-def _json_errors(handler: Handler) -> Handler:
-    async def wrapped(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except ServiceError as exc:
-            return exc.response()
-        except Exception:
-            # Log the details, answer without internals.
-            logger.exception("unhandled error on %s %s", request.method, request.url.path)
-            return ServiceError().response()
-
-    return wrapped
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

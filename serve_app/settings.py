@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -46,36 +47,62 @@ class IngressArgs(_Strict):
         default_factory=list,
         description="CIDRs or hostnames that audio URLs may reach although not public (internal storage)",
     )
-    license_keys_file: str | None = Field(None, description="file of sha256:<hex> key hashes, one per line")
     engine_timeout_s: float = Field(600, gt=0, description="longest wait for one chunk's transcription")
+
+
+class LicenseArgs(_Strict):
+    public_keys_file: str | None = Field(
+        None, description="issuer public keys, one base64 Ed25519 key per line (env STT_LICENSE_PUBLIC_KEYS)"
+    )
+    revocations_file: str | None = Field(
+        None, description="revoked key ids, one per line, re-read when it changes (env STT_LICENSE_REVOCATIONS)"
+    )
+    revocations_check_s: float = Field(1.0, gt=0, description="how often the revocation file's mtime is checked")
+    environments: list[Literal["dev", "staging", "prod"]] | None = Field(
+        None, description="accept only keys issued for these environments (None: any), e.g. [prod] in production"
+    )
+
+
+class UsageArgs(_Strict):
+    store: Literal["sqlite", "redis"] = Field("sqlite", description="sqlite: one machine; redis: multi-node (env STT_USAGE_STORE)")
+    sqlite_path: str = Field("var/usage.sqlite3", description="embedded store file, relative to the repo (env STT_USAGE_DB)")
+    redis_url_env: str = Field("STT_REDIS_URL", description="environment variable holding the Redis URL (it has the password)")
+    concurrency_lease_s: float = Field(60, gt=0, description="a dead replica's concurrency slots free themselves after this")
 
 
 class AppArgs(_Strict):
     engine: EngineArgs = Field(default_factory=EngineArgs)
     ingress: IngressArgs = Field(default_factory=IngressArgs)
+    license: LicenseArgs = Field(default_factory=LicenseArgs)
+    usage: UsageArgs = Field(default_factory=UsageArgs)
 
-    @field_validator("engine", "ingress", mode="before")
+    @field_validator("engine", "ingress", "license", "usage", mode="before")
     @classmethod
     def _none_is_default(cls, value: object) -> object:
         return {} if value is None else value
 
 
 class Environment(BaseModel):
-    """Overrides the run command and operators set without editing YAML."""
+    """Overrides the run command and operators set without editing YAML (secrets live only here)."""
 
     url_allowlist: list[str] = []
-    license_keys: list[str] = []  # plaintext keys, hashed at once and never logged
-    license_keys_file: str | None = None
+    public_keys_file: str | None = None
+    revocations_file: str | None = None
+    usage_store: Literal["sqlite", "redis"] | None = None
+    usage_db: str | None = None
 
     @classmethod
     def read(cls, env: dict[str, str] | None = None) -> "Environment":
         env = dict(os.environ) if env is None else env
-
-        def items(name: str) -> list[str]:
-            return [v.strip() for v in env.get(name, "").split(",") if v.strip()]
-
         return cls(
-            url_allowlist=items("STT_URL_ALLOWLIST"),
-            license_keys=items("STT_LICENSE_KEYS"),
-            license_keys_file=env.get("STT_LICENSE_KEYS_FILE") or None,
+            url_allowlist=[v.strip() for v in env.get("STT_URL_ALLOWLIST", "").split(",") if v.strip()],
+            public_keys_file=env.get("STT_LICENSE_PUBLIC_KEYS") or None,
+            revocations_file=env.get("STT_LICENSE_REVOCATIONS") or None,
+            usage_store=env.get("STT_USAGE_STORE") or None,
+            usage_db=env.get("STT_USAGE_DB") or None,
         )
+
+
+def repo_path(path: str) -> Path:
+    """Config paths are relative to the repository, whatever the replica's working directory."""
+    return Path(path) if Path(path).is_absolute() else ROOT / path

@@ -20,9 +20,29 @@ import yaml
 
 from serve_app.settings import ROOT
 
-from .helpers import free_port
+from .helpers import Issuer, free_port
 
 STARTUP_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class Licensing:
+    """What the operator's CLI makes: an issuing key, the public keys file, the revocation list."""
+
+    dir: Path
+    issuer: Issuer
+
+    @property
+    def public_keys(self) -> Path:
+        return self.dir / "issuer.pub"
+
+    @property
+    def revocations(self) -> Path:
+        return self.dir / "revoked.txt"
+
+    @property
+    def private_key(self) -> Path:
+        return self.dir / "issuer.key"
 
 
 @dataclass(frozen=True)
@@ -30,6 +50,7 @@ class Server:
     url: str
     key: str
     log: Path
+    licensing: Licensing
 
     @property
     def auth(self) -> dict[str, str]:
@@ -38,7 +59,7 @@ class Server:
 
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)  # `serve run` shuts Serve and its local Ray down on Ctrl-C
+        proc.send_signal(signal.SIGTERM)  # `serve run` shuts Serve and its local Ray down on SIGTERM
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -49,42 +70,109 @@ def _stop(proc: subprocess.Popen) -> None:
         pass
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("server")
-    port = free_port()
-    config = yaml.safe_load((ROOT / "configs/cpu.yaml").read_text())
-    config["http_options"].update(host="127.0.0.1", port=port)
-    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
-    key = "sk_test_" + secrets.token_urlsafe(16)
-    env = {
-        **os.environ,
-        "STT_LICENSE_KEYS": key,
-        # Tests serve audio URLs from 127.0.0.2 only; 127.0.0.1 stays refused (the canary lives there).
-        "STT_URL_ALLOWLIST": "127.0.0.2/32",
-        "RAY_USAGE_STATS_ENABLED": "0",
-    }
-    log = tmp / "serve.log"
-    serve = Path(sys.executable).parent / "serve"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(serve), "run", "--address", "local", str(tmp / "config.yaml")],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
+class ServeProcess:
+    """`serve run --address local` on a copy of configs/cpu.yaml bound to 127.0.0.1."""
+
+    def __init__(self, tmp: Path, licensing: Licensing, env: dict[str, str], args: dict | None = None) -> None:
+        self.tmp, self.port = tmp, free_port()
+        config = yaml.safe_load((ROOT / "configs/cpu.yaml").read_text())
+        config["http_options"].update(host="127.0.0.1", port=self.port)
+        app = config["applications"][0]
+        for section, values in (args or {}).items():
+            app["args"][section].update(values)
+        (tmp / "config.yaml").write_text(yaml.safe_dump(config))
+        self.env = {
+            **os.environ,
+            "STT_LICENSE_PUBLIC_KEYS": str(licensing.public_keys),
+            "STT_LICENSE_REVOCATIONS": str(licensing.revocations),
+            "STT_USAGE_DB": str(tmp / "usage.sqlite3"),
+            # Tests serve audio URLs from 127.0.0.2 only; 127.0.0.1 stays refused (the canary lives there).
+            "STT_URL_ALLOWLIST": "127.0.0.2/32",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            **env,
+        }
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / "serve.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        serve = Path(sys.executable).parent / "serve"
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [str(serve), "run", "--address", "local", str(self.tmp / "config.yaml")],
+                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
-            if proc.poll() is not None:
-                pytest.fail(f"serve run exited with {proc.returncode}; log:\n{log.read_text()[-5000:]}")
+            if self.proc.poll() is not None:
+                pytest.fail(f"serve run exited with {self.proc.returncode}; log:\n{self.log.read_text()[-5000:]}")
             try:
-                if requests.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
+                if requests.get(f"{self.url}/health", timeout=5).status_code == 200:
+                    return
             except requests.RequestException:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"server not healthy after {STARTUP_TIMEOUT_S} s; log:\n{log.read_text()[-5000:]}")
+                self.stop()
+                pytest.fail(f"server not healthy after {STARTUP_TIMEOUT_S} s; log:\n{self.log.read_text()[-5000:]}")
             time.sleep(2)
-        yield Server(url, key, log)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis (Debian's redis-server) on 127.0.0.1 with a generated password and AOF on."""
+    tmp = tmp_path_factory.mktemp("redis")
+    port, password = free_port(), secrets.token_urlsafe(16)
+    proc = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(tmp), "--appendonly", "yes",
+         "--save", "", "--requirepass", password, "--protected-mode", "yes"],
+        stdout=open(tmp / "redis.log", "wb"), stderr=subprocess.STDOUT,
+    )
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    import redis
+
+    client = redis.Redis.from_url(url)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    else:
+        pytest.fail("redis-server did not start")
+    try:
+        yield url
     finally:
-        _stop(proc)
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def stt_license(*args: str) -> str:
+    """The operator CLI, as its console entry point."""
+    cli = Path(sys.executable).parent / "stt-license"
+    return subprocess.run([str(cli), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def licensing(tmp_path_factory: pytest.TempPathFactory) -> Licensing:
+    from serve_app.cli import load_private_key
+
+    tmp = tmp_path_factory.mktemp("licensing")
+    stt_license("keygen", "--private-key", str(tmp / "issuer.key"), "--public-keys", str(tmp / "issuer.pub"))
+    (tmp / "revoked.txt").touch()
+    return Licensing(tmp, Issuer(load_private_key(tmp / "issuer.key")))
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, licensing: Licensing) -> Iterator[Server]:
+    """The CPU config as shipped (two ingress replicas, embedded usage store), started once."""
+    process = ServeProcess(tmp_path_factory.mktemp("server"), licensing, {})
+    try:
+        process.start()
+        yield Server(process.url, licensing.issuer.issue(), process.log, licensing)
+    finally:
+        process.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import re
@@ -9,7 +10,12 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from datetime import datetime, timedelta, timezone
 from typing import Iterator
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from serve_app.license import LicenseClaims, Limits, issuer_id, new_key_id, public_key_bytes, sign
 
 DATA = Path(__file__).parent / "data"
 JFK_FLAC = DATA / "whisper_jfk.flac"
@@ -85,3 +91,23 @@ def serving(host: str, files: dict[str, bytes], redirects: dict[str, str] | None
         yield server
     finally:
         server.close()
+
+
+class Issuer:
+    """An issuing key pair for tests: issues signed license keys and gives its public key line."""
+
+    def __init__(self, private_key: Ed25519PrivateKey | None = None) -> None:
+        self.private_key = private_key or Ed25519PrivateKey.generate()
+
+    def public_line(self) -> str:
+        return base64.b64encode(public_key_bytes(self.private_key.public_key())).decode()
+
+    def claims(self, days: float = 30, **limits: float) -> LicenseClaims:
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        return LicenseClaims(
+            kid=new_key_id(), iss=issuer_id(self.private_key.public_key()), customer="test", environment="dev",
+            issued_at=now, expires_at=now + timedelta(days=days), limits=Limits(**limits),
+        )
+
+    def issue(self, days: float = 30, **limits: float) -> str:
+        return sign(self.claims(days, **limits), self.private_key)

@@ -8,14 +8,21 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from serve_app.app import build_app
+from serve_app.app import ConfigError, build_app
 from serve_app.settings import ROOT, AppArgs
+
+from .helpers import Issuer
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_config_validates_and_builds(path: Path) -> None:
+def test_config_validates_and_builds(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "issuer.pub").write_text(Issuer().public_line() + "\n")
+    monkeypatch.setenv("STT_LICENSE_PUBLIC_KEYS", str(tmp_path / "issuer.pub"))
+    monkeypatch.setenv("STT_LICENSE_REVOCATIONS", str(tmp_path / "revoked.txt"))
+    monkeypatch.setenv("STT_USAGE_DB", str(tmp_path / "usage.sqlite3"))
+    monkeypatch.setenv("STT_REDIS_URL", "redis://127.0.0.1:1/0")  # not contacted while building
     config = ServeDeploySchema.model_validate(yaml.safe_load(path.read_text()))
     (app,) = config.applications
     assert app.import_path == "serve_app.app:build_app"
@@ -36,3 +43,14 @@ def test_configs_cover_cpu_default_and_gpu_prod() -> None:
 def test_unknown_args_are_refused() -> None:
     with pytest.raises(ValueError):
         AppArgs.model_validate({"engine": {"modle": "typo"}})
+
+
+def test_missing_public_keys_or_redis_url_refuse_to_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("STT_LICENSE_PUBLIC_KEYS", "STT_USAGE_STORE", "STT_REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("STT_USAGE_DB", str(tmp_path / "usage.sqlite3"))
+    with pytest.raises(ConfigError, match="public keys"):
+        build_app({})
+    (tmp_path / "k.pub").write_text(Issuer().public_line())
+    with pytest.raises(ConfigError, match="STT_REDIS_URL"):
+        build_app({"license": {"public_keys_file": str(tmp_path / "k.pub")}, "usage": {"store": "redis"}})

@@ -133,4 +133,12 @@ def test_url_failures(server: Server, storage: FileServer, canary: FileServer) -
 def test_wrong_key(server: Server) -> None:
     response = requests.post(f"{server.url}/v1/listen", headers={"Authorization": "Token nope"}, json={"url": "http://127.0.0.2/x"}, timeout=30)
     assert response.status_code == 401
-    assert response.json() == {"error": "Invalid license key", "code": "INVALID_LICENSE"}
+    body = response.json()
+    assert (body["error"], body["code"], body["reason"]) == ("Invalid license key", "INVALID_LICENSE", "malformed")
+
+
+def test_keys_never_reach_the_logs(server: Server) -> None:
+    assert listen(server, data=JFK_MP3.read_bytes(), headers={"Content-Type": "audio/mpeg"}).status_code == 200
+    log = server.log.read_text(errors="replace")
+    assert "POST /v1/listen 200" in log  # the replicas' logs do reach this file
+    assert server.key not in log and server.key.split(".")[2] not in log

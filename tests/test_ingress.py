@@ -12,14 +12,25 @@ import pytest
 from starlette.testclient import TestClient
 
 from serve_app.audio.fetch import UrlPolicy
-from serve_app.auth import KeyStore, hash_key
+from serve_app.auth import LicenseAuthenticator, RevocationList
 from serve_app.engine import ChunkTranscript, EngineInfo, Token
 from serve_app.ingress import Ingress
+from serve_app.license import PublicKeys
+from serve_app.limits import Limiter
+from serve_app.metrics import NoMetrics
+from serve_app.usage import SqliteStore
 
-from .helpers import JFK_FLAC, JFK_MP3, FileServer, serving
+from .helpers import JFK_FLAC, JFK_MP3, FileServer, Issuer, serving
 
-KEY = "test-key"
+ISSUER = Issuer()
+KEY = ISSUER.issue()
 AUTH = {"Authorization": f"Token {KEY}"}
+
+
+def make_ingress(engine: Any, tmp_path: Any, args: dict | None = None) -> Ingress:
+    auth = LicenseAuthenticator(PublicKeys.from_lines([ISSUER.public_line()]), RevocationList(None))
+    limiter = Limiter(SqliteStore(tmp_path / "usage.sqlite3"))
+    return Ingress(engine, args or {}, auth, limiter, UrlPolicy(["127.0.0.2/32"]), NoMetrics())
 
 
 class _Method:
@@ -53,8 +64,8 @@ def engine() -> FakeEngine:
 
 
 @pytest.fixture
-def client(engine: FakeEngine) -> Iterator[TestClient]:
-    ingress = Ingress(engine, {"max_body_mb": 2, "max_duration_s": 60}, KeyStore([hash_key(KEY)]), UrlPolicy(["127.0.0.2/32"]))
+def client(engine: FakeEngine, tmp_path: Any) -> Iterator[TestClient]:
+    ingress = make_ingress(engine, tmp_path, {"max_body_mb": 2, "max_duration_s": 60})
     with TestClient(ingress.__serve_build_asgi_app__()) as c:
         yield c
 
@@ -76,23 +87,36 @@ def test_health_needs_no_key(client: TestClient) -> None:
     assert response.status_code == 200 and response.json() == {"status": "healthy"}
 
 
-def test_health_unhealthy_while_no_engine() -> None:
+def test_health_unhealthy_while_no_engine(tmp_path: Any) -> None:
     class Hanging(FakeEngine):
         async def _info(self) -> EngineInfo:
             from serve_app.errors import ServiceUnavailable
             raise ServiceUnavailable()
 
-    ingress = Ingress(Hanging(), {}, KeyStore([]), UrlPolicy())
+    ingress = make_ingress(Hanging(), tmp_path)
     with TestClient(ingress.__serve_build_asgi_app__()) as c:
         response = c.get("/health")
     assert response.status_code == 503 and response.json()["status"] == "unhealthy" and response.json()["reason"]
+
+
+def test_health_follows_the_engine_after_a_first_success(client: TestClient, engine: FakeEngine) -> None:
+    assert client.get("/health").status_code == 200
+
+    async def gone() -> EngineInfo:
+        from ray.serve.exceptions import DeploymentUnavailableError
+        raise DeploymentUnavailableError("WhisperEngine")
+
+    engine.info = _Method(gone)
+    response = client.get("/health")
+    assert response.status_code == 503 and response.json()["status"] == "unhealthy"
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Token wrong"}, {"Authorization": KEY}, {"Authorization": "Basic x"}])
 def test_missing_or_wrong_key_is_401(client: TestClient, headers: dict) -> None:
     response = client.post("/v1/listen", headers=headers, json={"url": "http://127.0.0.2/x"})
     assert response.status_code == 401
-    assert response.json() == {"error": "Invalid license key", "code": "INVALID_LICENSE"}
+    body = response.json()
+    assert (body["error"], body["code"]) == ("Invalid license key", "INVALID_LICENSE") and body["reason"]
 
 
 def test_raw_body_and_response_shape(client: TestClient, engine: FakeEngine) -> None:
@@ -118,8 +142,9 @@ def test_multipart_audio_or_file_field(client: TestClient) -> None:
 
 
 def test_url_with_options_in_body_and_query(client: TestClient, storage: FileServer) -> None:
-    response = client.post("/v1/listen?language=en", headers=AUTH, json={"url": storage.url("/jfk.mp3"), "language": "en"})
-    assert response.status_code == 200, response.text
+    response = client.post("/v1/listen?language=fr", headers=AUTH, json={"url": storage.url("/jfk.mp3"), "language": "en-US"})
+    assert response.status_code == 200, response.text  # the body wins over the query string
+    assert response.json()["language"] == "en"
     assert storage.requests == ["/jfk.mp3"]
 
 
@@ -170,12 +195,12 @@ def test_unknown_route_and_method(client: TestClient) -> None:
     _error(client.get("/v1/listen", headers=AUTH), 405, "METHOD_NOT_ALLOWED")
 
 
-def test_engine_failure_is_500_without_internals(engine: FakeEngine) -> None:
+def test_engine_failure_is_500_without_internals(engine: FakeEngine, tmp_path: Any) -> None:
     async def broken(audio: Any, language: str) -> Any:
         raise RuntimeError("secret internal detail")
 
     engine.transcribe = _Method(broken)
-    ingress = Ingress(engine, {}, KeyStore([hash_key(KEY)]), UrlPolicy())
+    ingress = make_ingress(engine, tmp_path)
     with TestClient(ingress.__serve_build_asgi_app__()) as c:
         response = c.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
     assert response.status_code == 500

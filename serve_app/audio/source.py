@@ -15,7 +15,8 @@ from starlette.requests import Request
 
 from ..errors import FileTooLarge, InvalidRequest, MissingParameter, UnsupportedFormat
 
-_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+# ISO 639 code, optionally with a region or script as Deepgram clients send it ("en-US" -> "en").
+_LANGUAGE = re.compile(r"^([a-z]{2,3})(-[a-z0-9]{2,8})*$")
 _RAW_TYPES = ("application/octet-stream",)
 
 
@@ -27,9 +28,10 @@ class Options:
     def parse(cls, params: Mapping[str, Any]) -> "Options":
         language = params.get("language")
         if language is not None:
-            if not isinstance(language, str) or not _LANGUAGE.match(language.strip().lower()):
-                raise InvalidRequest("language must be an ISO 639-1 code such as 'en'", parameter="language")
-            language = language.strip().lower()
+            match = _LANGUAGE.match(language.strip().lower()) if isinstance(language, str) else None
+            if match is None:
+                raise InvalidRequest("language must be an ISO 639-1 code such as 'en' or 'en-US'", parameter="language")
+            language = match.group(1)
         return cls(language=language)
 
 

@@ -1,0 +1,111 @@
+"""Admission per license: quotas, concurrent requests and requests per minute, all checked against
+the shared usage store so they hold across every ingress replica.
+
+Order matters for honesty: the concurrency slot is taken first and given back if the rate limit then
+refuses, so a refused request never uses up a slot or a place in the minute window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+import uuid
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any, AsyncIterator, Callable, TypeVar
+
+from .auth import Principal
+from .errors import QuotaExceeded, RateLimited, ServiceUnavailable
+from .license import Limits, iso
+from .usage import STORE_ERRORS, Usage, UsageStore
+
+T = TypeVar("T")
+RATE_WINDOW_S = 60.0
+STORE_RETRY_AFTER_S = 5
+
+
+def _next_day(now: float) -> datetime:
+    dt = datetime.fromtimestamp(now, timezone.utc)
+    return datetime(dt.year, dt.month, dt.day, tzinfo=timezone.utc) + timedelta(days=1)
+
+
+def _next_month(now: float) -> datetime:
+    dt = datetime.fromtimestamp(now, timezone.utc)
+    return datetime(dt.year + dt.month // 12, dt.month % 12 + 1, 1, tzinfo=timezone.utc)
+
+
+def remaining_audio_seconds(limits: Limits, usage: Usage) -> dict[str, float | None]:
+    def left(hours: float | None, used: float) -> float | None:
+        return None if hours is None else max(0.0, round(hours * 3600 - used, 3))
+
+    return {
+        "day": left(limits.audio_hours_per_day, usage.audio_seconds_today),
+        "month": left(limits.audio_hours_per_month, usage.audio_seconds_month),
+    }
+
+
+def check_quota(limits: Limits, usage: Usage, now: float) -> None:
+    remaining = remaining_audio_seconds(limits, usage)
+    for period, reset in (("day", _next_day), ("month", _next_month)):
+        if remaining[period] is not None and remaining[period] <= 0:
+            raise QuotaExceeded(
+                f"Audio quota for this {period} used up", quota=f"audio_hours_per_{period}", resets_at=iso(reset(now))
+            )
+
+
+class Limiter:
+    def __init__(self, store: UsageStore, clock: Callable[[], float] = time.time, lease_s: float = 60.0) -> None:
+        self.store, self.clock, self.lease_s = store, clock, lease_s
+
+    async def _store(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a (blocking) store call off the event loop; a store that cannot answer is a 503."""
+        try:
+            return await asyncio.to_thread(method, *args, **kwargs)
+        except STORE_ERRORS as exc:
+            raise ServiceUnavailable("Usage store unavailable", retry_after=STORE_RETRY_AFTER_S) from exc
+
+    async def usage(self, key_id: str) -> Usage:
+        return await self._store(self.store.usage, key_id, self.clock())
+
+    async def record(self, key_id: str, **amounts: float) -> None:
+        await self._store(self.store.add, key_id, self.clock(), **amounts)
+
+    @asynccontextmanager
+    async def admit(self, principal: Principal) -> AsyncIterator[None]:
+        kid, limits = principal.key_id, principal.claims.limits
+        check_quota(limits, await self.usage(kid), self.clock())
+        lease = await self._take_slot(kid, limits.concurrent_requests)
+        try:
+            if limits.requests_per_minute is not None:
+                wait = await self._store(self.store.hit_rate, kid, limits.requests_per_minute, RATE_WINDOW_S, self.clock())
+                if wait is not None:
+                    raise RateLimited(retry_after=max(1, math.ceil(wait)))
+            await self.record(kid, requests=1)
+            yield
+        finally:
+            if lease is not None:
+                lease.cancel()
+                await self._store(self.store.release_slot, kid, lease.get_name())
+
+    async def _take_slot(self, kid: str, limit: int | None) -> asyncio.Task | None:
+        """A concurrency slot held by a lease that a background task renews; a replica that dies
+        stops renewing, so its slots free themselves within `lease_s`."""
+        if limit is None:
+            return None
+        lease_id = uuid.uuid4().hex
+        if not await self._renew(kid, lease_id, limit):
+            raise RateLimited("Too many concurrent requests", retry_after=1)
+
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(self.lease_s / 3)
+                with contextlib.suppress(ServiceUnavailable):  # a store blip: try again next round
+                    await self._renew(kid, lease_id, limit)
+
+        return asyncio.create_task(keep(), name=lease_id)
+
+    async def _renew(self, kid: str, lease_id: str, limit: int) -> bool:
+        now = self.clock()
+        return await self._store(self.store.acquire_slot, kid, lease_id, limit, now + self.lease_s, now)

@@ -1,0 +1,43 @@
+"""Operator metrics through Ray's metrics export (Prometheus). Labels carry key ids, never keys."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Metrics(Protocol):
+    def request(self, status: int, key_id: str) -> None: ...
+    def auth_failure(self, reason: str) -> None: ...
+    def audio(self, key_id: str, seconds: float) -> None: ...
+    def quota_remaining(self, key_id: str, period: str, seconds: float) -> None: ...
+
+
+class NoMetrics:
+    def request(self, status: int, key_id: str) -> None: ...
+    def auth_failure(self, reason: str) -> None: ...
+    def audio(self, key_id: str, seconds: float) -> None: ...
+    def quota_remaining(self, key_id: str, period: str, seconds: float) -> None: ...
+
+
+class RayMetrics:
+    """Created inside the replica (Ray metrics cannot be pickled into deployment args)."""
+
+    def __init__(self) -> None:
+        from ray.serve.metrics import Counter, Gauge
+
+        self._requests = Counter("stt_requests", "Requests by HTTP status and key id", tag_keys=("status", "key_id"))
+        self._auth = Counter("stt_auth_failures", "Failed authentication attempts by reason", tag_keys=("reason",))
+        self._audio = Counter("stt_audio_seconds", "Audio seconds transcribed by key id", tag_keys=("key_id",))
+        self._quota = Gauge("stt_quota_remaining_seconds", "Audio quota left by key id", tag_keys=("key_id", "period"))
+
+    def request(self, status: int, key_id: str) -> None:
+        self._requests.inc(tags={"status": str(status), "key_id": key_id})
+
+    def auth_failure(self, reason: str) -> None:
+        self._auth.inc(tags={"reason": reason})
+
+    def audio(self, key_id: str, seconds: float) -> None:
+        self._audio.inc(seconds, tags={"key_id": key_id})
+
+    def quota_remaining(self, key_id: str, period: str, seconds: float) -> None:
+        self._quota.set(seconds, tags={"key_id": key_id, "period": period})

@@ -1,0 +1,224 @@
+"""The usage store: sliding-window rate limits, concurrency leases and usage counters per key id,
+shared by every ingress replica and durable across restarts.
+
+Two implementations of one protocol:
+- `SqliteStore`, the embedded default: one file on local disk, shared by all replicas on the
+  machine through SQLite's own locking (`BEGIN IMMEDIATE` serialises each check-and-update).
+- `RedisStore`, for multi-node clusters: each check-and-update is one Lua script, so it is atomic
+  across every replica that talks to the same Redis.
+Times are passed in by the caller (an injected clock), never read here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from functools import cached_property
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+import redis
+
+COUNTERS = ("requests", "audio_seconds", "auth_failures")
+# What a store raises when it cannot answer (server down, disk locked): a 503, not a bug.
+STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, redis.RedisError, OSError)
+
+
+@dataclass(frozen=True)
+class Usage:
+    requests_today: int
+    requests_month: int
+    requests_total: int
+    audio_seconds_today: float
+    audio_seconds_month: float
+    audio_seconds_total: float
+    auth_failures_total: int
+
+
+def periods(now: float) -> tuple[str, str, str]:
+    """Counter buckets a moment belongs to: its UTC day, its UTC month, and all time."""
+    dt = datetime.fromtimestamp(now, timezone.utc)
+    return f"d:{dt:%Y-%m-%d}", f"m:{dt:%Y-%m}", "total"
+
+
+def _usage(values: dict[tuple[str, str], float], now: float) -> Usage:
+    day, month, total = periods(now)
+    get = lambda period, name: values.get((period, name), 0)  # noqa: E731
+    return Usage(
+        int(get(day, "requests")), int(get(month, "requests")), int(get(total, "requests")),
+        round(get(day, "audio_seconds"), 3), round(get(month, "audio_seconds"), 3), round(get(total, "audio_seconds"), 3),
+        int(get(total, "auth_failures")),
+    )
+
+
+class UsageStore(Protocol):
+    def hit_rate(self, key_id: str, limit: int, window_s: float, now: float) -> float | None:
+        """Count one request if fewer than `limit` fell in the last `window_s`; otherwise return the
+        seconds until the oldest of them leaves the window (when a retry would succeed)."""
+
+    def acquire_slot(self, key_id: str, lease_id: str, limit: int, expires: float, now: float) -> bool:
+        """Take (or renew) one of `limit` concurrent slots until `expires`; False when all are taken."""
+
+    def release_slot(self, key_id: str, lease_id: str) -> None: ...
+
+    def add(self, key_id: str, now: float, **amounts: float) -> None:
+        """Add to the counters (`COUNTERS`) of the day, the month and all time."""
+
+    def usage(self, key_id: str, now: float) -> Usage: ...
+
+
+class SqliteStore:
+    _SCHEMA = """
+    CREATE TABLE IF NOT EXISTS hits (key_id TEXT NOT NULL, ts REAL NOT NULL);
+    CREATE INDEX IF NOT EXISTS hits_key_ts ON hits (key_id, ts);
+    CREATE TABLE IF NOT EXISTS slots (key_id TEXT NOT NULL, lease_id TEXT PRIMARY KEY, expires REAL NOT NULL);
+    CREATE TABLE IF NOT EXISTS counters (
+        key_id TEXT NOT NULL, period TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
+        PRIMARY KEY (key_id, period, name));
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(self._SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        # One short-lived connection per operation: safe from any thread, and cheap for SQLite.
+        return sqlite3.connect(self.path, timeout=10, isolation_level=None)
+
+    def _transaction(self, fn):  # type: ignore[no-untyped-def]
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            result = fn(db)
+            db.execute("COMMIT")
+            return result
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
+
+    def hit_rate(self, key_id: str, limit: int, window_s: float, now: float) -> float | None:
+        def run(db: sqlite3.Connection) -> float | None:
+            db.execute("DELETE FROM hits WHERE key_id = ? AND ts <= ?", (key_id, now - window_s))
+            count, oldest = db.execute("SELECT COUNT(*), MIN(ts) FROM hits WHERE key_id = ?", (key_id,)).fetchone()
+            if count >= limit:
+                return oldest + window_s - now
+            db.execute("INSERT INTO hits VALUES (?, ?)", (key_id, now))
+            return None
+
+        return self._transaction(run)
+
+    def acquire_slot(self, key_id: str, lease_id: str, limit: int, expires: float, now: float) -> bool:
+        def run(db: sqlite3.Connection) -> bool:
+            db.execute("DELETE FROM slots WHERE expires <= ?", (now,))
+            held = db.execute("SELECT 1 FROM slots WHERE lease_id = ?", (lease_id,)).fetchone()
+            (count,) = db.execute("SELECT COUNT(*) FROM slots WHERE key_id = ?", (key_id,)).fetchone()
+            if not held and count >= limit:
+                return False
+            db.execute("INSERT OR REPLACE INTO slots VALUES (?, ?, ?)", (key_id, lease_id, expires))
+            return True
+
+        return self._transaction(run)
+
+    def release_slot(self, key_id: str, lease_id: str) -> None:
+        self._transaction(lambda db: db.execute("DELETE FROM slots WHERE lease_id = ?", (lease_id,)))
+
+    def add(self, key_id: str, now: float, **amounts: float) -> None:
+        rows = [(key_id, p, name, value) for name, value in amounts.items() if value for p in periods(now)]
+
+        def run(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT INTO counters VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (key_id, period, name) DO UPDATE SET value = value + excluded.value",
+                rows,
+            )
+
+        self._transaction(run)
+
+    def usage(self, key_id: str, now: float) -> Usage:
+        db = self._connect()
+        try:
+            rows = db.execute(
+                "SELECT period, name, value FROM counters WHERE key_id = ? AND period IN (?, ?, ?)", (key_id, *periods(now))
+            ).fetchall()
+        finally:
+            db.close()
+        return _usage({(p, n): v for p, n, v in rows}, now)
+
+
+_RATE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3] - ARGV[2])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return tostring(oldest[2] + ARGV[2] - ARGV[3])
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+redis.call('EXPIRE', KEYS[1], math.ceil(ARGV[2]) + 1)
+return false
+"""
+
+_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+return 1
+"""
+
+
+class RedisStore:
+    def __init__(self, url: str, prefix: str = "stt") -> None:
+        self.url, self.prefix = url, prefix
+
+    def __getstate__(self) -> dict:
+        # Connections are made in the process that uses the store (it crosses into Serve replicas).
+        return {"url": self.url, "prefix": self.prefix}
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5)
+
+    @cached_property
+    def _rate(self) -> redis.commands.core.Script:
+        return self.redis.register_script(_RATE)
+
+    @cached_property
+    def _slot(self) -> redis.commands.core.Script:
+        return self.redis.register_script(_SLOT)
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def hit_rate(self, key_id: str, limit: int, window_s: float, now: float) -> float | None:
+        wait = self._rate(keys=[self._key("hits", key_id)], args=[limit, window_s, now, f"{now}:{uuid.uuid4().hex}"])
+        return None if wait is None else float(wait)
+
+    def acquire_slot(self, key_id: str, lease_id: str, limit: int, expires: float, now: float) -> bool:
+        return bool(self._slot(keys=[self._key("slots", key_id)], args=[limit, lease_id, expires, now]))
+
+    def release_slot(self, key_id: str, lease_id: str) -> None:
+        self.redis.zrem(self._key("slots", key_id), lease_id)
+
+    def add(self, key_id: str, now: float, **amounts: float) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        for period in periods(now):
+            for name, value in amounts.items():
+                if value:
+                    pipe.hincrbyfloat(self._key("usage", key_id, period), name, value)
+        pipe.execute()
+
+    def usage(self, key_id: str, now: float) -> Usage:
+        pipe = self.redis.pipeline(transaction=False)
+        for period in periods(now):
+            pipe.hgetall(self._key("usage", key_id, period))
+        values = {}
+        for period, fields in zip(periods(now), pipe.execute()):
+            values.update({(period, k.decode()): float(v) for k, v in fields.items()})
+        return _usage(values, now)

@@ -1,0 +1,152 @@
+"""Limits, quotas, usage and metrics at the ingress, with a fake engine and an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from serve_app.audio.fetch import UrlPolicy
+from serve_app.auth import LicenseAuthenticator, RevocationList
+from serve_app.ingress import Ingress
+from serve_app.license import PublicKeys
+from serve_app.limits import Limiter
+from serve_app.usage import SqliteStore
+
+from .helpers import JFK_FLAC, Issuer
+from .test_ingress import FakeEngine
+
+ISSUER = Issuer()
+T0 = datetime(2026, 5, 20, 10, 0, tzinfo=timezone.utc).timestamp()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class RecordingMetrics:
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def request(self, status: int, key_id: str) -> None:
+        self.events.append(("request", status, key_id))
+
+    def auth_failure(self, reason: str) -> None:
+        self.events.append(("auth_failure", reason))
+
+    def audio(self, key_id: str, seconds: float) -> None:
+        self.events.append(("audio", key_id, seconds))
+
+    def quota_remaining(self, key_id: str, period: str, seconds: float) -> None:
+        self.events.append(("quota", key_id, period, seconds))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def metrics() -> RecordingMetrics:
+    return RecordingMetrics()
+
+
+@pytest.fixture
+def client(tmp_path: Any, clock: Clock, metrics: RecordingMetrics, request: pytest.FixtureRequest):
+    engine = getattr(request, "param", None) or FakeEngine()
+    auth = LicenseAuthenticator(PublicKeys.from_lines([ISSUER.public_line()]), RevocationList(None))
+    ingress = Ingress(engine, {}, auth, Limiter(SqliteStore(tmp_path / "u.db"), clock=clock), UrlPolicy(), metrics)
+    with TestClient(ingress.__serve_build_asgi_app__()) as c:
+        yield c
+
+
+def post(client: TestClient, key: str) -> Any:
+    return client.post("/v1/listen", headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+
+
+def test_requests_per_minute_with_honest_retry_after(client: TestClient, clock: Clock) -> None:
+    key = ISSUER.issue(requests_per_minute=3)
+    for i in range(3):
+        clock.now = T0 + i * 10
+        assert post(client, key).status_code == 200
+    clock.now = T0 + 25
+    response = post(client, key)
+    assert response.status_code == 429
+    assert response.json() == {"error": "Rate limit exceeded", "code": "RATE_LIMIT_EXCEEDED", "retry_after": 35}
+    assert response.headers["Retry-After"] == "35"
+    clock.now = T0 + 60.01  # exactly when it said: the first request has left the window
+    assert post(client, key).status_code == 200
+
+
+def test_quota_exceeded_with_reset_time(client: TestClient, clock: Clock) -> None:
+    key = ISSUER.issue(audio_hours_per_day=20 / 3600)  # 20 s a day; each request is 11 s
+    assert post(client, key).status_code == 200
+    assert post(client, key).status_code == 200  # 11 s used < 20 s: admitted, then 22 s used
+    response = post(client, key)
+    body = response.json()
+    assert response.status_code == 403 and body["code"] == "QUOTA_EXCEEDED"
+    assert body["quota"] == "audio_hours_per_day" and body["resets_at"] == "2026-05-21T00:00:00Z"
+    clock.now = T0 + 86400
+    assert post(client, key).status_code == 200  # a new day
+
+
+def test_expired_key_is_403_with_expires_at(client: TestClient) -> None:
+    response = post(client, ISSUER.issue(days=-1))
+    assert response.status_code == 403
+    assert set(response.json()) == {"error", "code", "expires_at"} and response.json()["code"] == "LICENSE_EXPIRED"
+
+
+def test_usage_endpoint_and_metering(client: TestClient, metrics: RecordingMetrics) -> None:
+    key = ISSUER.issue(audio_hours_per_month=1)
+    kid = client.get("/v1/usage", headers={"Authorization": f"Bearer {key}"}).json()["key_id"]
+    assert post(client, key).status_code == 200
+    client.post("/v1/listen", headers={"Authorization": "Token not-a-key"}, json={"url": "http://x"})
+    usage = client.get("/v1/usage", headers={"Authorization": f"Bearer {key}"})
+    assert usage.status_code == 200
+    body = usage.json()
+    assert body["usage"]["requests_total"] == 1 and body["usage"]["audio_seconds_month"] == 11.0
+    assert body["remaining"] == {"audio_seconds_today": None, "audio_seconds_month": 3600 - 11.0}
+    assert body["limits"]["audio_hours_per_month"] == 1 and body["customer"] == "test"
+    assert client.get("/v1/usage").status_code == 401
+    assert ("request", 200, kid) in metrics.events and ("audio", kid, 11.0) in metrics.events
+    assert ("quota", kid, "month", 3589.0) in metrics.events and ("auth_failure", "malformed") in metrics.events
+    assert ("request", 401, "none") in metrics.events
+    assert not any(key in repr(event) for event in metrics.events)
+
+
+class SlowEngine(FakeEngine):
+    async def _transcribe(self, audio: Any, language: str) -> Any:
+        await asyncio.sleep(0.5)
+        return await super()._transcribe(audio, language)
+
+
+@pytest.mark.parametrize("client", [SlowEngine()], indirect=True)
+def test_concurrent_request_limit(client: TestClient) -> None:
+    key = ISSUER.issue(concurrent_requests=2)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(5) as pool:
+        statuses = sorted(r.status_code for r in pool.map(lambda _: post(client, key), range(5)))
+    assert statuses == [200, 200, 429, 429, 429]
+    assert post(client, key).status_code == 200  # slots were given back
+
+
+def test_store_down_is_503_not_500(tmp_path: Any) -> None:
+    from serve_app.usage import RedisStore
+
+    from .helpers import free_port
+
+    auth = LicenseAuthenticator(PublicKeys.from_lines([ISSUER.public_line()]), RevocationList(None))
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    ingress = Ingress(FakeEngine(), {}, auth, Limiter(store), UrlPolicy(), RecordingMetrics())
+    with TestClient(ingress.__serve_build_asgi_app__()) as c:
+        response = post(c, ISSUER.issue(requests_per_minute=10))
+    assert response.status_code == 503
+    assert response.json()["code"] == "SERVICE_UNAVAILABLE" and response.headers["Retry-After"] == "5"

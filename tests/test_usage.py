@@ -1,0 +1,78 @@
+"""The usage store, embedded (SQLite) and Redis, through the same tests: sliding-window rate limits
+with an honest retry time, concurrency leases, counters per day/month/total, durability across a
+new store object (what a restarted replica makes), and atomicity across processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from serve_app.usage import RedisStore, SqliteStore, UsageStore
+
+T0 = datetime(2026, 3, 31, 23, 59, 0, tzinfo=timezone.utc).timestamp()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path):
+    if request.param == "sqlite":
+        return lambda: SqliteStore(tmp_path / "usage.sqlite3")
+    url = request.getfixturevalue("redis_url")
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    return lambda: RedisStore(url, prefix=prefix)
+
+
+def test_rate_limit_sliding_window_and_retry_time(make_store) -> None:
+    store: UsageStore = make_store()
+    for i in range(5):
+        assert store.hit_rate("k", 5, 60, T0 + i) is None
+    assert store.hit_rate("k", 5, 60, T0 + 10) == pytest.approx(50)  # the first hit leaves at T0+60
+    assert store.hit_rate("other", 5, 60, T0 + 10) is None  # per key
+    assert store.hit_rate("k", 5, 60, T0 + 60.5) is None  # one slot freed
+    assert store.hit_rate("k", 5, 60, T0 + 60.6) == pytest.approx(0.4)
+
+
+def test_concurrency_slots_leases_and_release(make_store) -> None:
+    store = make_store()
+    assert store.acquire_slot("k", "a", 2, T0 + 60, T0)
+    assert store.acquire_slot("k", "b", 2, T0 + 60, T0)
+    assert not store.acquire_slot("k", "c", 2, T0 + 60, T0)
+    assert store.acquire_slot("k", "a", 2, T0 + 120, T0 + 30)  # renewing a held lease always works
+    store.release_slot("k", "b")
+    assert store.acquire_slot("k", "c", 2, T0 + 60, T0)
+    assert store.acquire_slot("k", "d", 2, T0 + 200, T0 + 130)  # a's and c's leases expired: a dead replica's slots free themselves
+
+
+def test_counters_by_day_month_total_survive_a_new_store(make_store) -> None:
+    store = make_store()
+    store.add("k", T0, requests=1, audio_seconds=11.5)
+    store.add("k", T0 + 120, requests=1, audio_seconds=3.0)  # 00:01 on April 1st: new day, new month
+    store.add("unknown", T0, auth_failures=1)
+    reopened = make_store()  # what a restarted application sees
+    april = reopened.usage("k", T0 + 120)
+    assert (april.requests_today, april.requests_month, april.requests_total) == (1, 1, 2)
+    assert (april.audio_seconds_today, april.audio_seconds_month, april.audio_seconds_total) == (3.0, 3.0, 14.5)
+    assert reopened.usage("unknown", T0).auth_failures_total == 1
+    assert reopened.usage("k", T0).audio_seconds_today == 11.5
+
+
+def _hammer(store: UsageStore, results: "multiprocessing.Queue[bool]") -> None:
+    for _ in range(10):
+        results.put(store.hit_rate("shared", 25, 60, T0) is None)
+
+
+def test_limit_holds_across_processes(make_store) -> None:
+    """Four processes (as four ingress replicas would) race for 25 slots: exactly 25 win."""
+    store = make_store()
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_hammer, args=(store, results)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    wins = sum(results.get(timeout=60) for _ in range(40))
+    for p in procs:
+        p.join(timeout=30)
+    assert wins == 25
