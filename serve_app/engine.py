@@ -99,7 +99,11 @@ class WhisperEngine:
         """Serve's replica health check: a dead engine makes Serve replace the replica."""
         await self.engine.check_health()
 
-    def __del__(self) -> None:
-        engine = getattr(self, "engine", None)
+    def shutdown(self) -> None:
+        """Stop vLLM's engine processes (idempotent). Serve calls `__del__` when it stops a replica."""
+        engine, self.engine = getattr(self, "engine", None), None
         if engine is not None:
             engine.shutdown()
+
+    def __del__(self) -> None:
+        self.shutdown()

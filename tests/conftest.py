@@ -71,7 +71,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 class ServeProcess:
-    """`serve run --address local` on a copy of configs/cpu.yaml bound to 127.0.0.1."""
+    """`serve run --address local` on a copy of configs/cpu.yaml bound to 127.0.0.1, two ingress replicas."""
 
     def __init__(self, tmp: Path, licensing: Licensing, env: dict[str, str], args: dict | None = None) -> None:
         self.tmp, self.port = tmp, free_port()
@@ -80,6 +80,8 @@ class ServeProcess:
         app = config["applications"][0]
         for section, values in (args or {}).items():
             app["args"][section].update(values)
+        # Two ingress replicas: limits and usage must hold across replicas, not per replica.
+        next(d for d in app["deployments"] if d["name"] == "Ingress")["num_replicas"] = 2
         (tmp / "config.yaml").write_text(yaml.safe_dump(config))
         self.env = {
             **os.environ,
@@ -169,7 +171,7 @@ def licensing(tmp_path_factory: pytest.TempPathFactory) -> Licensing:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory, licensing: Licensing) -> Iterator[Server]:
-    """The CPU config as shipped (two ingress replicas, embedded usage store), started once."""
+    """The CPU config (with two ingress replicas, embedded usage store), started once."""
     process = ServeProcess(tmp_path_factory.mktemp("server"), licensing, {})
     try:
         process.start()
