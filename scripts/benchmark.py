@@ -172,7 +172,7 @@ def main() -> None:
     p.add_argument("--engines", default="service,vllm,faster-whisper")
     p.add_argument("--url", help="drive this running service instead of starting one")
     p.add_argument("--key", default=os.environ.get("LICENSE_KEY"))
-    p.add_argument("--model", default="models/whisper-tiny.en")
+    p.add_argument("--model", default="models/whisper-tiny.en-15s", help="for bare vLLM: the model configs/cpu.yaml serves")
     p.add_argument("--config", type=Path, default=ROOT / "configs/cpu.yaml", help="the service's Serve config")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     args = p.parse_args()

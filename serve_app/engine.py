@@ -8,6 +8,7 @@ continuous batch, so chunks of many HTTP requests share encoder and decoder pass
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import SAMPLE_RATE
+from .convert import encoder_window_s
 from .prompts import WhisperVocabulary
 from .settings import EngineArgs
 
@@ -37,6 +39,7 @@ class EngineInfo:
     model: str
     multilingual: bool
     languages: list[str]
+    window_s: float  # the longest audio one decode takes: the service chunks to this
 
 
 def _configure_cpu(args: EngineArgs) -> None:
@@ -60,6 +63,7 @@ class WhisperEngine:
 
         path = self.args.model_path()
         self.vocab = WhisperVocabulary.from_model_dir(Path(path))
+        self.window_s = encoder_window_s(json.loads((Path(path) / "config.json").read_text()))
         self.sampling = SamplingParams(temperature=0.0, max_tokens=self.args.max_tokens, logprobs=0)
         self.engine = AsyncLLM.from_engine_args(
             AsyncEngineArgs(
@@ -77,7 +81,7 @@ class WhisperEngine:
 
     async def info(self) -> EngineInfo:
         await self.engine.check_health()
-        return EngineInfo(self.args.model_name(), self.vocab.multilingual, sorted(self.vocab.languages) or ["en"])
+        return EngineInfo(self.args.model_name(), self.vocab.multilingual, sorted(self.vocab.languages) or ["en"], self.window_s)
 
     async def transcribe(self, audio: np.ndarray, language: str | None = None) -> ChunkTranscript:
         prompt = {

@@ -94,7 +94,7 @@ class Ingress:
             language = self._language(source, info)
             data = source.data if source.data is not None else await asyncio.to_thread(fetch, source.url, self.url_policy, self.fetch_limits)
             audio = await asyncio.to_thread(decode, data, self.args.max_duration_s)
-            chunks = split(audio)
+            chunks = split(audio, max_s=info.window_s)
             results = await asyncio.gather(*(self._transcribe(chunk.audio, language) for chunk in chunks))
             transcript = stitch(chunks, list(results), language)
             await self._meter(principal, transcript.duration)

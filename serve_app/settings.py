@@ -17,7 +17,7 @@ class _Strict(BaseModel):
 
 
 class EngineArgs(_Strict):
-    model: str = Field("models/whisper-tiny.en", description="HF Whisper folder (relative to the repo) or hub id")
+    model: str = Field("models/whisper-tiny.en-15s", description="HF Whisper folder (relative to the repo) or hub id")
     served_model_name: str | None = Field(None, description="name reported in responses; default: folder name")
     dtype: str = Field("bfloat16", description="vLLM dtype: bfloat16 on CPU, float16/bfloat16 on GPU")
     max_num_seqs: int = Field(16, ge=1, description="how many chunks vLLM decodes in one batch")

@@ -59,3 +59,11 @@ def test_long_speech_chunks_cover_the_file() -> None:
     chunks = split(audio)
     assert len(chunks) >= 8 and all(c.duration_s <= 30 for c in chunks)
     assert sum(c.audio.size for c in chunks) == audio.size
+
+
+def test_chunks_follow_a_shorter_engine_window() -> None:
+    audio = decode(LONG.read_bytes(), 7200)
+    chunks = split(audio, max_s=15)
+    assert all(c.duration_s <= 15 for c in chunks) and len(chunks) >= 16
+    assert all(c.duration_s >= 15 - 7.5 for c in chunks[:-1])  # cuts fall in the last half of a window at most
+    assert sum(c.audio.size for c in chunks) == audio.size

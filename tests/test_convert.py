@@ -13,12 +13,12 @@ import torch
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperTokenizerFast
 
 from serve_app.audio.decode import decode
-from serve_app.convert import ConversionError, read_ct2
+from serve_app.convert import ConversionError, encoder_window_s, read_ct2, shorten_window
 from serve_app.settings import ROOT
 
 from .helpers import JFK_FLAC, manifest, normalize
 
-MODELS = {"tiny.en": ROOT / "models/whisper-tiny.en", "base": ROOT / "models/whisper-base"}
+MODELS = {name: ROOT / f"models/whisper-{name}" for name in ("tiny.en", "tiny.en-15s", "base")}
 
 
 def _ct2_blob(variables: dict[str, np.ndarray], version: int = 6, spec: str = "WhisperSpec") -> bytes:
@@ -76,3 +76,19 @@ def test_converted_model_transcribes_jfk_exactly(name: str) -> None:
         ids = model.generate(features.input_features, decoder_input_ids=torch.tensor([prompt]), max_new_tokens=100)
     text = tokenizer.decode(ids[0], skip_special_tokens=True)
     assert normalize(text) == normalize(manifest()["whisper_jfk.flac"]["text"])
+
+
+def test_short_window_variant_keeps_the_first_positions() -> None:
+    from safetensors.numpy import load_file
+
+    full = load_file(str(MODELS["tiny.en"] / "model.safetensors"))["model.encoder.embed_positions.weight"]
+    short = load_file(str(MODELS["tiny.en-15s"] / "model.safetensors"))["model.encoder.embed_positions.weight"]
+    assert short.shape == (750, full.shape[1]) and np.array_equal(short, full[:750])
+    config = json.loads((MODELS["tiny.en-15s"] / "config.json").read_text())
+    assert encoder_window_s(config) == 15
+    assert json.loads((MODELS["tiny.en-15s"] / "preprocessor_config.json").read_text())["n_samples"] == 15 * 16000
+
+
+def test_window_must_fit_whisper() -> None:
+    with pytest.raises(ConversionError):
+        shorten_window({}, {}, 45)

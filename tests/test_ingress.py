@@ -51,7 +51,7 @@ class FakeEngine:
         self.languages = languages
 
     async def _info(self) -> EngineInfo:
-        return EngineInfo("fake-whisper", len(self.languages) > 1, self.languages)
+        return EngineInfo("fake-whisper", len(self.languages) > 1, self.languages, 30.0)
 
     async def _transcribe(self, audio: np.ndarray, language: str) -> ChunkTranscript:
         self.calls.append((audio.size, language))

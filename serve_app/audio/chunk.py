@@ -1,4 +1,5 @@
-"""Split long audio into windows Whisper can take (<= 30 s), cutting at the quietest point.
+"""Split long audio into windows the engine can take (<= 30 s, or its shorter window), cutting at the
+quietest point.
 
 Whisper's encoder sees at most 30 s; vLLM silently drops the rest. Each cut is placed at the
 quietest 100 ms inside the last `search_s` seconds of a window, so cuts fall in pauses rather than
@@ -36,6 +37,8 @@ def _quietest(audio: np.ndarray, lo: int, hi: int, frame: int) -> int:
 
 
 def split(audio: np.ndarray, max_s: float = MAX_CHUNK_S, search_s: float = 6.0, frame_s: float = 0.1) -> list[Chunk]:
+    """Chunks of at most `max_s` (the engine's window), each cut in the last `search_s` of its window."""
+    search_s = min(search_s, max_s / 2)
     max_len, search, frame = int(max_s * SAMPLE_RATE), int(search_s * SAMPLE_RATE), int(frame_s * SAMPLE_RATE)
     chunks: list[Chunk] = []
     start = 0
