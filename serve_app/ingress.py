@@ -34,7 +34,7 @@ from .engine import ChunkTranscript, EngineInfo
 from .errors import InvalidLicense, InvalidRequest, LicenseExpired, MethodNotAllowed, NotFound, ServiceError, ServiceUnavailable
 from .formats import RequestMeta, listen_body
 from .license import iso
-from .limits import Limiter, remaining_audio_seconds
+from .limits import Limiter, has_quota, remaining_audio_seconds
 from .metrics import Metrics, RayMetrics
 from .settings import IngressArgs
 from .transcript import stitch
@@ -88,7 +88,7 @@ class Ingress:
 
     async def listen(self, request: Request) -> Response:
         principal = await self._authenticate(request)
-        async with self.limiter.admit(principal):
+        async with self.limiter.admit(principal) as admission:
             source = await parse_source(request, self.max_bytes)
             info = await self._engine_info()
             language = self._language(source, info)
@@ -97,7 +97,8 @@ class Ingress:
             chunks = split(audio, max_s=info.window_s)
             results = await asyncio.gather(*(self._transcribe(chunk.audio, language) for chunk in chunks))
             transcript = stitch(chunks, list(results), language)
-            await self._meter(principal, transcript.duration)
+            admission.audio_seconds = transcript.duration
+        await self._observe(principal, transcript.duration)
         meta = RequestMeta(uuid.uuid4().hex, hashlib.sha256(data).hexdigest(), info.model, datetime.now(timezone.utc))
         logger.info("listen request_id=%s key_id=%s audio_s=%.1f chunks=%d", meta.request_id, principal.key_id, transcript.duration, len(chunks))
         return JSONResponse(listen_body(transcript, meta))
@@ -131,9 +132,11 @@ class Ingress:
         request.state.key_id = principal.key_id
         return principal
 
-    async def _meter(self, principal: Principal, audio_s: float) -> None:
-        await self.limiter.record(principal.key_id, audio_seconds=audio_s)
+    async def _observe(self, principal: Principal, audio_s: float) -> None:
+        """Operator metrics for a transcribed request (usage itself is metered by the limiter)."""
         self.metrics.audio(principal.key_id, audio_s)
+        if not has_quota(principal.claims.limits):
+            return
         remaining = remaining_audio_seconds(principal.claims.limits, await self.limiter.usage(principal.key_id))
         for period, seconds in remaining.items():
             if seconds is not None:

@@ -13,6 +13,7 @@ import math
 import time
 import uuid
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Callable, TypeVar
 
@@ -46,6 +47,17 @@ def remaining_audio_seconds(limits: Limits, usage: Usage) -> dict[str, float | N
     }
 
 
+@dataclass
+class Admission:
+    """What the admitted request reports back for metering."""
+
+    audio_seconds: float = 0.0
+
+
+def has_quota(limits: Limits) -> bool:
+    return limits.audio_hours_per_day is not None or limits.audio_hours_per_month is not None
+
+
 def check_quota(limits: Limits, usage: Usage, now: float) -> None:
     remaining = remaining_audio_seconds(limits, usage)
     for period, reset in (("day", _next_day), ("month", _next_month)):
@@ -73,17 +85,22 @@ class Limiter:
         await self._store(self.store.add, key_id, self.clock(), **amounts)
 
     @asynccontextmanager
-    async def admit(self, principal: Principal) -> AsyncIterator[None]:
+    async def admit(self, principal: Principal) -> AsyncIterator[Admission]:
+        """Admit a request or raise; on the way out, meter it (one store write per request)."""
         kid, limits = principal.key_id, principal.claims.limits
-        check_quota(limits, await self.usage(kid), self.clock())
+        if has_quota(limits):  # keys without quotas skip the read
+            check_quota(limits, await self.usage(kid), self.clock())
         lease = await self._take_slot(kid, limits.concurrent_requests)
         try:
             if limits.requests_per_minute is not None:
                 wait = await self._store(self.store.hit_rate, kid, limits.requests_per_minute, RATE_WINDOW_S, self.clock())
                 if wait is not None:
                     raise RateLimited(retry_after=max(1, math.ceil(wait)))
-            await self.record(kid, requests=1)
-            yield
+            admission = Admission()
+            try:
+                yield admission
+            finally:  # admitted requests count whether they succeed or not
+                await self.record(kid, requests=1, audio_seconds=admission.audio_seconds)
         finally:
             if lease is not None:
                 lease.cancel()

@@ -12,6 +12,7 @@ Times are passed in by the caller (an injected clock), never read here.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import uuid
 from dataclasses import dataclass
 from functools import cached_property
@@ -82,16 +83,25 @@ class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            # WAL + synchronous=NORMAL: durable across process crashes and restarts, without an fsync
-            # per request (a power cut may lose the last moments of metering, never corrupt it).
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(self._SCHEMA)
+        self._local = threading.local()
+        db = self._connect()
+        # WAL + synchronous=NORMAL: durable across process crashes and restarts, without an fsync
+        # per request (a power cut may lose the last moments of metering, never corrupt it).
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(self._SCHEMA)
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path}  # connections stay in the process and thread that opened them
+
+    def __setstate__(self, state: dict) -> None:
+        self.path, self._local = state["path"], threading.local()
 
     def _connect(self) -> sqlite3.Connection:
-        # One short-lived connection per operation: safe from any thread, and cheap for SQLite.
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        db.execute("PRAGMA synchronous=NORMAL")
+        # One connection per thread (the ingress calls from a thread pool), opened once.
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA synchronous=NORMAL")
         return db
 
     def _transaction(self, fn):  # type: ignore[no-untyped-def]
@@ -102,10 +112,9 @@ class SqliteStore:
             db.execute("COMMIT")
             return result
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        finally:
-            db.close()
 
     def hit_rate(self, key_id: str, limit: int, window_s: float, now: float) -> float | None:
         def run(db: sqlite3.Connection) -> float | None:
@@ -146,13 +155,9 @@ class SqliteStore:
         self._transaction(run)
 
     def usage(self, key_id: str, now: float) -> Usage:
-        db = self._connect()
-        try:
-            rows = db.execute(
-                "SELECT period, name, value FROM counters WHERE key_id = ? AND period IN (?, ?, ?)", (key_id, *periods(now))
-            ).fetchall()
-        finally:
-            db.close()
+        rows = self._connect().execute(
+            "SELECT period, name, value FROM counters WHERE key_id = ? AND period IN (?, ?, ?)", (key_id, *periods(now))
+        ).fetchall()
         return _usage({(p, n): v for p, n, v in rows}, now)
 
 
