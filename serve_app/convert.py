@@ -111,6 +111,21 @@ def _layer_count(ct2: CT2Model, side: str) -> int:
     return len({m.group(1) for k in ct2.variables if (m := re.match(rf"{side}/layer_(\d+)/", k))})
 
 
+def _layer(out: dict[str, np.ndarray], hf: str, ct2: CT2Model, src: str, cross_attention: bool) -> None:
+    """One transformer layer: self-attention, (decoder only) cross-attention, feed-forward."""
+    _split(out, f"{hf}.self_attn", ct2, f"{src}/self_attention/linear_0", ("q_proj", "k_proj", "v_proj"))
+    _linear(out, f"{hf}.self_attn.out_proj", ct2, f"{src}/self_attention/linear_1")
+    _norm(out, f"{hf}.self_attn_layer_norm", ct2, f"{src}/self_attention/layer_norm")
+    if cross_attention:
+        _linear(out, f"{hf}.encoder_attn.q_proj", ct2, f"{src}/attention/linear_0")
+        _split(out, f"{hf}.encoder_attn", ct2, f"{src}/attention/linear_1", ("k_proj", "v_proj"))
+        _linear(out, f"{hf}.encoder_attn.out_proj", ct2, f"{src}/attention/linear_2")
+        _norm(out, f"{hf}.encoder_attn_layer_norm", ct2, f"{src}/attention/layer_norm")
+    _linear(out, f"{hf}.fc1", ct2, f"{src}/ffn/linear_0")
+    _linear(out, f"{hf}.fc2", ct2, f"{src}/ffn/linear_1")
+    _norm(out, f"{hf}.final_layer_norm", ct2, f"{src}/ffn/layer_norm")
+
+
 def hf_state_dict(ct2: CT2Model) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     e, d = "model.encoder", "model.decoder"
@@ -119,28 +134,12 @@ def hf_state_dict(ct2: CT2Model) -> dict[str, np.ndarray]:
     out[f"{e}.embed_positions.weight"] = ct2.get("encoder/position_encodings/encodings")
     _norm(out, f"{e}.layer_norm", ct2, "encoder/layer_norm")
     for i in range(_layer_count(ct2, "encoder")):
-        hf, src = f"{e}.layers.{i}", f"encoder/layer_{i}"
-        _split(out, f"{hf}.self_attn", ct2, f"{src}/self_attention/linear_0", ("q_proj", "k_proj", "v_proj"))
-        _linear(out, f"{hf}.self_attn.out_proj", ct2, f"{src}/self_attention/linear_1")
-        _norm(out, f"{hf}.self_attn_layer_norm", ct2, f"{src}/self_attention/layer_norm")
-        _linear(out, f"{hf}.fc1", ct2, f"{src}/ffn/linear_0")
-        _linear(out, f"{hf}.fc2", ct2, f"{src}/ffn/linear_1")
-        _norm(out, f"{hf}.final_layer_norm", ct2, f"{src}/ffn/layer_norm")
+        _layer(out, f"{e}.layers.{i}", ct2, f"encoder/layer_{i}", cross_attention=False)
     out[f"{d}.embed_tokens.weight"] = ct2.get("decoder/embeddings/weight")
     out[f"{d}.embed_positions.weight"] = ct2.get("decoder/position_encodings/encodings")
     _norm(out, f"{d}.layer_norm", ct2, "decoder/layer_norm")
     for i in range(_layer_count(ct2, "decoder")):
-        hf, src = f"{d}.layers.{i}", f"decoder/layer_{i}"
-        _split(out, f"{hf}.self_attn", ct2, f"{src}/self_attention/linear_0", ("q_proj", "k_proj", "v_proj"))
-        _linear(out, f"{hf}.self_attn.out_proj", ct2, f"{src}/self_attention/linear_1")
-        _norm(out, f"{hf}.self_attn_layer_norm", ct2, f"{src}/self_attention/layer_norm")
-        _linear(out, f"{hf}.encoder_attn.q_proj", ct2, f"{src}/attention/linear_0")
-        _split(out, f"{hf}.encoder_attn", ct2, f"{src}/attention/linear_1", ("k_proj", "v_proj"))
-        _linear(out, f"{hf}.encoder_attn.out_proj", ct2, f"{src}/attention/linear_2")
-        _norm(out, f"{hf}.encoder_attn_layer_norm", ct2, f"{src}/attention/layer_norm")
-        _linear(out, f"{hf}.fc1", ct2, f"{src}/ffn/linear_0")
-        _linear(out, f"{hf}.fc2", ct2, f"{src}/ffn/linear_1")
-        _norm(out, f"{hf}.final_layer_norm", ct2, f"{src}/ffn/layer_norm")
+        _layer(out, f"{d}.layers.{i}", ct2, f"decoder/layer_{i}", cross_attention=True)
     out["proj_out.weight"] = ct2.get("decoder/projection/weight")
     return out
 
