@@ -11,7 +11,7 @@ import json
 import os
 import re
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -160,7 +160,3 @@ def engine_env() -> dict[str, str]:
 
 def result_json(result: LevelResult) -> dict:
     return {**result.summary(), "latencies_s": [round(x, 4) for x in result.latencies_s]}
-
-
-def as_dict(obj: object) -> dict:
-    return asdict(obj)  # type: ignore[arg-type]
