@@ -153,10 +153,5 @@ class RssSampler:
         self._thread.join()
 
 
-def engine_env() -> dict[str, str]:
-    """The vLLM-on-CPU settings both vLLM engines use (the service sets the same from its config)."""
-    return {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": f"0-{(os.cpu_count() or 1) - 1}"}
-
-
 def result_json(result: LevelResult) -> dict:
     return {**result.summary(), "latencies_s": [round(x, 4) for x in result.latencies_s]}

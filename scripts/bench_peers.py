@@ -19,19 +19,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_common import Clip, LevelResult, RssSampler, engine_env, result_json, schedule  # noqa: E402
+from bench_common import Clip, LevelResult, RssSampler, result_json, schedule  # noqa: E402
 
 from serve_app.audio.decode import decode  # noqa: E402
 
 MAX_S = 7200
 
 
-async def run_vllm(clips: list[Clip], levels: list[int], min_requests: int, model: str) -> dict:
-    os.environ.update(engine_env())
+async def run_vllm(clips: list[Clip], levels: list[int], min_requests: int, engine_args: dict) -> dict:
     from serve_app.engine import WhisperEngine
 
     start = time.monotonic()
-    engine = WhisperEngine({"model": model, "max_num_seqs": 16, "cpu_omp_threads_bind": "all"})
+    engine = WhisperEngine(engine_args)  # sets the same VLLM_CPU_* variables the service's engine does
     first = await engine.transcribe(await asyncio.to_thread(decode, Path(clips[0].path).read_bytes(), MAX_S), "en")
     cold = time.monotonic() - start
     assert first.text.strip()
@@ -107,7 +106,7 @@ def main() -> None:
     plan = json.loads(args.plan.read_text())
     clips = [Clip(**c) for c in plan["clips"]]
     if args.engine == "vllm":
-        result = asyncio.run(run_vllm(clips, plan["levels"], plan["min_requests"], plan["model"]))
+        result = asyncio.run(run_vllm(clips, plan["levels"], plan["min_requests"], plan["engine"]))
     else:
         result = run_faster_whisper(clips, plan["levels"], plan["min_requests"])
     args.out.write_text(json.dumps(result))

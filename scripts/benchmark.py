@@ -182,7 +182,9 @@ def main() -> None:
         raise SystemExit("no clips match")
     levels = [int(x) for x in args.levels.split(",")]
     engines = args.engines.split(",")
-    plan = {"clips": [c.__dict__ for c in clips], "levels": levels, "min_requests": args.min_requests, "model": args.model}
+    # Bare vLLM runs with the very engine settings the service's config gives its engine.
+    engine_args = yaml.safe_load(args.config.read_text())["applications"][0]["args"]["engine"]
+    plan = {"clips": [c.__dict__ for c in clips], "levels": levels, "min_requests": args.min_requests, "engine": {**engine_args, "model": args.model}}
     results: dict = {
         "machine": {"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
         "workload": {"clips": len(clips), "clip_audio_s": round(sum(c.duration_s for c in clips), 1), "levels": levels, "min_requests": args.min_requests},
