@@ -54,7 +54,10 @@ def test_allowlist_opens_cidrs_and_hostnames_only() -> None:
         policy.resolve("b.test", 80)
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/a.wav", "file:///etc/passwd", "gopher://x", "http:///nohost", "http://h:99999/"])
+@pytest.mark.parametrize("url", [
+    "ftp://example.com/a.wav", "file:///etc/passwd", "gopher://x", "http:///nohost", "http://h:99999/",
+    "http://[::1", "http://[zz::1]/a.wav", "http://h:port/",
+])
 def test_only_http_and_https_urls(url: str) -> None:
     with pytest.raises(InvalidRequest):
         fetch(url, UrlPolicy(), LIMITS)
@@ -105,3 +108,11 @@ def test_404_and_oversized_and_unreachable(storage: FileServer) -> None:
         fetch(storage.url("/big.wav"), policy, LIMITS)
     with pytest.raises(UrlFetchFailed):
         fetch(f"http://127.0.0.3:{storage.port}/a.wav", policy, LIMITS)  # nothing listens there
+
+
+def test_unresolvable_names_are_a_fetch_failure_not_a_crash() -> None:
+    def nul_resolver(host: str, port: int) -> list[str]:
+        raise ValueError("embedded null character")  # what getaddrinfo raises for a NUL in the name
+
+    with pytest.raises(UrlFetchFailed):
+        fetch("http://a%00b/x", UrlPolicy(resolver=nul_resolver), LIMITS)

@@ -169,6 +169,7 @@ def test_english_only_model_rejects_other_languages(client: TestClient, engine: 
     ({"content": b'{"url": "http://x"', "headers": {"Content-Type": "application/json"}}, 400, "INVALID_REQUEST"),
     ({"content": b"\xff\xfe{}", "headers": {"Content-Type": "application/json"}}, 400, "INVALID_REQUEST"),
     ({"json": {"url": "ftp://127.0.0.2/a.wav"}}, 400, "INVALID_REQUEST"),
+    ({"json": {"url": "http://[::1"}}, 400, "INVALID_REQUEST"),
     ({"json": {"url": "http://127.0.0.1:9/a.wav"}}, 400, "URL_NOT_ALLOWED"),
     ({"json": {"url": "http://[::1]:9/a.wav"}}, 400, "URL_NOT_ALLOWED"),
     ({"files": {"other": ("a.wav", b"x", "audio/wav")}}, 400, "MISSING_PARAMETER"),

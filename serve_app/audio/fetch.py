@@ -60,8 +60,8 @@ class UrlPolicy:
         """The address to connect to; raises unless every address of `host` is allowed."""
         try:
             addresses = [ipaddress.ip_address(a.split("%")[0]) for a in self.resolver(host, port)]
-        except (OSError, UnicodeError) as exc:
-            raise UrlFetchFailed(f"Could not resolve host {host}") from exc
+        except (OSError, UnicodeError, ValueError) as exc:  # ValueError: e.g. a NUL byte in the name
+            raise UrlFetchFailed(f"Could not resolve host {host!r}") from exc
         if not addresses:
             raise UrlFetchFailed(f"Could not resolve host {host}")
         if host.lower().rstrip(".") not in self.hosts and not all(self.allows(ip) for ip in addresses):
@@ -77,17 +77,18 @@ class FetchLimits:
 
 
 def _target(url: str) -> tuple[str, str, int, str]:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port  # both validate (brackets, IPv6 literals, port range)
+    except ValueError as exc:
+        raise InvalidRequest("Audio URL is malformed") from exc
     if parts.scheme not in ("http", "https"):
         raise InvalidRequest("Audio URL must use http or https")
-    if not parts.hostname:
+    if not host:
         raise InvalidRequest("Audio URL has no host")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError as exc:
-        raise InvalidRequest("Audio URL has an invalid port") from exc
+    port = port or (443 if parts.scheme == "https" else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return parts.scheme, parts.hostname, port, path
+    return parts.scheme, host, port, path
 
 
 def _pool(scheme: str, host: str, ip: str, port: int, timeout: float) -> urllib3.HTTPConnectionPool:
