@@ -8,14 +8,17 @@ continuous batch, so chunks of many HTTP requests share encoder and decoder pass
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .align import Aligner
 from .audio import SAMPLE_RATE
 from .convert import encoder_window_s
 from .prompts import WhisperVocabulary
@@ -26,12 +29,15 @@ from .settings import EngineArgs
 class Token:
     text: str
     logprob: float
+    start: float | None  # seconds from the chunk's start, from cross-attention alignment (if asked for)
+    end: float | None
 
 
 @dataclass(frozen=True)
 class ChunkTranscript:
     text: str
     tokens: list[Token]
+    aligned: bool = False
 
 
 @dataclass(frozen=True)
@@ -44,8 +50,8 @@ class EngineInfo:
 
 def _configure_cpu(args: EngineArgs) -> None:
     """vLLM reads these at import: they must be set before `import vllm`."""
-    if args.cpu_kvcache_space_gib is not None:
-        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(args.cpu_kvcache_space_gib)
+    # The legacy whole-GiB variable would override `kv_cache_memory_bytes`: tiny needs ~120 MB.
+    os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)
     if args.cpu_omp_threads_bind is not None:
         bind = args.cpu_omp_threads_bind
         if bind == "all":  # every core: by default vLLM keeps one back for its scheduler
@@ -64,6 +70,8 @@ class WhisperEngine:
         path = self.args.model_path()
         self.vocab = WhisperVocabulary.from_model_dir(Path(path))
         self.window_s = encoder_window_s(json.loads((Path(path) / "config.json").read_text()))
+        self.aligner = Aligner(path)
+        self._align_pool = ThreadPoolExecutor(1, thread_name_prefix="align")  # one at a time: vLLM has the cores
         self.sampling = SamplingParams(temperature=0.0, max_tokens=self.args.max_tokens, logprobs=0)
         self.engine = AsyncLLM.from_engine_args(
             AsyncEngineArgs(
@@ -74,6 +82,7 @@ class WhisperEngine:
                 max_model_len=448,
                 enforce_eager=self.args.enforce_eager,
                 gpu_memory_utilization=self.args.gpu_memory_utilization,
+                kv_cache_memory_bytes=self.args.kv_cache_mb * 2**20 if self.args.kv_cache_mb else None,
                 limit_mm_per_prompt={"audio": 1},
                 disable_log_stats=True,
             )
@@ -83,7 +92,7 @@ class WhisperEngine:
         await self.engine.check_health()
         return EngineInfo(self.args.model_name(), self.vocab.multilingual, sorted(self.vocab.languages) or ["en"], self.window_s)
 
-    async def transcribe(self, audio: np.ndarray, language: str | None = None) -> ChunkTranscript:
+    async def transcribe(self, audio: np.ndarray, language: str | None = None, align: bool = False) -> ChunkTranscript:
         prompt = {
             "encoder_prompt": {"prompt": "", "multi_modal_data": {"audio": (audio, SAMPLE_RATE)}},
             "decoder_prompt": {"prompt_token_ids": self.vocab.prompt(language)},
@@ -92,12 +101,18 @@ class WhisperEngine:
         async for output in self.engine.generate(prompt, self.sampling, uuid.uuid4().hex):
             final = output
         completion = final.outputs[0]
+        text = [(token_id, step[token_id]) for token_id, step in zip(completion.token_ids, completion.logprobs or []) if token_id < self.vocab.eot and token_id in step]
+        ids = [token_id for token_id, _ in text]
+        times: list[tuple[float, float]] | None = None
+        if align:
+            loop = asyncio.get_running_loop()
+            prompt_ids = prompt["decoder_prompt"]["prompt_token_ids"]
+            times = await loop.run_in_executor(self._align_pool, self.aligner.align, audio, prompt_ids, ids, self.vocab.eot)
         tokens = [
-            Token(step[token_id].decoded_token or "", step[token_id].logprob)
-            for token_id, step in zip(completion.token_ids, completion.logprobs or [])
-            if token_id in step
+            Token(lp.decoded_token or "", lp.logprob, *(times[k] if times else (None, None)))
+            for k, (_, lp) in enumerate(text)
         ]
-        return ChunkTranscript(completion.text, tokens)
+        return ChunkTranscript(completion.text, tokens, aligned=times is not None)
 
     async def check_health(self) -> None:
         """Serve's replica health check: a dead engine makes Serve replace the replica."""

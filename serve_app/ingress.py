@@ -32,12 +32,12 @@ from .audio.source import AudioSource, parse_source
 from .auth import Authenticator, Principal, claimed_key_id
 from .engine import ChunkTranscript, EngineInfo
 from .errors import InvalidLicense, InvalidRequest, LicenseExpired, MethodNotAllowed, NotFound, ServiceError, ServiceUnavailable
-from .formats import RequestMeta, listen_body
+from .formats import FORMATS, TIMED, RequestMeta
 from .license import iso
 from .limits import Limiter, has_quota, remaining_audio_seconds
 from .metrics import Metrics, RayMetrics
 from .settings import IngressArgs
-from .transcript import stitch
+from .transcript import stitch, unpunctuated
 
 logger = logging.getLogger("ray.serve")
 
@@ -72,6 +72,7 @@ class Ingress:
             routes=[
                 Route("/health", self._route(self.health), methods=["GET"]),
                 Route("/v1/listen", self._route(self.listen), methods=["POST"]),
+                Route("/v1/audio/transcriptions", self._route(self.openai_transcriptions), methods=["POST"]),
                 Route("/v1/usage", self._route(self.usage), methods=["GET"]),
             ],
             exception_handlers={HTTPException: _http_exception},
@@ -87,21 +88,38 @@ class Ingress:
         return JSONResponse({"status": "healthy"})
 
     async def listen(self, request: Request) -> Response:
+        """Smallest / Deepgram: one JSON body for every client, or `response_format` (srt, vtt, ...)."""
+        return await self._transcription(request, default_format="listen")
+
+    async def openai_transcriptions(self, request: Request) -> Response:
+        """OpenAI's `POST /v1/audio/transcriptions` (multipart `file`, `model` is accepted and ignored)."""
+        return await self._transcription(request, default_format="json")
+
+    async def _transcription(self, request: Request, default_format: str) -> Response:
         principal = await self._authenticate(request)
         async with self.limiter.admit(principal) as admission:
             source = await parse_source(request, self.max_bytes)
+            options = source.options
+            name = options.response_format or default_format
+            formatter = FORMATS.get(name)
+            if formatter is None or name == "listen" and default_format != "listen":
+                raise InvalidRequest(f"response_format must be one of {', '.join(sorted(set(FORMATS) - {'listen'}))}", parameter="response_format")
             info = await self._engine_info()
             language = self._language(source, info)
             data = source.data if source.data is not None else await asyncio.to_thread(fetch, source.url, self.url_policy, self.fetch_limits)
             audio = await asyncio.to_thread(decode, data, self.args.max_duration_s)
             chunks = split(audio, max_s=info.window_s)
-            results = await asyncio.gather(*(self._transcribe(chunk.audio, language) for chunk in chunks))
+            # Captions and word granularity need the model's times; otherwise the request or the server decides.
+            align = (name in TIMED or "word" in options.timestamp_granularities
+                     or (options.timestamps if options.timestamps is not None else self.args.word_timestamps))
+            results = await asyncio.gather(*(self._transcribe(chunk.audio, language, align) for chunk in chunks))
             transcript = stitch(chunks, list(results), language)
+            transcript = transcript if options.punctuate else unpunctuated(transcript)
             admission.audio_seconds = transcript.duration
         await self._observe(principal, transcript.duration)
         meta = RequestMeta(uuid.uuid4().hex, hashlib.sha256(data).hexdigest(), info.model, datetime.now(timezone.utc))
-        logger.info("listen request_id=%s key_id=%s audio_s=%.1f chunks=%d", meta.request_id, principal.key_id, transcript.duration, len(chunks))
-        return JSONResponse(listen_body(transcript, meta))
+        logger.info("transcription request_id=%s key_id=%s audio_s=%.1f chunks=%d", meta.request_id, principal.key_id, transcript.duration, len(chunks))
+        return formatter(transcript, meta, "word" in options.timestamp_granularities)
 
     async def usage(self, request: Request) -> Response:
         """A key holder's own usage, limits and remaining quota."""
@@ -171,8 +189,8 @@ class Ingress:
             self._info = await self._call(self.engine.info.remote())
         return self._info
 
-    async def _transcribe(self, audio: Any, language: str) -> ChunkTranscript:
-        return await self._call(self.engine.transcribe.remote(audio, language))
+    async def _transcribe(self, audio: Any, language: str, align: bool) -> ChunkTranscript:
+        return await self._call(self.engine.transcribe.remote(audio, language, align))
 
     async def _call(self, response: Awaitable[Any]) -> Any:
         """Await an engine call; a missing or overloaded engine is a 503 the client may retry."""

@@ -12,6 +12,7 @@ from pathlib import Path
 @dataclass(frozen=True)
 class WhisperVocabulary:
     sot: int
+    eot: int  # <|endoftext|>: every id from here on is a special token
     no_timestamps: int
     transcribe: int | None
     languages: dict[str, int]  # "en" -> token id; empty for English-only checkpoints
@@ -26,7 +27,7 @@ class WhisperVocabulary:
         tokenizer = json.loads((path / "tokenizer.json").read_text())
         ids = {t["content"]: t["id"] for t in tokenizer["added_tokens"]}
         languages = {k.strip("<|>"): v for k, v in generation.get("lang_to_id", {}).items()}
-        return cls(ids["<|startoftranscript|>"], ids["<|notimestamps|>"], ids.get("<|transcribe|>"), languages)
+        return cls(ids["<|startoftranscript|>"], ids["<|endoftext|>"], ids["<|notimestamps|>"], ids.get("<|transcribe|>"), languages)
 
     def prompt(self, language: str | None) -> list[int]:
         if not self.multilingual:

@@ -23,7 +23,9 @@ class EngineArgs(_Strict):
     max_num_seqs: int = Field(16, ge=1, description="how many chunks vLLM decodes in one batch")
     max_tokens: int = Field(224, ge=1, le=448, description="decoded tokens per 30 s chunk (Whisper's own cap)")
     enforce_eager: bool = Field(False, description="skip graph compilation: faster start, same batch speed on CPU")
-    cpu_kvcache_space_gib: int | None = Field(1, description="VLLM_CPU_KVCACHE_SPACE; None on GPU")
+    kv_cache_mb: int | None = Field(
+        512, ge=16, description="KV cache size; None: vLLM's default (a share of the device's memory)"
+    )
     cpu_omp_threads_bind: str | None = Field("auto", description="VLLM_CPU_OMP_THREADS_BIND: 'auto', '0-1', ...")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
 
@@ -43,6 +45,9 @@ class IngressArgs(_Strict):
     max_duration_s: float = Field(7200, gt=0, description="longest accepted audio (413 beyond)")
     url_timeout_s: float = Field(30, gt=0, description="connect/read timeout for audio URLs")
     url_max_redirects: int = Field(5, ge=0)
+    word_timestamps: bool = Field(
+        False, description="align word times with the model unless a request says (costs ~half a transcription)"
+    )
     url_allowlist: list[str] = Field(
         default_factory=list,
         description="CIDRs or hostnames that audio URLs may reach although not public (internal storage)",

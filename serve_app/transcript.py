@@ -1,16 +1,20 @@
 """Stitch per-chunk engine output into one transcript in file time.
 
 Chunks never overlap (see audio/chunk.py), so stitching is concatenation in offset order: nothing
-is deduplicated and nothing can be doubled. Word times are placed within each chunk in proportion
-to the word's length; model-derived word timestamps are a later stage (issue 5).
+is deduplicated and nothing can be doubled. When the request asked for timestamps, a word runs from
+its first token's start to its last token's end, as aligned by the model and kept off silence
+(align.py); otherwise its chunk is shared out by word length. Both are shifted by the chunk's offset.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
+
+from .align import snap_to_speech
 from .audio.chunk import Chunk
 from .engine import ChunkTranscript, Token
 
@@ -36,30 +40,70 @@ class Transcript:
     language: str
 
 
-def _group_words(tokens: list[Token]) -> list[tuple[str, list[float]]]:
-    """BPE tokens -> (word text, token log-probs); a leading space starts a new word."""
-    words: list[tuple[str, list[float]]] = []
+def _group_words(tokens: list[Token]) -> list[list[Token]]:
+    """BPE tokens -> words (lists of tokens); a leading space starts a new word, punctuation and
+    word pieces join the word before them."""
+    words: list[list[Token]] = []
     for token in tokens:
         if _SPECIAL.match(token.text) or not token.text:
             continue
         if token.text.startswith(" ") or not words:
-            words.append((token.text.strip(), [token.logprob]))
+            words.append([token])
         else:
-            text, logprobs = words[-1]
-            words[-1] = (text + token.text, logprobs + [token.logprob])
-    return [(text, lps) for text, lps in words if text]
+            words[-1].append(token)
+    return [w for w in words if "".join(t.text for t in w).strip()]
+
+
+def _estimated_spans(chunk: Chunk, groups: list[list[Token]]) -> list[tuple[float, float]]:
+    """Without alignment: the chunk shared out by word length (cheap, approximate)."""
+    lengths = [len("".join(t.text for t in g).strip()) for g in groups]
+    edges = np.concatenate(([0.0], np.cumsum(lengths))) * chunk.duration_s / max(sum(lengths), 1)
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
 
 
 def _chunk_words(chunk: Chunk, result: ChunkTranscript) -> list[Word]:
-    grouped = _group_words(result.tokens)
-    total_chars = sum(len(text) for text, _ in grouped) or 1
-    t, words = chunk.offset_s, []
-    for text, logprobs in grouped:
-        span = chunk.duration_s * len(text) / total_chars
-        confidence = math.exp(sum(logprobs) / len(logprobs))
-        words.append(Word(_PUNCT.sub("", text).lower() or text, text, round(t, 3), round(t + span, 3), round(confidence, 4)))
-        t += span
+    groups = _group_words(result.tokens)
+    if result.aligned:
+        spans = snap_to_speech([(g[0].start or 0.0, g[-1].end or 0.0) for g in groups], chunk.audio)
+    else:
+        spans = _estimated_spans(chunk, groups)
+    words = []
+    for group, (start, end) in zip(groups, spans):
+        text = "".join(t.text for t in group).strip()
+        confidence = math.exp(sum(t.logprob for t in group) / len(group))
+        t0, t1 = chunk.offset_s + start, chunk.offset_s + end
+        words.append(Word(_PUNCT.sub("", text).lower() or text, text, round(t0, 3), round(t1, 3), round(confidence, 4)))
     return words
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+    words: list[Word]
+
+
+_SENTENCE_END = (".", "?", "!")
+
+
+def segments(words: list[Word], max_s: float = 7.0, max_chars: int = 84, pause_s: float = 0.6) -> list[Segment]:
+    """Words -> caption-sized segments: a new one after a sentence end, at a pause, or before one
+    would pass `max_s` seconds or `max_chars` characters (two 42-character subtitle lines)."""
+    groups: list[list[Word]] = []
+    for word in words:
+        current = groups[-1] if groups else None
+        if (
+            current is None
+            or current[-1].punctuated_word.endswith(_SENTENCE_END)
+            or word.start - current[-1].end > pause_s
+            or word.end - current[0].start > max_s
+            or sum(len(w.punctuated_word) + 1 for w in current) + len(word.punctuated_word) > max_chars
+        ):
+            groups.append([word])
+        else:
+            current.append(word)
+    return [Segment(g[0].start, g[-1].end, " ".join(w.punctuated_word for w in g), g) for g in groups]
 
 
 def stitch(chunks: list[Chunk], results: list[ChunkTranscript], language: str) -> Transcript:
@@ -69,3 +113,9 @@ def stitch(chunks: list[Chunk], results: list[ChunkTranscript], language: str) -
     confidence = math.exp(sum(logprobs) / len(logprobs)) if logprobs else 0.0
     duration = sum(c.duration_s for c in chunks)
     return Transcript(text, words, round(confidence, 4), round(duration, 3), language)
+
+
+def unpunctuated(t: Transcript) -> Transcript:
+    """`punctuate=false`: lower case, no punctuation around words (inside ones stay: "don't", "1,000")."""
+    words = [replace(w, punctuated_word=w.word) for w in t.words]
+    return replace(t, text=" ".join(w.word for w in words), words=words)

@@ -97,6 +97,28 @@ def test_long_file_comes_back_whole(server: Server) -> None:
     assert start == len(reference)
 
 
+def test_long_file_sentence_starts_are_timed(server: Server) -> None:
+    """Word times come from the model: each sentence's first word (where the transcript has it)
+    starts within 1 s of the sentence in the recording, with a median error of at most 0.25 s."""
+    entry = manifest()[LONG.name]
+    response = listen(server, data=LONG.read_bytes(), headers={"Content-Type": "audio/flac"}, params={"timestamps": "true"})
+    assert response.status_code == 200, response.text
+    words = response.json()["words"]
+    assert all(w["start"] <= w["end"] for w in words) and [w["start"] for w in words] == sorted(w["start"] for w in words)
+    predicted = [normalize(w["word"]) for w in words]
+    reference = normalize(entry["text"]).split()
+    to_predicted = {}
+    for block in difflib.SequenceMatcher(None, reference, predicted, autojunk=False).get_matching_blocks():
+        to_predicted.update({block.a + k: block.b + k for k in range(block.size)})
+    errors, first = [], 0
+    for segment in entry["segments"]:
+        if first in to_predicted:
+            errors.append(abs(words[to_predicted[first]]["start"] - segment["start"]))
+        first += len(normalize(segment["text"]).split())
+    assert len(errors) >= 0.8 * len(entry["segments"])
+    assert float(np.median(errors)) <= 0.25 and max(errors) <= 1.0, sorted(errors)
+
+
 def test_concurrent_requests_all_succeed(server: Server) -> None:
     with ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(lambda _: listen(server, data=JFK_MP3.read_bytes(), headers={"Content-Type": "audio/mpeg"}), range(8)))

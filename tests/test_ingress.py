@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -46,6 +46,7 @@ class FakeEngine:
 
     def __init__(self, languages: list[str] = ["en"]) -> None:
         self.calls: list[tuple[int, str]] = []
+        self.aligned: list[bool] = []
         self.info = _Method(self._info)
         self.transcribe = _Method(self._transcribe)
         self.languages = languages
@@ -53,9 +54,12 @@ class FakeEngine:
     async def _info(self) -> EngineInfo:
         return EngineInfo("fake-whisper", len(self.languages) > 1, self.languages, 30.0)
 
-    async def _transcribe(self, audio: np.ndarray, language: str) -> ChunkTranscript:
+    async def _transcribe(self, audio: np.ndarray, language: str, align: bool = False) -> ChunkTranscript:
         self.calls.append((audio.size, language))
-        return ChunkTranscript(" Hello world.", [Token(" Hello", -0.1), Token(" world", -0.2), Token(".", -0.3)])
+        self.aligned.append(align)
+        times = [(0.5, 0.9), (0.9, 1.4), (1.4, 1.5)] if align else [(None, None)] * 3
+        tokens = [Token(text, lp, *t) for (text, lp), t in zip([(" Hello", -0.1), (" world", -0.2), (".", -0.3)], times)]
+        return ChunkTranscript(" Hello world.", tokens, aligned=align)
 
 
 @pytest.fixture
@@ -133,6 +137,24 @@ def test_raw_body_and_response_shape(client: TestClient, engine: FakeEngine) -> 
     alt = body["results"]["channels"][0]["alternatives"][0]
     assert alt["transcript"] == "Hello world." and alt["words"] == body["words"]
     assert engine.calls == [(176000, "en")]
+
+
+@pytest.mark.parametrize("query, aligned", [("", False), ("?timestamps=true", True), ("?word_timestamps=1", True), ("?timestamps=false", False)])
+def test_word_times_are_aligned_when_asked(client: TestClient, engine: FakeEngine, query: str, aligned: bool) -> None:
+    response = client.post(f"/v1/listen{query}", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    assert response.status_code == 200, response.text
+    assert engine.aligned == [aligned]
+    words = response.json()["words"]
+    if aligned:  # the engine's token times (JFK is speech at 0.5-1.5 s, so nothing is moved off silence)
+        assert [(w["start"], w["end"]) for w in words] == [(0.5, 0.9), (0.9, 1.5)]
+    else:  # the 11 s chunk shared out by word length: "Hello" 5 of 11 characters
+        assert [(w["start"], w["end"]) for w in words] == [(0.0, 5.0), (5.0, 11.0)]
+
+
+def test_bad_timestamps_flag_is_400(client: TestClient, engine: FakeEngine) -> None:
+    response = client.post("/v1/listen?timestamps=maybe", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    assert _error(response, 400, "INVALID_REQUEST")["parameter"] == "timestamps"
+    assert engine.calls == []
 
 
 def test_multipart_audio_or_file_field(client: TestClient) -> None:
@@ -217,3 +239,51 @@ def test_duration_limit_is_413(client: TestClient) -> None:
         w.writeframes(b"\x00\x00" * 16000 * 61)
     response = client.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/wav"}, content=long_audio.getvalue())
     _error(response, 413, "FILE_TOO_LARGE")
+
+
+def test_caption_formats_from_listen(client: TestClient, engine: FakeEngine) -> None:
+    flac = {**AUTH, "Content-Type": "audio/flac"}
+    srt = client.post("/v1/listen?response_format=srt", headers=flac, content=JFK_FLAC.read_bytes())
+    assert srt.status_code == 200 and srt.headers["content-type"].startswith("application/x-subrip")
+    assert srt.text == "1\n00:00:00,500 --> 00:00:01,500\nHello world.\n"
+    vtt = client.post("/v1/listen?response_format=vtt", headers=flac, content=JFK_FLAC.read_bytes())
+    assert vtt.text == "WEBVTT\n\n00:00:00.500 --> 00:00:01.500\nHello world.\n"
+    assert engine.aligned == [True, True]  # captions always get the model's times
+
+
+@pytest.mark.parametrize("fmt, check", [
+    ("json", lambda r: r.json() == {"text": "Hello world."}),
+    ("text", lambda r: r.text == "Hello world.\n"),
+    ("verbose_json", lambda r: r.json()["segments"][0]["start"] == 0.5 and r.json()["duration"] == 11.0 and "words" not in r.json()),
+])
+def test_openai_route_formats(client: TestClient, fmt: str, check: Callable) -> None:
+    response = client.post("/v1/audio/transcriptions", headers=AUTH, files={"file": ("jfk.flac", JFK_FLAC.read_bytes(), "audio/flac")},
+                           data={"model": "whisper-1", "response_format": fmt})
+    assert response.status_code == 200 and check(response), response.text
+
+
+def test_openai_word_granularity(client: TestClient, engine: FakeEngine) -> None:
+    response = client.post("/v1/audio/transcriptions", headers=AUTH, files={"file": ("jfk.flac", JFK_FLAC.read_bytes(), "audio/flac")},
+                           data={"response_format": "verbose_json", "timestamp_granularities[]": ["word", "segment"]})
+    assert response.json()["words"] == [{"word": "Hello", "start": 0.5, "end": 0.9}, {"word": "world.", "start": 0.9, "end": 1.5}]
+
+
+@pytest.mark.parametrize("path, data, parameter", [
+    ("/v1/audio/transcriptions", {"response_format": "docx"}, "response_format"),
+    ("/v1/audio/transcriptions", {"response_format": "listen"}, "response_format"),
+    ("/v1/audio/transcriptions", {"timestamp_granularities[]": "letter"}, "timestamp_granularities"),
+    ("/v1/listen", {"response_format": "pdf"}, "response_format"),
+])
+def test_bad_format_options_are_400(client: TestClient, engine: FakeEngine, path: str, data: dict, parameter: str) -> None:
+    response = client.post(path, headers=AUTH, files={"file": ("jfk.flac", JFK_FLAC.read_bytes(), "audio/flac")}, data=data)
+    assert _error(response, 400, "INVALID_REQUEST")["parameter"] == parameter
+    assert engine.calls == []
+
+
+def test_punctuate_false_and_smart_format(client: TestClient) -> None:
+    flac = {**AUTH, "Content-Type": "audio/flac"}
+    body = client.post("/v1/listen?punctuate=false&smart_format=true", headers=flac, content=JFK_FLAC.read_bytes()).json()
+    assert body["text"] == body["results"]["channels"][0]["alternatives"][0]["transcript"] == "hello world"
+    assert [w["punctuated_word"] for w in body["words"]] == ["hello", "world"]
+    bad = client.post("/v1/listen?smart_format=sometimes", headers=flac, content=JFK_FLAC.read_bytes())
+    assert _error(bad, 400, "INVALID_REQUEST")["parameter"] == "smart_format"

@@ -23,6 +23,10 @@ _RAW_TYPES = ("application/octet-stream",)
 @dataclass(frozen=True)
 class Options:
     language: str | None = None
+    timestamps: bool | None = None  # model-aligned word times; None: the server's default
+    response_format: str | None = None  # None: the route's own format
+    timestamp_granularities: tuple[str, ...] = ()  # OpenAI's: "word" and/or "segment"
+    punctuate: bool = True  # false: lower case without punctuation (`smart_format` is accepted: Whisper formats already)
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> "Options":
@@ -32,7 +36,37 @@ class Options:
             if match is None:
                 raise InvalidRequest("language must be an ISO 639-1 code such as 'en' or 'en-US'", parameter="language")
             language = match.group(1)
-        return cls(language=language)
+        # Smallest calls it `timestamps`, its SDK `word_timestamps`.
+        timestamps = _flag(params, "timestamps")
+        word_timestamps = _flag(params, "word_timestamps")
+        _flag(params, "smart_format")  # validated, nothing to do
+        granularities = params.get("timestamp_granularities") or params.get("timestamp_granularities[]") or ()
+        granularities = (granularities,) if isinstance(granularities, str) else tuple(granularities)
+        if not set(granularities) <= {"word", "segment"}:
+            raise InvalidRequest("timestamp_granularities must be 'word' and/or 'segment'", parameter="timestamp_granularities")
+        response_format = params.get("response_format")
+        if response_format is not None and not isinstance(response_format, str):
+            raise InvalidRequest("response_format must be a string", parameter="response_format")
+        return cls(
+            language=language,
+            timestamps=timestamps if timestamps is not None else word_timestamps,
+            response_format=response_format,
+            timestamp_granularities=granularities,
+            punctuate=_flag(params, "punctuate") is not False,
+        )
+
+
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+def _flag(params: Mapping[str, Any], name: str) -> bool | None:
+    value = params.get(name)
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise InvalidRequest(f"{name} must be true or false", parameter=name)
 
 
 @dataclass(frozen=True)
@@ -103,7 +137,10 @@ async def _from_multipart(request: Request, max_bytes: int, query: dict[str, str
         if not isinstance(upload, UploadFile):
             raise MissingParameter("Missing file field 'audio' (or 'file')", parameter="audio")
         data = await upload.read()
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+        for name in ("timestamp_granularities[]", "timestamp_granularities"):  # repeated fields: keep them all
+            if name in form:
+                fields[name] = [v for v in form.getlist(name) if isinstance(v, str)]
         return AudioSource(Options.parse({**query, **fields}), data=data)
     finally:
         await form.close()

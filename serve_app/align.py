@@ -1,0 +1,141 @@
+"""Word timing from the model: cross-attention alignment (Whisper's own method, `timing.py`).
+
+vLLM returns tokens but no attention, so after decoding, the same checkpoint runs once more in
+PyTorch with the decoded tokens forced (one encoder pass, one decoder pass, no sampling). The
+cross-attention of the alignment heads named in the checkpoint's `generation_config.json` says,
+for every token, which 20 ms audio frames it was read from; dynamic time warping turns that into a
+monotonic path, and each token starts where the path first reaches it. Times are therefore the
+model's, not a share of the chunk by word length.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+
+FRAMES_PER_S = 50  # encoder output frames: 16 kHz / 160 samples per mel frame / 2 (conv stride)
+MEDIAN_WIDTH = 7  # Whisper's median filter over frames
+SILENCE_DB = 40.0  # a 20 ms frame this far below the chunk's loudest is silence
+PAUSE_FRAMES = 5  # a pause of 100 ms or more inside a word's span means the word starts after it
+
+
+def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Monotonic path through `cost` (tokens x frames) of least total cost: (token index, frame index)
+    per step. Whisper's recurrence, vectorised per row: with a row's prefix sums S,
+    D[i, j] = S[j] + min over k <= j of (min(D[i-1, k-1], D[i-1, k]) - S[k-1])."""
+    n, m = cost.shape
+    acc = np.full((n + 1, m + 1), np.inf)
+    acc[0, 0] = 0.0
+    for i in range(1, n + 1):
+        from_above = np.minimum(acc[i - 1, :-1], acc[i - 1, 1:])  # diagonal or vertical step into column j
+        prefix = np.concatenate(([0.0], np.cumsum(cost[i - 1])))
+        acc[i, 1:] = prefix[1:] + np.minimum.accumulate(from_above - prefix[:-1])
+    # Walk back with Whisper's tie-breaking: diagonal, then vertical, else horizontal.
+    i, j, path = n, m, []
+    while i > 0 or j > 0:
+        path.append((i - 1, j - 1))
+        if i == 0:
+            j -= 1
+            continue
+        if j == 0:
+            i -= 1
+            continue
+        diag, up, left = acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1]
+        if diag < up and diag < left:
+            i, j = i - 1, j - 1
+        elif up < diag and up < left:
+            i -= 1
+        else:
+            j -= 1
+    steps = np.array(path[::-1])
+    return steps[:, 0], steps[:, 1]
+
+
+def _median_filter(x: np.ndarray, width: int) -> np.ndarray:
+    """Median over the last axis, reflect-padded (as Whisper does)."""
+    pad = width // 2
+    if x.shape[-1] <= pad:
+        return x
+    padded = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode="reflect")
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, width, axis=-1), axis=-1)
+
+
+def token_times(attention: np.ndarray, n_frames: int) -> np.ndarray:
+    """Start time in seconds of each row of `attention` (heads x rows x frames, softmaxed), plus
+    the end of the last row: len(rows) + 1 values, monotonic."""
+    weights = attention[:, :, :n_frames]
+    std, mean = weights.std(axis=-2, keepdims=True), weights.mean(axis=-2, keepdims=True)
+    weights = (weights - mean) / np.maximum(std, 1e-8)  # which frames stand out for this token
+    matrix = _median_filter(weights, MEDIAN_WIDTH).mean(axis=0)
+    rows, frames = dtw(-matrix)
+    first = np.flatnonzero(np.diff(rows, prepend=-1))  # the step where the path reaches each row
+    starts = frames[first] / FRAMES_PER_S
+    return np.append(starts, n_frames / FRAMES_PER_S)
+
+
+def snap_to_speech(spans: list[tuple[float, float]], audio: np.ndarray) -> list[tuple[float, float]]:
+    """Keep word spans off silence. Attention alignment tends to start the word after a pause where
+    the previous word fades out; the signal says where speech resumes. A word's start moves past
+    leading silence and past any pause inside its span, its end back before trailing silence; a
+    span that is all silence is left as the model put it."""
+    hop = SAMPLE_RATE // FRAMES_PER_S
+    n = audio.size // hop
+    if n == 0:
+        return spans
+    energy = 10 * np.log10(np.square(audio[: n * hop].reshape(n, hop), dtype=np.float64).mean(axis=1) + 1e-12)
+    voiced = energy > energy.max() - SILENCE_DB
+    snapped = []
+    for start, end in spans:
+        lo, hi = int(start * FRAMES_PER_S), min(int(np.ceil(end * FRAMES_PER_S)), n)
+        frames = np.flatnonzero(voiced[lo:hi]) + lo
+        if frames.size == 0:
+            snapped.append((start, end))
+            continue
+        gaps = np.flatnonzero(np.diff(frames) > PAUSE_FRAMES)  # voiced frames separated by a pause
+        first = frames[gaps[-1] + 1] if gaps.size else frames[0]
+        snapped.append((max(start, first / FRAMES_PER_S), min(end, (frames[-1] + 1) / FRAMES_PER_S)))
+    return snapped
+
+
+class Aligner:
+    """The checkpoint in PyTorch (eager attention, so attention weights are returned). It costs about
+    half a transcription per chunk on CPU, so the ingress asks for it only when times are wanted."""
+
+    def __init__(self, model_dir: str, device: str | None = None) -> None:
+        import torch
+        from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+        self.torch = torch
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        generation = json.loads((Path(model_dir) / "generation_config.json").read_text())
+        self.heads = [tuple(h) for h in generation.get("alignment_heads") or []]
+        self.features = WhisperFeatureExtractor.from_pretrained(model_dir)
+        # bfloat16 halves the encoder pass on CPU; times come out the same to the 20 ms frame.
+        self.dtype = torch.bfloat16 if self.device == "cpu" else torch.float16
+        self.model = WhisperForConditionalGeneration.from_pretrained(
+            model_dir, attn_implementation="eager", dtype=self.dtype
+        ).to(self.device).eval()
+        config = self.model.config
+        if not self.heads:  # Whisper's fallback: every head of the upper half of the decoder
+            layers = config.decoder_layers
+            self.heads = [(l, h) for l in range(layers // 2, layers) for h in range(config.decoder_attention_heads)]
+
+    def align(self, audio: np.ndarray, prompt: list[int], text_tokens: list[int], eot: int) -> list[tuple[float, float]]:
+        """(start, end) in seconds from the chunk's start for each of `text_tokens`."""
+        if not text_tokens:
+            return []
+        torch = self.torch
+        mel = self.features(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features.to(self.device, self.dtype)
+        ids = torch.tensor([prompt + text_tokens + [eot]], device=self.device)
+        with torch.inference_mode():
+            out = self.model(input_features=mel, decoder_input_ids=ids, output_attentions=True)
+        # Row p predicts token p+1: rows from the last prompt token to the last text token.
+        first = len(prompt) - 1
+        attention = np.stack([out.cross_attentions[l][0, h, first : first + len(text_tokens) + 1].float().cpu().numpy() for l, h in self.heads])
+        n_frames = min(attention.shape[-1], int(np.ceil(audio.size / SAMPLE_RATE * FRAMES_PER_S)))
+        times = token_times(attention, max(n_frames, 1))
+        return [(float(times[k]), float(times[k + 1])) for k in range(len(text_tokens))]

@@ -1,0 +1,34 @@
+"""Segments and caption formats from word times, without the service."""
+
+from __future__ import annotations
+
+from serve_app.formats import srt, verbose_json, vtt
+from serve_app.transcript import Transcript, Word, segments
+
+
+def _words(*spec: tuple[str, float, float]) -> list[Word]:
+    return [Word(text.strip(".,?!").lower(), text, start, end, 0.9) for text, start, end in spec]
+
+
+def test_segments_break_at_sentences_pauses_and_length() -> None:
+    words = _words(("Hi.", 0.0, 0.3), ("Then", 0.4, 0.6), ("more", 0.6, 0.9), ("after", 2.0, 2.3), ("pause", 2.3, 2.6))
+    assert [s.text for s in segments(words)] == ["Hi.", "Then more", "after pause"]
+    long = _words(*((f"w{i}", i * 0.5, i * 0.5 + 0.4) for i in range(30)))
+    parts = segments(long)
+    assert all(s.end - s.start <= 7.0 and len(s.text) <= 84 for s in parts)
+    assert [w for s in parts for w in s.words] == long  # nothing lost or doubled
+
+
+def test_srt_and_vtt_clock_past_an_hour() -> None:
+    t = Transcript("One. Two.", _words(("One.", 3599.5, 3600.25), ("Two.", 3601.0, 3602.0)), 0.9, 3602.0, "en")
+    assert srt(t) == "1\n00:59:59,500 --> 01:00:00,250\nOne.\n\n2\n01:00:01,000 --> 01:00:02,000\nTwo.\n"
+    assert vtt(t).startswith("WEBVTT\n\n00:59:59.500 --> 01:00:00.250\nOne.\n")
+    body = verbose_json(t, with_words=True)
+    assert [s["text"] for s in body["segments"]] == [" One.", " Two."] and body["words"][1] == {"word": "Two.", "start": 3601.0, "end": 3602.0}
+
+
+def test_unpunctuated_keeps_inner_marks() -> None:
+    from serve_app.transcript import unpunctuated
+
+    t = unpunctuated(Transcript("Don't pay 1,000!", _words(("Don't", 0, 1), ("pay", 1, 2), ("1,000!", 2, 3)), 0.9, 3.0, "en"))
+    assert t.text == "don't pay 1,000" and [w.punctuated_word for w in t.words] == ["don't", "pay", "1,000"]
