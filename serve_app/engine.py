@@ -92,11 +92,32 @@ class WhisperEngine:
         await self.engine.check_health()
         return EngineInfo(self.args.model_name(), self.vocab.multilingual, sorted(self.vocab.languages) or ["en"], self.window_s)
 
-    async def transcribe(self, audio: np.ndarray, language: str | None = None, align: bool = False) -> ChunkTranscript:
-        prompt = {
+    async def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
+        """Whisper's language identification: after <|startoftranscript|> the model's next token is a
+        language token. One decoding step restricted to those tokens; returns (code, probability)."""
+        if not self.vocab.multilingual:
+            return "en", 1.0
+        from vllm import SamplingParams  # imported by __init__ already, after the CPU variables were set
+
+        by_id = {token_id: code for code, token_id in self.vocab.languages.items()}
+        params = SamplingParams(temperature=0.0, max_tokens=1, logprobs=0, allowed_token_ids=list(by_id))
+        final = None
+        async for output in self.engine.generate(self._prompt(audio, [self.vocab.sot]), params, uuid.uuid4().hex):
+            final = output
+        completion = final.outputs[0]
+        token_id = completion.token_ids[0]
+        logprob = completion.logprobs[0][token_id].logprob if completion.logprobs else 0.0
+        return by_id[token_id], round(float(np.exp(logprob)), 4)
+
+    @staticmethod
+    def _prompt(audio: np.ndarray, decoder_ids: list[int]) -> dict:
+        return {
             "encoder_prompt": {"prompt": "", "multi_modal_data": {"audio": (audio, SAMPLE_RATE)}},
-            "decoder_prompt": {"prompt_token_ids": self.vocab.prompt(language)},
+            "decoder_prompt": {"prompt_token_ids": decoder_ids},
         }
+
+    async def transcribe(self, audio: np.ndarray, language: str | None = None, align: bool = False) -> ChunkTranscript:
+        prompt = self._prompt(audio, self.vocab.prompt(language))
         final = None
         async for output in self.engine.generate(prompt, self.sampling, uuid.uuid4().hex):
             final = output

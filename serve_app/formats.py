@@ -18,7 +18,8 @@ from typing import Any, Callable
 
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from .transcript import Transcript, Word, segments
+from .audio.source import Options
+from .transcript import Transcript, Word, segments, sentences, split_at_pauses
 
 _MODEL_NAMESPACE = uuid.UUID("6f1b3c2a-8d4e-4f5a-9b7c-2e1d0a9f8c7b")
 
@@ -36,11 +37,15 @@ def model_uuid(model: str) -> str:
     return str(uuid.uuid5(_MODEL_NAMESPACE, model))
 
 
-def listen_body(t: Transcript, meta: RequestMeta) -> dict[str, Any]:
+def listen_body(t: Transcript, meta: RequestMeta, options: Options | None = None) -> dict[str, Any]:
+    options = options or Options()
     words = [asdict(w) for w in t.words]
     created = meta.created.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
     mid = model_uuid(meta.model)
-    return {
+    alternative: dict[str, Any] = {"transcript": t.text, "confidence": t.confidence, "words": words}
+    if options.paragraphs:
+        alternative["paragraphs"] = paragraphs(t.words)
+    body = {
         "request_id": meta.request_id,
         "status": "success",
         "text": t.text,
@@ -58,18 +63,54 @@ def listen_body(t: Transcript, meta: RequestMeta) -> dict[str, Any]:
             "models": [mid],
             "model_info": {mid: {"name": meta.model, "version": "1", "arch": "whisper"}},
         },
-        "results": {
-            "channels": [
-                {
-                    "alternatives": [{"transcript": t.text, "confidence": t.confidence, "words": words}],
-                    "detected_language": t.language,
-                }
-            ]
-        },
+        "results": {"channels": [{"alternatives": [alternative], "detected_language": t.language}]},
     }
+    if t.language_confidence is not None:
+        body["language_confidence"] = body["results"]["channels"][0]["language_confidence"] = t.language_confidence
+    if options.utterances:
+        runs = utterances(t.words, options.utt_split)
+        body["results"]["utterances"] = runs
+        body["utterances"] = [{k: u[k] for k in ("text", "start", "end", "confidence")} for u in runs]  # Smallest's
+    return body
 
 
-Formatter = Callable[[Transcript, RequestMeta, bool], Response]  # (transcript, meta, with words)
+def utterances(words: list[Word], split_s: float) -> list[dict[str, Any]]:
+    out = []
+    for run in split_at_pauses(words, split_s):
+        text = " ".join(w.punctuated_word for w in run)
+        confidence = round(sum(w.confidence for w in run) / len(run), 4)
+        out.append({
+            "id": str(uuid.uuid4()), "channel": 0, "start": run[0].start, "end": run[-1].end, "confidence": confidence,
+            "transcript": text, "text": text, "words": [asdict(w) for w in run],
+        })
+    return out
+
+
+PARAGRAPH_PAUSE_S = 1.0  # a silence this long between sentences starts a new paragraph
+PARAGRAPH_SENTENCES = 5
+
+
+def paragraphs(words: list[Word]) -> dict[str, Any]:
+    """Deepgram's `paragraphs`: sentences, grouped at long pauses or every few sentences."""
+    groups: list[list[list[Word]]] = []
+    for sentence in sentences(words):
+        last = groups[-1] if groups else None
+        if last is None or sentence[0].start - last[-1][-1].end >= PARAGRAPH_PAUSE_S or len(last) >= PARAGRAPH_SENTENCES:
+            groups.append([sentence])
+        else:
+            last.append(sentence)
+    items = [
+        {
+            "sentences": [{"text": " ".join(w.punctuated_word for w in s), "start": s[0].start, "end": s[-1].end} for s in group],
+            "num_words": sum(len(s) for s in group), "start": group[0][0].start, "end": group[-1][-1].end,
+        }
+        for group in groups
+    ]
+    text = "\n".join("\n" + " ".join(s["text"] for s in item["sentences"]) for item in items)
+    return {"transcript": text, "paragraphs": items}
+
+
+Formatter = Callable[[Transcript, RequestMeta, Options], Response]
 
 
 def _clock(seconds: float, separator: str) -> str:
@@ -115,11 +156,11 @@ def _mean_logprob(words: list[Word]) -> float:
 
 
 FORMATS: dict[str, Formatter] = {
-    "listen": lambda t, meta, words: JSONResponse(listen_body(t, meta)),
-    "json": lambda t, meta, words: JSONResponse({"text": t.text}),
-    "text": lambda t, meta, words: PlainTextResponse(t.text + "\n"),
-    "srt": lambda t, meta, words: PlainTextResponse(srt(t), media_type="application/x-subrip"),
-    "vtt": lambda t, meta, words: PlainTextResponse(vtt(t), media_type="text/vtt"),
-    "verbose_json": lambda t, meta, words: JSONResponse(verbose_json(t, words)),
+    "listen": lambda t, meta, o: JSONResponse(listen_body(t, meta, o)),
+    "json": lambda t, meta, o: JSONResponse({"text": t.text}),
+    "text": lambda t, meta, o: PlainTextResponse(t.text + "\n"),
+    "srt": lambda t, meta, o: PlainTextResponse(srt(t), media_type="application/x-subrip"),
+    "vtt": lambda t, meta, o: PlainTextResponse(vtt(t), media_type="text/vtt"),
+    "verbose_json": lambda t, meta, o: JSONResponse(verbose_json(t, "word" in o.timestamp_granularities)),
 }
 TIMED = {"srt", "vtt", "verbose_json"}  # formats whose times must be the model's

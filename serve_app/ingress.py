@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import uuid
-from dataclasses import asdict
+from contextlib import AsyncExitStack
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
@@ -30,14 +32,16 @@ from .audio.decode import decode
 from .audio.fetch import FetchLimits, UrlPolicy, fetch
 from .audio.source import AudioSource, parse_source
 from .auth import Authenticator, Principal, claimed_key_id
+from .callback import check as check_callback
+from .callback import deliver as deliver_callback
 from .engine import ChunkTranscript, EngineInfo
 from .errors import InvalidLicense, InvalidRequest, LicenseExpired, MethodNotAllowed, NotFound, ServiceError, ServiceUnavailable
-from .formats import FORMATS, TIMED, RequestMeta
+from .formats import FORMATS, TIMED, Formatter, RequestMeta
 from .license import iso
-from .limits import Limiter, has_quota, remaining_audio_seconds
+from .limits import Admission, Limiter, has_quota, remaining_audio_seconds
 from .metrics import Metrics, RayMetrics
 from .settings import IngressArgs
-from .transcript import stitch, unpunctuated
+from .transcript import Transcript, stitch, unpunctuated
 
 logger = logging.getLogger("ray.serve")
 
@@ -66,6 +70,7 @@ class Ingress:
         self.max_bytes = int(self.args.max_body_mb * 1_000_000)
         self.fetch_limits = FetchLimits(self.max_bytes, self.args.url_timeout_s, self.args.url_max_redirects)
         self._info: EngineInfo | None = None
+        self._background: set[asyncio.Task] = set()  # callback requests in progress
 
     def __serve_build_asgi_app__(self) -> Starlette:
         return Starlette(
@@ -97,7 +102,9 @@ class Ingress:
 
     async def _transcription(self, request: Request, default_format: str) -> Response:
         principal = await self._authenticate(request)
-        async with self.limiter.admit(principal) as admission:
+        admitted = AsyncExitStack()  # the admission outlives this handler when a callback is asked for
+        admission = await admitted.enter_async_context(self.limiter.admit(principal))
+        try:
             source = await parse_source(request, self.max_bytes)
             options = source.options
             name = options.response_format or default_format
@@ -105,21 +112,57 @@ class Ingress:
             if formatter is None or name == "listen" and default_format != "listen":
                 raise InvalidRequest(f"response_format must be one of {', '.join(sorted(set(FORMATS) - {'listen'}))}", parameter="response_format")
             info = await self._engine_info()
-            language = self._language(source, info)
-            data = source.data if source.data is not None else await asyncio.to_thread(fetch, source.url, self.url_policy, self.fetch_limits)
-            audio = await asyncio.to_thread(decode, data, self.args.max_duration_s)
-            chunks = split(audio, max_s=info.window_s)
-            # Captions and word granularity need the model's times; otherwise the request or the server decides.
-            align = (name in TIMED or "word" in options.timestamp_granularities
-                     or (options.timestamps if options.timestamps is not None else self.args.word_timestamps))
-            results = await asyncio.gather(*(self._transcribe(chunk.audio, language, align) for chunk in chunks))
-            transcript = stitch(chunks, list(results), language)
-            transcript = transcript if options.punctuate else unpunctuated(transcript)
-            admission.audio_seconds = transcript.duration
-        await self._observe(principal, transcript.duration)
-        meta = RequestMeta(uuid.uuid4().hex, hashlib.sha256(data).hexdigest(), info.model, datetime.now(timezone.utc))
-        logger.info("transcription request_id=%s key_id=%s audio_s=%.1f chunks=%d", meta.request_id, principal.key_id, transcript.duration, len(chunks))
-        return formatter(transcript, meta, "word" in options.timestamp_granularities)
+            job = _Job(principal, source, name, formatter, info, self._language(source, info), uuid.uuid4().hex)
+            callback = await asyncio.to_thread(check_callback, options.callback, self.url_policy) if options.callback is not None else None
+        except BaseException:
+            await admitted.aclose()
+            raise
+        if callback is None:
+            async with admitted:
+                transcript, data = await self._run(job, admission)
+            return await self._respond(job, transcript, data)
+        task = asyncio.create_task(self._run_and_deliver(job, admitted, admission, callback))
+        self._background.add(task)  # a reference, or the event loop may drop the task
+        task.add_done_callback(self._background.discard)
+        return JSONResponse({"request_id": job.request_id, "status": "processing"})
+
+    async def _run(self, job: "_Job", admission: Admission) -> tuple[Transcript, bytes]:
+        """fetch -> decode -> chunk -> (detect) -> engine -> stitch; the admission is metered."""
+        source, options, language = job.source, job.source.options, job.language
+        data = source.data if source.data is not None else await asyncio.to_thread(fetch, source.url, self.url_policy, self.fetch_limits)
+        audio = await asyncio.to_thread(decode, data, self.args.max_duration_s)
+        chunks = split(audio, max_s=job.info.window_s)
+        confidence = None
+        if language is None:  # Whisper's way: identify on the first window, transcribe all in it
+            language, confidence = await self._call(self.engine.detect_language.remote(chunks[0].audio))
+        # Captions and word granularity need the model's times; otherwise the request or the server decides.
+        align = (job.format in TIMED or options.needs_times
+                 or (options.timestamps if options.timestamps is not None else self.args.word_timestamps))
+        results = await asyncio.gather(*(self._transcribe(chunk.audio, language, align) for chunk in chunks))
+        transcript = stitch(chunks, list(results), language, confidence)
+        transcript = transcript if options.punctuate else unpunctuated(transcript)
+        admission.audio_seconds = transcript.duration
+        logger.info("transcription request_id=%s key_id=%s audio_s=%.1f chunks=%d", job.request_id, job.principal.key_id, transcript.duration, len(chunks))
+        return transcript, data
+
+    async def _respond(self, job: "_Job", transcript: Transcript, data: bytes) -> Response:
+        await self._observe(job.principal, transcript.duration)
+        meta = RequestMeta(job.request_id, hashlib.sha256(data).hexdigest(), job.info.model, datetime.now(timezone.utc))
+        return job.formatter(transcript, meta, job.source.options)
+
+    async def _run_and_deliver(self, job: "_Job", admitted: AsyncExitStack, admission: Admission, url: str) -> None:
+        """A callback request after its 200: transcribe, then POST the result (or the error) to `url`."""
+        try:
+            async with admitted:
+                transcript, data = await self._run(job, admission)
+            body = (await self._respond(job, transcript, data)).body
+        except ServiceError as exc:
+            body = json.dumps({"request_id": job.request_id, "status": "failed", **exc.body()}).encode()
+        except Exception:
+            logger.exception("callback request %s failed", job.request_id)
+            body = json.dumps({"request_id": job.request_id, "status": "failed", **ServiceError().body()}).encode()
+        if not await deliver_callback(url, bytes(body), self.url_policy):
+            logger.warning("callback for request %s was not delivered", job.request_id)
 
     async def usage(self, request: Request) -> Response:
         """A key holder's own usage, limits and remaining quota."""
@@ -177,7 +220,10 @@ class Ingress:
 
         return wrapped
 
-    def _language(self, source: AudioSource, info: EngineInfo) -> str:
+    def _language(self, source: AudioSource, info: EngineInfo) -> str | None:
+        """The language to transcribe in; None: detect it (an English-only model answers "en")."""
+        if source.options.detect_language:
+            return None
         language = source.options.language or "en"
         if language not in info.languages:
             detail = "is English-only" if not info.multilingual else "does not support this language"
@@ -207,3 +253,16 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 500)
     error = {404: NotFound, 405: MethodNotAllowed}.get(status, ServiceError)
     return error().response()
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a transcription request asked for, once it is admitted and its options are checked."""
+
+    principal: Principal
+    source: AudioSource
+    format: str
+    formatter: Formatter
+    info: EngineInfo
+    language: str | None  # None: detect
+    request_id: str

@@ -38,6 +38,7 @@ class Transcript:
     confidence: float
     duration: float
     language: str
+    language_confidence: float | None = None  # set when the language was detected
 
 
 def _group_words(tokens: list[Token]) -> list[list[Token]]:
@@ -106,13 +107,34 @@ def segments(words: list[Word], max_s: float = 7.0, max_chars: int = 84, pause_s
     return [Segment(g[0].start, g[-1].end, " ".join(w.punctuated_word for w in g), g) for g in groups]
 
 
-def stitch(chunks: list[Chunk], results: list[ChunkTranscript], language: str) -> Transcript:
+def split_at_pauses(words: list[Word], pause_s: float) -> list[list[Word]]:
+    """Runs of words with no silence of `pause_s` or more between them (Deepgram's utterances)."""
+    runs: list[list[Word]] = []
+    for word in words:
+        if runs and word.start - runs[-1][-1].end < pause_s:
+            runs[-1].append(word)
+        else:
+            runs.append([word])
+    return runs
+
+
+def sentences(words: list[Word]) -> list[list[Word]]:
+    """Words up to and including each sentence-ending mark."""
+    out: list[list[Word]] = [[]]
+    for word in words:
+        out[-1].append(word)
+        if word.punctuated_word.endswith(_SENTENCE_END):
+            out.append([])
+    return [s for s in out if s]
+
+
+def stitch(chunks: list[Chunk], results: list[ChunkTranscript], language: str, language_confidence: float | None = None) -> Transcript:
     words = [w for chunk, result in zip(chunks, results) for w in _chunk_words(chunk, result)]
     text = " ".join(r.text.strip() for r in results if r.text.strip())
     logprobs = [t.logprob for r in results for t in r.tokens if not _SPECIAL.match(t.text)]
     confidence = math.exp(sum(logprobs) / len(logprobs)) if logprobs else 0.0
     duration = sum(c.duration_s for c in chunks)
-    return Transcript(text, words, round(confidence, 4), round(duration, 3), language)
+    return Transcript(text, words, round(confidence, 4), round(duration, 3), language, language_confidence)
 
 
 def unpunctuated(t: Transcript) -> Transcript:

@@ -49,11 +49,20 @@ class FileServer:
     files: dict[str, bytes]
     redirects: dict[str, str] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
+    posted: list[tuple[str, bytes]] = field(default_factory=list)  # (path, body) of every POST
+    post_statuses: list[int] = field(default_factory=list)  # answers to POSTs in turn; then 200
 
     def __post_init__(self) -> None:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                server.requests.append(self.path)
+                server.posted.append((self.path, self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+                self.send_response(server.post_statuses.pop(0) if server.post_statuses else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def do_GET(self) -> None:  # noqa: N802
                 server.requests.append(self.path)
                 if self.path in server.redirects:

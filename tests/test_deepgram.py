@@ -33,3 +33,12 @@ def test_transcribe_url_and_file(server: Server, storage: FileServer) -> None:
     for result in (by_url, by_file):
         assert normalize(result.results.channels[0].alternatives[0].transcript) == expected
         assert result.metadata.duration == pytest.approx(11.0, abs=0.1)
+
+
+def test_utterances_and_paragraphs_parse(server: Server) -> None:
+    result = _client(server).listen.v1.media.transcribe_file(request=JFK_FLAC.read_bytes(), model="nova-3", utterances=True, paragraphs=True)
+    expected = normalize(manifest()["whisper_jfk.flac"]["text"])
+    assert normalize(" ".join(u.transcript for u in result.results.utterances)) == expected
+    assert all(u.start < u.end for u in result.results.utterances)
+    paragraphs = result.results.channels[0].alternatives[0].paragraphs
+    assert normalize(paragraphs.transcript) == expected and paragraphs.paragraphs[0].sentences[0].start < 1.0

@@ -32,3 +32,15 @@ def test_unpunctuated_keeps_inner_marks() -> None:
 
     t = unpunctuated(Transcript("Don't pay 1,000!", _words(("Don't", 0, 1), ("pay", 1, 2), ("1,000!", 2, 3)), 0.9, 3.0, "en"))
     assert t.text == "don't pay 1,000" and [w.punctuated_word for w in t.words] == ["don't", "pay", "1,000"]
+
+
+def test_utterances_split_at_pauses_and_paragraphs_at_sentences() -> None:
+    from serve_app.formats import paragraphs, utterances
+
+    words = _words(("One", 0.0, 0.3), ("two.", 0.4, 0.7), ("Three", 1.0, 1.3), ("four.", 1.4, 1.6), ("Five.", 3.0, 3.5))
+    runs = utterances(words, split_s=0.8)
+    assert [(u["transcript"], u["start"], u["end"]) for u in runs] == [("One two. Three four.", 0.0, 1.6), ("Five.", 3.0, 3.5)]
+    assert [w["word"] for w in runs[0]["words"]] == ["one", "two", "three", "four"]
+    body = paragraphs(words)
+    assert [[s["text"] for s in p["sentences"]] for p in body["paragraphs"]] == [["One two.", "Three four."], ["Five."]]
+    assert body["transcript"] == "\nOne two. Three four.\n\nFive." and body["paragraphs"][0]["num_words"] == 4

@@ -49,10 +49,14 @@ class FakeEngine:
         self.aligned: list[bool] = []
         self.info = _Method(self._info)
         self.transcribe = _Method(self._transcribe)
+        self.detect_language = _Method(self._detect)
         self.languages = languages
 
     async def _info(self) -> EngineInfo:
         return EngineInfo("fake-whisper", len(self.languages) > 1, self.languages, 30.0)
+
+    async def _detect(self, audio: np.ndarray) -> tuple[str, float]:
+        return (self.languages[-1], 0.8) if len(self.languages) > 1 else ("en", 1.0)
 
     async def _transcribe(self, audio: np.ndarray, language: str, align: bool = False) -> ChunkTranscript:
         self.calls.append((audio.size, language))
@@ -287,3 +291,73 @@ def test_punctuate_false_and_smart_format(client: TestClient) -> None:
     assert [w["punctuated_word"] for w in body["words"]] == ["hello", "world"]
     bad = client.post("/v1/listen?smart_format=sometimes", headers=flac, content=JFK_FLAC.read_bytes())
     assert _error(bad, 400, "INVALID_REQUEST")["parameter"] == "smart_format"
+
+
+def test_utterances_and_paragraphs_are_timed(client: TestClient, engine: FakeEngine) -> None:
+    response = client.post("/v1/listen?utterances=true&paragraphs=true&utt_split=0.5", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    body = response.json()
+    assert engine.aligned == [True]
+    assert [(u["transcript"], u["start"], u["end"]) for u in body["results"]["utterances"]] == [("Hello world.", 0.5, 1.5)]
+    assert body["utterances"] == [{"text": "Hello world.", "start": 0.5, "end": 1.5, "confidence": body["results"]["utterances"][0]["confidence"]}]
+    assert body["results"]["channels"][0]["alternatives"][0]["paragraphs"]["transcript"] == "\nHello world."
+
+
+@pytest.mark.parametrize("query", ["utt_split=fast", "utt_split=-1", "utt_split=nan", "utterances=often"])
+def test_bad_utterance_options_are_400(client: TestClient, query: str) -> None:
+    response = client.post(f"/v1/listen?{query}", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    assert _error(response, 400, "INVALID_REQUEST")["parameter"] == query.split("=")[0]
+
+
+@pytest.mark.parametrize("languages, query, expected", [
+    (["en"], "?detect_language=true", ("en", 1.0)),
+    (["de", "en", "fr"], "?language=multi", ("fr", 0.8)),
+    (["de", "en", "fr"], "?detect_language=true&language=de", ("fr", 0.8)),
+])
+def test_detected_language_is_used_and_reported(tmp_path: Any, languages: list[str], query: str, expected: tuple) -> None:
+    engine = FakeEngine(languages)
+    with TestClient(make_ingress(engine, tmp_path, {}).__serve_build_asgi_app__()) as c:
+        body = c.post(f"/v1/listen{query}", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes()).json()
+    assert (body["language"], body["language_confidence"]) == expected
+    assert body["results"]["channels"][0]["detected_language"] == expected[0]
+    assert engine.calls == [(176000, expected[0])]
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("field", ["callback", "callback_url"])
+def test_callback_answers_at_once_and_posts_the_result(client: TestClient, storage: FileServer, field: str) -> None:
+    storage.post_statuses[:] = [503]  # the first delivery fails: it is retried
+    response = client.post(f"/v1/listen?{field}={storage.url('/hook')}", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    assert response.status_code == 200 and response.json()["status"] == "processing"
+    request_id = response.json()["request_id"]
+    _wait_for(lambda: len(storage.posted) == 2)
+    path, body = storage.posted[-1]
+    result = json.loads(body)
+    assert path == "/hook" and result["request_id"] == result["metadata"]["request_id"] == request_id
+    assert result["text"] == "Hello world."
+
+
+def test_callback_gets_the_error_of_a_failed_request(client: TestClient, storage: FileServer) -> None:
+    response = client.post(f"/v1/listen?callback={storage.url('/hook')}", headers={**AUTH, "Content-Type": "audio/flac"}, content=b"not audio at all" * 10)
+    assert response.status_code == 200
+    _wait_for(lambda: len(storage.posted) == 1)
+    result = json.loads(storage.posted[0][1])
+    assert (result["status"], result["code"], result["request_id"]) == ("failed", "UNSUPPORTED_FORMAT", response.json()["request_id"])
+
+
+@pytest.mark.parametrize("url, code", [
+    ("http://127.0.0.1:9/hook", "URL_NOT_ALLOWED"),  # loopback is not allowlisted here: nothing is sent
+    ("ftp://example.com/hook", "INVALID_REQUEST"),
+    ("http://[::1/hook", "INVALID_REQUEST"),
+])
+def test_bad_callback_urls_are_refused_before_any_work(client: TestClient, engine: FakeEngine, url: str, code: str) -> None:
+    response = client.post("/v1/listen", params={"callback": url}, headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    assert _error(response, 400, code)
+    assert engine.calls == []

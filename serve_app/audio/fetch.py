@@ -76,22 +76,22 @@ class FetchLimits:
     max_redirects: int
 
 
-def _target(url: str) -> tuple[str, str, int, str]:
+def split_url(url: str) -> tuple[str, str, int, str]:
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port  # both validate (brackets, IPv6 literals, port range)
     except ValueError as exc:
-        raise InvalidRequest("Audio URL is malformed") from exc
+        raise InvalidRequest("URL is malformed") from exc
     if parts.scheme not in ("http", "https"):
-        raise InvalidRequest("Audio URL must use http or https")
+        raise InvalidRequest("URL must use http or https")
     if not host:
-        raise InvalidRequest("Audio URL has no host")
+        raise InvalidRequest("URL has no host")
     port = port or (443 if parts.scheme == "https" else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return parts.scheme, host, port, path
 
 
-def _pool(scheme: str, host: str, ip: str, port: int, timeout: float) -> urllib3.HTTPConnectionPool:
+def pinned_pool(scheme: str, host: str, ip: str, port: int, timeout: float) -> urllib3.HTTPConnectionPool:
     kwargs = dict(host=ip, port=port, timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False, maxsize=1)
     if scheme == "https":
         return urllib3.HTTPSConnectionPool(
@@ -103,10 +103,10 @@ def _pool(scheme: str, host: str, ip: str, port: int, timeout: float) -> urllib3
 def fetch(url: str, policy: UrlPolicy, limits: FetchLimits) -> bytes:
     deadline = time.monotonic() + limits.timeout_s
     for _ in range(limits.max_redirects + 1):
-        scheme, host, port, path = _target(url)
+        scheme, host, port, path = split_url(url)
         ip = policy.resolve(host, port)
         netloc = host if port in (80, 443) else f"{host}:{port}"
-        with _pool(scheme, host, ip, port, limits.timeout_s) as pool:
+        with pinned_pool(scheme, host, ip, port, limits.timeout_s) as pool:
             try:
                 resp = pool.urlopen(
                     "GET", path, headers={"Host": netloc, "User-Agent": "selfhost-stt"},

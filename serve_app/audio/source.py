@@ -23,14 +23,27 @@ _RAW_TYPES = ("application/octet-stream",)
 @dataclass(frozen=True)
 class Options:
     language: str | None = None
+    detect_language: bool = False  # `detect_language=true` or `language=multi`
     timestamps: bool | None = None  # model-aligned word times; None: the server's default
     response_format: str | None = None  # None: the route's own format
     timestamp_granularities: tuple[str, ...] = ()  # OpenAI's: "word" and/or "segment"
     punctuate: bool = True  # false: lower case without punctuation (`smart_format` is accepted: Whisper formats already)
+    utterances: bool = False  # Deepgram / Smallest: speech split at pauses of `utt_split` seconds
+    utt_split: float = 0.8
+    paragraphs: bool = False  # Deepgram: sentences grouped into paragraphs
+    callback: str | None = None  # Deepgram `callback` / Smallest `callback_url`: answer at once, POST the result there
+
+    @property
+    def needs_times(self) -> bool:
+        """Whether the answer is built on word times, which must then be the model's."""
+        return self.utterances or self.paragraphs or "word" in self.timestamp_granularities
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> "Options":
         language = params.get("language")
+        detect = bool(_flag(params, "detect_language"))
+        if isinstance(language, str) and language.strip().lower() == "multi":
+            language, detect = None, True
         if language is not None:
             match = _LANGUAGE.match(language.strip().lower()) if isinstance(language, str) else None
             if match is None:
@@ -44,19 +57,40 @@ class Options:
         granularities = (granularities,) if isinstance(granularities, str) else tuple(granularities)
         if not set(granularities) <= {"word", "segment"}:
             raise InvalidRequest("timestamp_granularities must be 'word' and/or 'segment'", parameter="timestamp_granularities")
+        callback = params.get("callback", params.get("callback_url"))
+        if callback is not None and not isinstance(callback, str):
+            raise InvalidRequest("callback must be an http(s) URL", parameter="callback")
         response_format = params.get("response_format")
         if response_format is not None and not isinstance(response_format, str):
             raise InvalidRequest("response_format must be a string", parameter="response_format")
         return cls(
             language=language,
+            detect_language=detect,
             timestamps=timestamps if timestamps is not None else word_timestamps,
             response_format=response_format,
             timestamp_granularities=granularities,
             punctuate=_flag(params, "punctuate") is not False,
+            utterances=bool(_flag(params, "utterances")),
+            utt_split=_number(params, "utt_split", 0.8, 0.1, 10.0),
+            paragraphs=bool(_flag(params, "paragraphs")),
+            callback=callback,
         )
 
 
 _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+def _number(params: Mapping[str, Any], name: str, default: float, lo: float, hi: float) -> float:
+    value = params.get(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not lo <= number <= hi:  # also refuses nan
+        raise InvalidRequest(f"{name} must be a number from {lo:g} to {hi:g}", parameter=name)
+    return number
 
 
 def _flag(params: Mapping[str, Any], name: str) -> bool | None:
