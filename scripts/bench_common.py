@@ -156,38 +156,3 @@ class RssSampler:
 def result_json(result: LevelResult) -> dict:
     return {**result.summary(), "latencies_s": [round(x, 4) for x in result.latencies_s]}
 
-
-def read_rttm(path: Path) -> list[tuple[float, float, str]]:
-    """(start, end, speaker) per SPEAKER line of an RTTM file."""
-    turns = []
-    for line in path.read_text().splitlines():
-        fields = line.split()
-        if fields and fields[0] == "SPEAKER":
-            start, duration = float(fields[3]), float(fields[4])
-            turns.append((start, start + duration, fields[7]))
-    return turns
-
-
-def diarization_error_rate(reference: list[tuple[float, float, str]], hypothesis: list[tuple[float, float, object]], step_s: float = 0.01) -> float:
-    """Frame-level DER (no collar, overlaps counted): (missed + false alarm + confusion) / reference
-    speech, with hypothesis speakers mapped one-to-one onto reference speakers to minimise errors."""
-    import numpy as np
-    from scipy.optimize import linear_sum_assignment
-
-    end = max([e for _, e, _ in reference] + [e for _, e, _ in hypothesis] + [0.0])
-    n = int(np.ceil(end / step_s)) + 1
-    ref_ids = {s: i for i, s in enumerate(dict.fromkeys(s for _, _, s in reference))}
-    hyp_ids = {s: i for i, s in enumerate(dict.fromkeys(s for _, _, s in hypothesis))}
-    ref = np.zeros((len(ref_ids), n), dtype=bool)
-    hyp = np.zeros((max(len(hyp_ids), 1), n), dtype=bool)
-    for s, e, who in reference:
-        ref[ref_ids[who], int(s / step_s): int(e / step_s)] = True
-    for s, e, who in hypothesis:
-        hyp[hyp_ids[who], int(s / step_s): int(e / step_s)] = True
-    overlap = ref.astype(int) @ hyp.T.astype(int)  # frames where reference r and hypothesis h both speak
-    rows, cols = linear_sum_assignment(-overlap)
-    correct = overlap[rows, cols].sum()
-    ref_count, hyp_count = ref.sum(axis=0), hyp.sum(axis=0)
-    total = ref_count.sum()
-    errors = np.maximum(ref_count, hyp_count).sum() - correct  # missed + false alarm + confusion
-    return float(errors / total) if total else 0.0
