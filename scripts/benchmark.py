@@ -168,7 +168,7 @@ def main() -> None:
     p.add_argument("--max-s", type=float, default=15)
     p.add_argument("--clips", type=int, default=None, help="use at most this many clips")
     p.add_argument("--levels", default="1,4,16,64")
-    p.add_argument("--min-requests", type=int, default=16, help="requests per level: max(level, this)")
+    p.add_argument("--min-requests", type=int, default=32, help="requests per level: max(level, this); fewer are noisy on 2 cores")
     p.add_argument("--engines", default="service,vllm,faster-whisper")
     p.add_argument("--url", help="drive this running service instead of starting one")
     p.add_argument("--key", default=os.environ.get("LICENSE_KEY"))

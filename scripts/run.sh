@@ -2,13 +2,14 @@
 # Set everything up and run the service on the CPU default (port 7100).
 # On first start it creates a development license key and prints it as LICENSE_KEY=...
 #   CONFIG=configs/prod.yaml scripts/run.sh     another config
+#   CONFIG=configs/cpu-multilingual.yaml MODEL=base scripts/run.sh   Whisper base: other languages, detection
 #   STT_URL_ALLOWLIST=127.0.0.1/32 scripts/run.sh   let audio URLs reach loopback (e.g. a local file server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=${CONFIG:-configs/cpu.yaml}
 PORT=${PORT:-7100}
 
-scripts/setup.sh
+scripts/setup.sh ${MODEL:+--model "$MODEL"}
 
 # A development issuer and license key on first start; the server holds only the public key.
 mkdir -p .dev && chmod 700 .dev

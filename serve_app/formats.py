@@ -42,9 +42,7 @@ def listen_body(t: Transcript, meta: RequestMeta, options: Options | None = None
     words = [asdict(w) for w in t.words]
     created = meta.created.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
     mid = model_uuid(meta.model)
-    alternative: dict[str, Any] = {"transcript": t.text, "confidence": t.confidence, "words": words}
-    if options.paragraphs:
-        alternative["paragraphs"] = paragraphs(t.words)
+    channels = [_channel(c, options) for c in t.channels] if t.channels else [_channel(t, options)]
     body = {
         "request_id": meta.request_id,
         "status": "success",
@@ -59,28 +57,40 @@ def listen_body(t: Transcript, meta: RequestMeta, options: Options | None = None
             "sha256": meta.sha256,
             "created": created,
             "duration": t.duration,
-            "channels": 1,
+            "channels": len(channels),
             "models": [mid],
             "model_info": {mid: {"name": meta.model, "version": "1", "arch": "whisper"}},
         },
-        "results": {"channels": [{"alternatives": [alternative], "detected_language": t.language}]},
+        "results": {"channels": channels},
     }
     if t.language_confidence is not None:
-        body["language_confidence"] = body["results"]["channels"][0]["language_confidence"] = t.language_confidence
+        body["language_confidence"] = t.language_confidence
     if options.utterances:
-        runs = utterances(t.words, options.utt_split)
+        per_channel = t.channels or (t,)
+        runs = sorted((u for i, c in enumerate(per_channel) for u in utterances(c.words, options.utt_split, i)), key=lambda u: u["start"])
         body["results"]["utterances"] = runs
         body["utterances"] = [{k: u[k] for k in ("text", "start", "end", "confidence")} for u in runs]  # Smallest's
     return body
 
 
-def utterances(words: list[Word], split_s: float) -> list[dict[str, Any]]:
+def _channel(t: Transcript, options: Options) -> dict[str, Any]:
+    """One entry of Deepgram's `results.channels`."""
+    alternative: dict[str, Any] = {"transcript": t.text, "confidence": t.confidence, "words": [asdict(w) for w in t.words]}
+    if options.paragraphs:
+        alternative["paragraphs"] = paragraphs(t.words)
+    channel: dict[str, Any] = {"alternatives": [alternative], "detected_language": t.language}
+    if t.language_confidence is not None:
+        channel["language_confidence"] = t.language_confidence
+    return channel
+
+
+def utterances(words: list[Word], split_s: float, channel: int = 0) -> list[dict[str, Any]]:
     out = []
     for run in split_at_pauses(words, split_s):
         text = " ".join(w.punctuated_word for w in run)
         confidence = round(sum(w.confidence for w in run) / len(run), 4)
         out.append({
-            "id": str(uuid.uuid4()), "channel": 0, "start": run[0].start, "end": run[-1].end, "confidence": confidence,
+            "id": str(uuid.uuid4()), "channel": channel, "start": run[0].start, "end": run[-1].end, "confidence": confidence,
             "transcript": text, "text": text, "words": [asdict(w) for w in run],
         })
     return out

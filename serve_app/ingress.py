@@ -41,7 +41,7 @@ from .license import iso
 from .limits import Admission, Limiter, has_quota, remaining_audio_seconds
 from .metrics import Metrics, RayMetrics
 from .settings import IngressArgs
-from .transcript import Transcript, stitch, unpunctuated
+from .transcript import Transcript, merge_channels, stitch, unpunctuated
 
 logger = logging.getLogger("ray.serve")
 
@@ -127,23 +127,30 @@ class Ingress:
         return JSONResponse({"request_id": job.request_id, "status": "processing"})
 
     async def _run(self, job: "_Job", admission: Admission) -> tuple[Transcript, bytes]:
-        """fetch -> decode -> chunk -> (detect) -> engine -> stitch; the admission is metered."""
-        source, options, language = job.source, job.source.options, job.language
+        """fetch -> decode -> chunk -> (detect) -> engine -> stitch, per channel if asked; the admission is metered."""
+        source, options = job.source, job.source.options
         data = source.data if source.data is not None else await asyncio.to_thread(fetch, source.url, self.url_policy, self.fetch_limits)
-        audio = await asyncio.to_thread(decode, data, self.args.max_duration_s)
-        chunks = split(audio, max_s=job.info.window_s)
-        confidence = None
+        audio = await asyncio.to_thread(decode, data, self.args.max_duration_s, options.multichannel)
+        channels = list(audio) if options.multichannel else [audio]
+        language, confidence = job.language, None
         if language is None:  # Whisper's way: identify on the first window, transcribe all in it
-            language, confidence = await self._call(self.engine.detect_language.remote(chunks[0].audio))
+            first = split(channels[0], max_s=job.info.window_s)[0]
+            language, confidence = await self._call(self.engine.detect_language.remote(first.audio))
+        transcripts = await asyncio.gather(*(self._transcribe_channel(job, channel, language, confidence) for channel in channels))
+        transcript = merge_channels(list(transcripts)) if options.multichannel else transcripts[0]
+        admission.audio_seconds = transcript.duration * len(channels)  # each channel is transcribed
+        logger.info("transcription request_id=%s key_id=%s audio_s=%.1f channels=%d", job.request_id, job.principal.key_id, transcript.duration, len(channels))
+        return transcript, data
+
+    async def _transcribe_channel(self, job: "_Job", audio: Any, language: str, confidence: float | None) -> Transcript:
+        options = job.source.options
+        chunks = split(audio, max_s=job.info.window_s)
         # Captions and word granularity need the model's times; otherwise the request or the server decides.
         align = (job.format in TIMED or options.needs_times
                  or (options.timestamps if options.timestamps is not None else self.args.word_timestamps))
         results = await asyncio.gather(*(self._transcribe(chunk.audio, language, align) for chunk in chunks))
         transcript = stitch(chunks, list(results), language, confidence)
-        transcript = transcript if options.punctuate else unpunctuated(transcript)
-        admission.audio_seconds = transcript.duration
-        logger.info("transcription request_id=%s key_id=%s audio_s=%.1f chunks=%d", job.request_id, job.principal.key_id, transcript.duration, len(chunks))
-        return transcript, data
+        return transcript if options.punctuate else unpunctuated(transcript)
 
     async def _respond(self, job: "_Job", transcript: Transcript, data: bytes) -> Response:
         await self._observe(job.principal, transcript.duration)

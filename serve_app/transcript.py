@@ -39,6 +39,7 @@ class Transcript:
     duration: float
     language: str
     language_confidence: float | None = None  # set when the language was detected
+    channels: tuple["Transcript", ...] = ()  # multichannel: one transcript per channel (this one merges them)
 
 
 def _group_words(tokens: list[Token]) -> list[list[Token]]:
@@ -141,3 +142,14 @@ def unpunctuated(t: Transcript) -> Transcript:
     """`punctuate=false`: lower case, no punctuation around words (inside ones stay: "don't", "1,000")."""
     words = [replace(w, punctuated_word=w.word) for w in t.words]
     return replace(t, text=" ".join(w.word for w in words), words=words)
+
+
+def merge_channels(channels: list[Transcript]) -> Transcript:
+    """`multichannel=true`: every channel's words in time order, plus the channels themselves."""
+    words = sorted((w for c in channels for w in c.words), key=lambda w: w.start)
+    confidence = sum(c.confidence for c in channels) / len(channels)
+    first = channels[0]
+    return Transcript(
+        " ".join(w.punctuated_word for w in words), words, round(confidence, 4), max(c.duration for c in channels),
+        first.language, first.language_confidence, tuple(channels),
+    )

@@ -77,6 +77,16 @@ def test_real_two_speaker_stereo_file(server: Server) -> None:
     assert "behind the curtain on the left" in normalize(response.json()["text"])
 
 
+def test_multichannel_gives_each_speaker_their_channel(server: Server) -> None:
+    texts = manifest()[STEREO.name]["channel_texts"]
+    response = listen(server, data=STEREO.read_bytes(), headers={"Content-Type": "audio/wav"}, params={"multichannel": "true"})
+    assert response.status_code == 200, response.text
+    channels = response.json()["results"]["channels"]
+    assert len(channels) == 2
+    for channel, side in zip(channels, ("left", "right")):
+        assert jiwer.wer(normalize(texts[side]), normalize(channel["alternatives"][0]["transcript"])) <= 0.2, channel
+
+
 def test_long_file_comes_back_whole(server: Server) -> None:
     entry = manifest()[LONG.name]
     response = listen(server, data=LONG.read_bytes(), headers={"Content-Type": "audio/flac"})

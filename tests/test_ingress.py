@@ -20,7 +20,7 @@ from serve_app.limits import Limiter
 from serve_app.metrics import NoMetrics
 from serve_app.usage import SqliteStore
 
-from .helpers import JFK_FLAC, JFK_MP3, FileServer, Issuer, serving
+from .helpers import JFK_FLAC, JFK_MP3, STEREO, FileServer, Issuer, serving
 
 ISSUER = Issuer()
 KEY = ISSUER.issue()
@@ -361,3 +361,18 @@ def test_bad_callback_urls_are_refused_before_any_work(client: TestClient, engin
     response = client.post("/v1/listen", params={"callback": url}, headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
     assert _error(response, 400, code)
     assert engine.calls == []
+
+
+def test_multichannel_transcribes_each_channel(client: TestClient, engine: FakeEngine) -> None:
+    response = client.post("/v1/listen?multichannel=true&utterances=true", headers={**AUTH, "Content-Type": "audio/wav"}, content=STEREO.read_bytes())
+    body = response.json()
+    assert response.status_code == 200 and engine.calls == [(80000, "en"), (80000, "en")]
+    assert body["metadata"]["channels"] == len(body["results"]["channels"]) == 2
+    assert [c["alternatives"][0]["transcript"] for c in body["results"]["channels"]] == ["Hello world."] * 2
+    assert sorted(u["channel"] for u in body["results"]["utterances"]) == [0, 1]
+    assert len(body["words"]) == 4  # both channels' words, in time order
+
+
+def test_mono_request_stays_one_channel(client: TestClient, engine: FakeEngine) -> None:
+    body = client.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/wav"}, content=STEREO.read_bytes()).json()
+    assert engine.calls == [(80000, "en")] and body["metadata"]["channels"] == 1

@@ -31,6 +31,7 @@ class Options:
     utterances: bool = False  # Deepgram / Smallest: speech split at pauses of `utt_split` seconds
     utt_split: float = 0.8
     paragraphs: bool = False  # Deepgram: sentences grouped into paragraphs
+    multichannel: bool = False  # transcribe each channel on its own
     callback: str | None = None  # Deepgram `callback` / Smallest `callback_url`: answer at once, POST the result there
 
     @property
@@ -74,6 +75,7 @@ class Options:
             utt_split=_number(params, "utt_split", 0.8, 0.1, 10.0),
             paragraphs=bool(_flag(params, "paragraphs")),
             callback=callback,
+            multichannel=bool(_flag(params, "multichannel")),
         )
 
 
