@@ -27,6 +27,9 @@ class EngineArgs(_Strict):
         512, ge=16, description="KV cache size; None: vLLM's default (a share of the device's memory)"
     )
     cpu_omp_threads_bind: str | None = Field("auto", description="VLLM_CPU_OMP_THREADS_BIND: 'auto', '0-1', ...")
+    cpu_worker_niceness: int | None = Field(
+        None, ge=0, le=19, description="nice vLLM's worker threads to this, so the ingress feeding it runs first"
+    )
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
 
     def model_path(self) -> str:
