@@ -1,6 +1,8 @@
 """The ingress: Starlette routes that only sequence the stages (auth -> limits -> source -> fetch ->
-decode -> chunk -> engine -> stitch -> meter -> format). Errors of every stage are `ServiceError`s,
-rendered as JSON in one place (`_route`).
+decode -> chunk -> (detect language) -> engine -> stitch -> meter -> format). Errors of every stage
+are `ServiceError`s, rendered as JSON in one place (`_route`). A request with a callback URL is
+answered once its options are checked; the same stages then run in a background task that POSTs
+the formatted result (or the error) to the callback (callback.py).
 
 Decoding and URL fetching are blocking, so they run in worker threads to keep the event loop free
 for other requests. All chunks of a request go to the engine at once: vLLM batches them together
