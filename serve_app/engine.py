@@ -12,9 +12,11 @@ import asyncio
 import json
 import os
 import uuid
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +61,15 @@ def _configure_cpu(args: EngineArgs) -> None:
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = bind
 
 
+MAX_COMPRESSION_RATIO = 2.4  # Whisper's threshold: above it, a decode is taken to be a repetition loop
+FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode()
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
 def yield_cpu(niceness: int, name: str = "Worker") -> None:
     """Lower the priority of this process's `name` children (vLLM's workers), every thread of them:
     Linux nices threads one by one. On a few cores the worker's OpenMP threads otherwise delay the
@@ -89,7 +100,8 @@ class WhisperEngine:
         self.window_s = encoder_window_s(json.loads((Path(path) / "config.json").read_text()))
         self.aligner = Aligner(path)
         self._align_pool = ThreadPoolExecutor(1, thread_name_prefix="align")  # one at a time: vLLM has the cores
-        self.sampling = SamplingParams(temperature=0.0, max_tokens=self.args.max_tokens, logprobs=0)
+        self._sampling_params = SamplingParams  # vllm is imported here, after the CPU variables are set
+        self.sampling = self._params(0.0)
         self.engine = AsyncLLM.from_engine_args(
             AsyncEngineArgs(
                 model=path,
@@ -116,10 +128,8 @@ class WhisperEngine:
         language token. One decoding step restricted to those tokens; returns (code, probability)."""
         if not self.vocab.multilingual:
             return "en", 1.0
-        from vllm import SamplingParams  # imported by __init__ already, after the CPU variables were set
-
         by_id = {token_id: code for code, token_id in self.vocab.languages.items()}
-        params = SamplingParams(temperature=0.0, max_tokens=1, logprobs=0, allowed_token_ids=list(by_id))
+        params = self._sampling_params(temperature=0.0, max_tokens=1, logprobs=0, allowed_token_ids=list(by_id))
         final = None
         async for output in self.engine.generate(self._prompt(audio, [self.vocab.sot]), params, uuid.uuid4().hex):
             final = output
@@ -135,12 +145,28 @@ class WhisperEngine:
             "decoder_prompt": {"prompt_token_ids": decoder_ids},
         }
 
+    def _params(self, temperature: float) -> Any:
+        # A fixed seed keeps fallback decodes reproducible.
+        return self._sampling_params(temperature=temperature, max_tokens=self.args.max_tokens, logprobs=0, seed=0 if temperature else None)
+
+    async def _generate(self, prompt: dict, params: Any) -> Any:
+        final = None
+        async for output in self.engine.generate(prompt, params, uuid.uuid4().hex):
+            final = output
+        return final.outputs[0]
+
     async def transcribe(self, audio: np.ndarray, language: str | None = None, align: bool = False) -> ChunkTranscript:
         prompt = self._prompt(audio, self.vocab.prompt(language))
-        final = None
-        async for output in self.engine.generate(prompt, self.sampling, uuid.uuid4().hex):
-            final = output
-        completion = final.outputs[0]
+        completion = await self._generate(prompt, self.sampling)
+        # Whisper's guard against repetition loops ("Hello. Hello. Hello." over a whole window of a
+        # phone call): text that compresses too well is decoded again at rising temperatures.
+        tried = [completion]
+        for temperature in FALLBACK_TEMPERATURES:
+            if compression_ratio(tried[-1].text) <= MAX_COMPRESSION_RATIO:
+                break
+            tried.append(await self._generate(prompt, self._params(temperature)))
+        passing = [c for c in tried if compression_ratio(c.text) <= MAX_COMPRESSION_RATIO]
+        completion = passing[0] if passing else tried[0]
         text = [(token_id, step[token_id]) for token_id, step in zip(completion.token_ids, completion.logprobs or []) if token_id < self.vocab.eot and token_id in step]
         ids = [token_id for token_id, _ in text]
         times: list[tuple[float, float]] | None = None

@@ -1,4 +1,4 @@
-"""vLLM's worker processes are niced (every thread) so the ingress that feeds them runs first."""
+"""Engine helpers that need no model: worker priority, and the repetition-loop test."""
 
 from __future__ import annotations
 
@@ -28,3 +28,11 @@ def test_only_worker_children_are_niced(tmp_path: Path) -> None:
         for proc in procs:
             proc.kill()
             proc.wait()
+
+
+def test_repetition_loops_compress_too_well() -> None:
+    from serve_app.engine import MAX_COMPRESSION_RATIO, compression_ratio
+
+    assert compression_ratio("Hello. " * 100) > MAX_COMPRESSION_RATIO
+    speech = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+    assert compression_ratio(speech) < MAX_COMPRESSION_RATIO and compression_ratio("") == 0.0
