@@ -376,3 +376,10 @@ def test_multichannel_transcribes_each_channel(client: TestClient, engine: FakeE
 def test_mono_request_stays_one_channel(client: TestClient, engine: FakeEngine) -> None:
     body = client.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/wav"}, content=STEREO.read_bytes()).json()
     assert engine.calls == [(80000, "en")] and body["metadata"]["channels"] == 1
+
+
+@pytest.mark.parametrize("value", [5, {"word": 1}, ["word", 3], "letter"])
+def test_bad_granularities_in_json_are_400(client: TestClient, storage: FileServer, value: object) -> None:
+    response = client.post("/v1/listen", headers=AUTH, json={"url": storage.url("/jfk.mp3"), "timestamp_granularities": value})
+    assert _error(response, 400, "INVALID_REQUEST")["parameter"] == "timestamp_granularities"
+    assert storage.requests == []

@@ -55,8 +55,8 @@ class Options:
         word_timestamps = _flag(params, "word_timestamps")
         _flag(params, "smart_format")  # validated, nothing to do
         granularities = params.get("timestamp_granularities") or params.get("timestamp_granularities[]") or ()
-        granularities = (granularities,) if isinstance(granularities, str) else tuple(granularities)
-        if not set(granularities) <= {"word", "segment"}:
+        granularities = (granularities,) if isinstance(granularities, str) else granularities
+        if not isinstance(granularities, (list, tuple)) or not set(granularities) <= {"word", "segment"}:
             raise InvalidRequest("timestamp_granularities must be 'word' and/or 'segment'", parameter="timestamp_granularities")
         callback = params.get("callback", params.get("callback_url"))
         if callback is not None and not isinstance(callback, str):
@@ -69,7 +69,7 @@ class Options:
             detect_language=detect,
             timestamps=timestamps if timestamps is not None else word_timestamps,
             response_format=response_format,
-            timestamp_granularities=granularities,
+            timestamp_granularities=tuple(granularities),
             punctuate=_flag(params, "punctuate") is not False,
             utterances=bool(_flag(params, "utterances")),
             utt_split=_number(params, "utt_split", 0.8, 0.1, 10.0),
