@@ -12,7 +12,7 @@ import logging
 
 import urllib3
 
-from .audio.fetch import UrlPolicy, pinned_pool, split_url
+from .audio.fetch import UrlPolicy, host_header, pinned_pool, split_url
 from .errors import InvalidRequest, ServiceError, UrlNotAllowed
 
 logger = logging.getLogger("ray.serve")
@@ -32,21 +32,22 @@ def check(url: str, policy: UrlPolicy) -> str:
     return url.strip()
 
 
-def post(url: str, body: bytes, policy: UrlPolicy, timeout_s: float) -> int:
+def post(url: str, body: bytes, content_type: str, policy: UrlPolicy, timeout_s: float) -> int:
     scheme, host, port, path = split_url(url)
     ip = policy.resolve(host, port)  # again: the name may point elsewhere by now
-    netloc = host if port in (80, 443) else f"{host}:{port}"
-    headers = {"Host": netloc, "Content-Type": "application/json", "User-Agent": "selfhost-stt"}
+    headers = {"Host": host_header(host, port), "Content-Type": content_type, "User-Agent": "selfhost-stt"}
     with pinned_pool(scheme, host, ip, port, timeout_s) as pool:
         response = pool.urlopen("POST", path, body=body, headers=headers, redirect=False, retries=False)
         return response.status
 
 
-async def deliver(url: str, body: bytes, policy: UrlPolicy, attempts: int = 5, backoff_s: float = 1.0, timeout_s: float = 10.0) -> bool:
+async def deliver(
+    url: str, body: bytes, content_type: str, policy: UrlPolicy, attempts: int = 5, backoff_s: float = 1.0, timeout_s: float = 10.0
+) -> bool:
     """POST until a 2xx, waiting backoff_s, 2x, 4x... between attempts. Returns whether it arrived."""
     for attempt in range(attempts):
         try:
-            status = await asyncio.to_thread(post, url, body, policy, timeout_s)
+            status = await asyncio.to_thread(post, url, body, content_type, policy, timeout_s)
             if 200 <= status < 300:
                 return True
             reason = f"HTTP {status}"

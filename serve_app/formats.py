@@ -42,7 +42,7 @@ def listen_body(t: Transcript, meta: RequestMeta, options: Options | None = None
     words = [asdict(w) for w in t.words]
     created = meta.created.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
     mid = model_uuid(meta.model)
-    channels = [_channel(c, options) for c in t.channels] if t.channels else [_channel(t, options)]
+    channels = [_channel(c, options) for c in t.channels] if t.channels else [_channel(t, options, words)]
     body = {
         "request_id": meta.request_id,
         "status": "success",
@@ -73,9 +73,10 @@ def listen_body(t: Transcript, meta: RequestMeta, options: Options | None = None
     return body
 
 
-def _channel(t: Transcript, options: Options) -> dict[str, Any]:
-    """One entry of Deepgram's `results.channels`."""
-    alternative: dict[str, Any] = {"transcript": t.text, "confidence": t.confidence, "words": [asdict(w) for w in t.words]}
+def _channel(t: Transcript, options: Options, words: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One entry of Deepgram's `results.channels` (`words`: `t.words` already as dicts)."""
+    words = words if words is not None else [asdict(w) for w in t.words]
+    alternative: dict[str, Any] = {"transcript": t.text, "confidence": t.confidence, "words": words}
     if options.paragraphs:
         alternative["paragraphs"] = paragraphs(t.words)
     channel: dict[str, Any] = {"alternatives": [alternative], "detected_language": t.language}

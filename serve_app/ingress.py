@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .audio.chunk import split
+from .audio.chunk import Chunk, split
 from .audio.decode import decode
 from .audio.fetch import FetchLimits, UrlPolicy, fetch
 from .audio.source import AudioSource, parse_source
@@ -133,26 +133,23 @@ class Ingress:
         source, options = job.source, job.source.options
         data = source.data if source.data is not None else await asyncio.to_thread(fetch, source.url, self.url_policy, self.fetch_limits)
         audio = await asyncio.to_thread(decode, data, self.args.max_duration_s, options.multichannel)
-        channels = list(audio) if options.multichannel else [audio]
+        channels = [split(channel, max_s=job.info.window_s) for channel in (audio if options.multichannel else [audio])]
         language, confidence = job.language, None
         if language is None:  # Whisper's way: identify on the first window, transcribe all in it
-            first = split(channels[0], max_s=job.info.window_s)[0]
-            language, confidence = await self._call(self.engine.detect_language.remote(first.audio))
-        transcripts = await asyncio.gather(*(self._transcribe_channel(job, channel, language, confidence) for channel in channels))
+            language, confidence = await self._call(self.engine.detect_language.remote(channels[0][0].audio))
+        # Captions and word granularity need the model's times; otherwise the request or the server decides.
+        align = (job.format in TIMED or options.needs_times
+                 or (options.timestamps if options.timestamps is not None else self.args.word_timestamps))
+        transcripts = await asyncio.gather(*(self._transcribe_channel(chunks, language, confidence, align, options.punctuate) for chunks in channels))
         transcript = merge_channels(list(transcripts)) if options.multichannel else transcripts[0]
         admission.audio_seconds = transcript.duration * len(channels)  # each channel is transcribed
         logger.info("transcription request_id=%s key_id=%s audio_s=%.1f channels=%d", job.request_id, job.principal.key_id, transcript.duration, len(channels))
         return transcript, data
 
-    async def _transcribe_channel(self, job: "_Job", audio: Any, language: str, confidence: float | None) -> Transcript:
-        options = job.source.options
-        chunks = split(audio, max_s=job.info.window_s)
-        # Captions and word granularity need the model's times; otherwise the request or the server decides.
-        align = (job.format in TIMED or options.needs_times
-                 or (options.timestamps if options.timestamps is not None else self.args.word_timestamps))
+    async def _transcribe_channel(self, chunks: list[Chunk], language: str, confidence: float | None, align: bool, punctuate: bool) -> Transcript:
         results = await asyncio.gather(*(self._transcribe(chunk.audio, language, align) for chunk in chunks))
         transcript = stitch(chunks, list(results), language, confidence)
-        return transcript if options.punctuate else unpunctuated(transcript)
+        return transcript if punctuate else unpunctuated(transcript)
 
     async def _respond(self, job: "_Job", transcript: Transcript, data: bytes) -> Response:
         await self._observe(job.principal, transcript.duration)
@@ -164,13 +161,14 @@ class Ingress:
         try:
             async with admitted:
                 transcript, data = await self._run(job, admission)
-            body = (await self._respond(job, transcript, data)).body
-        except ServiceError as exc:
-            body = json.dumps({"request_id": job.request_id, "status": "failed", **exc.body()}).encode()
-        except Exception:
-            logger.exception("callback request %s failed", job.request_id)
-            body = json.dumps({"request_id": job.request_id, "status": "failed", **ServiceError().body()}).encode()
-        if not await deliver_callback(url, bytes(body), self.url_policy):
+            response = await self._respond(job, transcript, data)
+            body, content_type = bytes(response.body), response.headers["content-type"]  # srt, vtt... keep theirs
+        except Exception as exc:
+            if not isinstance(exc, ServiceError):
+                logger.exception("callback request %s failed", job.request_id)
+            error = exc if isinstance(exc, ServiceError) else ServiceError()
+            body, content_type = json.dumps({"request_id": job.request_id, "status": "failed", **error.body()}).encode(), "application/json"
+        if not await deliver_callback(url, body, content_type, self.url_policy):
             logger.warning("callback for request %s was not delivered", job.request_id)
 
     async def usage(self, request: Request) -> Response:

@@ -50,6 +50,7 @@ class FileServer:
     redirects: dict[str, str] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
     posted: list[tuple[str, bytes]] = field(default_factory=list)  # (path, body) of every POST
+    posted_types: list[str] = field(default_factory=list)  # their Content-Type headers
     post_statuses: list[int] = field(default_factory=list)  # answers to POSTs in turn; then 200
 
     def __post_init__(self) -> None:
@@ -59,6 +60,7 @@ class FileServer:
             def do_POST(self) -> None:  # noqa: N802
                 server.requests.append(self.path)
                 server.posted.append((self.path, self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+                server.posted_types.append(self.headers.get("Content-Type", ""))
                 self.send_response(server.post_statuses.pop(0) if server.post_statuses else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -344,12 +344,21 @@ def test_callback_answers_at_once_and_posts_the_result(client: TestClient, stora
     assert result["text"] == "Hello world."
 
 
+def test_callback_gets_captions_with_their_content_type(client: TestClient, storage: FileServer) -> None:
+    response = client.post(f"/v1/listen?response_format=srt&callback={storage.url('/hook')}", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    assert response.status_code == 200
+    _wait_for(lambda: len(storage.posted) == 1)
+    assert storage.posted[0][1] == b"1\n00:00:00,500 --> 00:00:01,500\nHello world.\n"
+    assert storage.posted_types[0].startswith("application/x-subrip")
+
+
 def test_callback_gets_the_error_of_a_failed_request(client: TestClient, storage: FileServer) -> None:
     response = client.post(f"/v1/listen?callback={storage.url('/hook')}", headers={**AUTH, "Content-Type": "audio/flac"}, content=b"not audio at all" * 10)
     assert response.status_code == 200
     _wait_for(lambda: len(storage.posted) == 1)
     result = json.loads(storage.posted[0][1])
     assert (result["status"], result["code"], result["request_id"]) == ("failed", "UNSUPPORTED_FORMAT", response.json()["request_id"])
+    assert storage.posted_types == ["application/json"]
 
 
 @pytest.mark.parametrize("url, code", [

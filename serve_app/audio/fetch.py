@@ -91,6 +91,11 @@ def split_url(url: str) -> tuple[str, str, int, str]:
     return parts.scheme, host, port, path
 
 
+def host_header(host: str, port: int) -> str:
+    """The Host header for a connection pinned to an address: the name, with a non-default port."""
+    return host if port in (80, 443) else f"{host}:{port}"
+
+
 def pinned_pool(scheme: str, host: str, ip: str, port: int, timeout: float) -> urllib3.HTTPConnectionPool:
     kwargs = dict(host=ip, port=port, timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False, maxsize=1)
     if scheme == "https":
@@ -105,11 +110,10 @@ def fetch(url: str, policy: UrlPolicy, limits: FetchLimits) -> bytes:
     for _ in range(limits.max_redirects + 1):
         scheme, host, port, path = split_url(url)
         ip = policy.resolve(host, port)
-        netloc = host if port in (80, 443) else f"{host}:{port}"
         with pinned_pool(scheme, host, ip, port, limits.timeout_s) as pool:
             try:
                 resp = pool.urlopen(
-                    "GET", path, headers={"Host": netloc, "User-Agent": "selfhost-stt"},
+                    "GET", path, headers={"Host": host_header(host, port), "User-Agent": "selfhost-stt"},
                     redirect=False, preload_content=False, retries=False,
                 )
             except urllib3.exceptions.HTTPError as exc:
