@@ -3,9 +3,13 @@
   word timing   the long LJSpeech file with timestamps=true: error of each sentence's predicted start
   long-form     WER of the whole long file against WER of its sentences sent one by one
   languages     FLEURS de/es/fr/pt with the multilingual base model: detection accuracy and WER
+  diarization   diarization error rate and speaker count on the diarization set (RTTM or segment
+                references), one-speaker clips counted as one, and the phone call's words attributed
+                to the right speaker through the service (diarize=true)
 
   .venv/bin/python scripts/accuracy.py                  # starts configs/cpu.yaml, then the same with base
   .venv/bin/python scripts/accuracy.py --only timing,longform
+  .venv/bin/python scripts/accuracy.py --only diarization
 
 Prints tables and writes docs/accuracy/results.{json,md}.
 """
@@ -24,12 +28,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jiwer
+import numpy as np
 import requests
 import yaml
+from scipy.optimize import linear_sum_assignment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import DEFAULT_MANIFEST, ROOT, Clip, normalize  # noqa: E402
 from benchmark import Service  # noqa: E402
+
+from serve_app.audio.decode import decode  # noqa: E402
+from serve_app.diarize import Diarizer  # noqa: E402
 
 LANGUAGES = ("de", "es", "fr", "pt")
 
@@ -98,6 +107,91 @@ def languages(service: Service, rows: list[dict], base: Path) -> dict:
     return {"clips": len(results), "detected_correctly": round(overall, 3), "by_language": by_language, "results": results}
 
 
+Span = tuple[float, float, str]  # start, end, speaker
+
+
+def diarization_error_rate(reference: list[Span], hypothesis: list[Span], collar: float = 0.0) -> float:
+    """(missed + false alarm + confused speech) / reference speech, on 10 ms frames, with speakers
+    paired one-to-one for the most overlap; `collar` seconds either side of each reference boundary
+    are not scored (NIST's md-eval uses 0.25)."""
+    frames = int(max(e for _, e, _ in reference + hypothesis) * 100) + 1
+
+    def grid(spans: list[Span]) -> np.ndarray:
+        names = sorted({s for *_, s in spans})
+        out = np.zeros((max(len(names), 1), frames), dtype=bool)
+        for a, b, s in spans:
+            out[names.index(s), int(round(a * 100)):int(round(b * 100))] = True
+        return out
+
+    ref, hyp = grid(reference), grid(hypothesis)
+    scored = np.ones(frames, dtype=bool)
+    for a, b, _ in reference if collar else []:
+        for edge in (a, b):
+            scored[max(0, int(round((edge - collar) * 100))):int(round((edge + collar) * 100))] = False
+    ref, hyp = ref[:, scored], hyp[:, scored]
+    overlap = ref.astype(int) @ hyp.T.astype(int)
+    rows, cols = linear_sum_assignment(-overlap)
+    correct = overlap[rows, cols].sum()
+    errors = np.maximum(ref.sum(0), hyp.sum(0)).sum() - correct
+    return float(errors / max(ref.sum(), 1))
+
+
+def _reference_turns(row: dict, base: Path) -> list[Span] | None:
+    rttm = (base / row["path"]).with_suffix(".rttm")
+    if rttm.exists():
+        fields = [line.split() for line in rttm.read_text().splitlines() if line.startswith("SPEAKER")]
+        return [(float(f[3]), float(f[3]) + float(f[4]), f[7]) for f in fields]
+    segments = row.get("segments") or []
+    if segments and all("start" in s or "start_sec" in s for s in segments):
+        return [(s.get("start", s.get("start_sec")), s.get("end", s.get("end_sec")), str(s.get("speaker", s.get("speaker_tag")))) for s in segments]
+    return None
+
+
+def diarization(service: Service, rows: list[dict], base: Path) -> dict:
+    diarizer = Diarizer(ROOT / "models" / "speaker" / "resemblyzer.pt")
+    files = []
+    for row in rows:
+        reference = _reference_turns(row, base) if row["set"] == "diarization" and row.get("channels") == 1 else None
+        if reference is None:
+            continue
+        audio = decode((base / row["path"]).read_bytes(), 600)
+        started_at = time.perf_counter()
+        turns = diarizer(audio)
+        elapsed = time.perf_counter() - started_at
+        hypothesis = [(t.start, t.end, str(t.speaker)) for t in turns]
+        speakers = len({s for *_, s in reference})
+        told = [(t.start, t.end, str(t.speaker)) for t in diarizer(audio, speakers)]
+        files.append({
+            "path": row["path"], "duration_s": round(len(audio) / 16000, 1),
+            "speakers": speakers, "found": len({t.speaker for t in turns}),
+            "der": round(diarization_error_rate(reference, hypothesis), 3),
+            "der_collar_0.25": round(diarization_error_rate(reference, hypothesis, 0.25), 3),
+            "seconds": round(elapsed, 2),
+            "der_told_num_speakers": round(diarization_error_rate(reference, told), 3),
+        })
+    singles = [r for r in rows if r["set"] in ("ljspeech", "long") or r["path"].endswith("whisper_jfk.flac")]
+    counts = [len({t.speaker for t in diarizer(decode((base / r["path"]).read_bytes(), 600))}) for r in singles]
+    return {"files": files, "one_speaker": {"clips": len(singles), "found_one": sum(c == 1 for c in counts),
+                                            "misses": [r["path"] for r, c in zip(singles, counts) if c != 1]},
+            "phone_call_words": _attributed_words(service, next(r for r in rows if r["path"].endswith("pyannote_sample.wav")), base)}
+
+
+def _attributed_words(service: Service, row: dict, base: Path) -> dict:
+    """Words of the phone call through the service: the share whose speaker matches the reference
+    segment they belong to (words matched to the reference text; speakers paired for the most agreement)."""
+    body = post(service, base / row["path"], diarize="true")
+    reference = [(w, s["speaker"]) for s in row["segments"] for w in normalize(s["text"]).split()]
+    predicted = [(normalize(w["word"]), w["speaker"]) for w in body["words"]]
+    pairs = []
+    for block in difflib.SequenceMatcher(None, [w for w, _ in reference], [w for w, _ in predicted], autojunk=False).get_matching_blocks():
+        pairs += [(reference[block.a + k][1], predicted[block.b + k][1]) for k in range(block.size)]
+    names, labels = sorted({r for r, _ in pairs}), sorted({p for _, p in pairs})
+    agree = np.array([[sum(r == n and p == label for r, p in pairs) for label in labels] for n in names])
+    rows_, cols = linear_sum_assignment(-agree)
+    return {"words_matched": len(pairs), "reference_words": len(reference), "speakers_found": len({s for _, s in predicted}),
+            "attributed_correctly": round(agree[rows_, cols].sum() / max(len(pairs), 1), 3)}
+
+
 def started(workdir: Path, config: dict, name: str) -> Service:
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -113,7 +207,9 @@ def _first_clip() -> Clip:  # the benchmark's readiness probe
 
 
 def markdown(results: dict) -> str:
-    lines = [f"Run {results['date']} on {results['machine']}.", ""]
+    dates = results.get("dates", {})
+    lines = [f"On {results['machine']}; each part as of its last run: "
+             + ", ".join(f"{part} {date}" for part, date in dates.items()) + ".", ""]
     if "timing" in results:
         t = results["timing"]
         lines += ["| word timing (timestamps=true) | value |", "|---|---|",
@@ -131,24 +227,42 @@ def markdown(results: dict) -> str:
         lines += [f"Language detection (base model, `detect_language=true`): {lang['detected_correctly']:.1%} of {lang['clips']} FLEURS clips.", "",
                   "| language | clips | detected correctly | WER |", "|---|---|---|---|"]
         lines += [f"| {k} | {v['clips']} | {v['detected_correctly']:.0%} | {v['wer']} |" for k, v in lang["by_language"].items()]
+        lines += [""]
+    if "diarization" in results:
+        d = results["diarization"]
+        lines += ["| diarization | speakers | found | DER | DER, 0.25 s collar | DER given num_speakers | time |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {f['path']} ({f['duration_s']} s) | {f['speakers']} | {f['found']} | {f['der']:.1%} | {f['der_collar_0.25']:.1%} "
+                  f"| {f['der_told_num_speakers']:.1%} | {f['seconds']} s |" for f in d["files"]]
+        one, words = d["one_speaker"], d["phone_call_words"]
+        lines += ["", f"One-speaker clips found to have one speaker: {one['found_one']} of {one['clips']} (not: {', '.join(one['misses']) or 'none'}).",
+                  f"Phone call through the service (`diarize=true`): {words['speakers_found']} speakers, "
+                  f"{words['attributed_correctly']:.1%} of {words['words_matched']} matched words attributed to the right speaker."]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
-    p.add_argument("--only", default="timing,longform,languages")
+    p.add_argument("--only", default="timing,longform,languages,diarization")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "accuracy")
     args = p.parse_args()
     rows = [json.loads(line) for line in args.manifest.read_text().splitlines() if line.strip()]
     only = set(args.only.split(","))
-    results: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": f"{os.cpu_count()} CPUs"}
+    # Parts not run this time keep their last results.
+    saved = args.out / "results.json"
+    results: dict = json.loads(saved.read_text()) if saved.exists() else {}
+    now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results.setdefault("dates", {}).update({part: now for part in sorted(only)})
+    results["machine"] = f"{os.cpu_count()} CPUs"
     config = yaml.safe_load((ROOT / "configs/cpu.yaml").read_text())
     with tempfile.TemporaryDirectory(prefix="stt-accuracy-") as tmp:
-        if only & {"timing", "longform"}:
+        if only & {"timing", "longform", "diarization"}:
             service = started(Path(tmp), config, "tiny")
             try:
-                results.update(timing_and_longform(service, rows, args.manifest.parent))
+                if only & {"timing", "longform"}:
+                    results.update(timing_and_longform(service, rows, args.manifest.parent))
+                if "diarization" in only:
+                    results["diarization"] = diarization(service, rows, args.manifest.parent)
             finally:
                 service.stop()
         if "languages" in only:

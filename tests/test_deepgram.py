@@ -9,7 +9,7 @@ from deepgram import DeepgramClient
 from deepgram.environment import DeepgramClientEnvironment
 
 from .conftest import Server
-from .helpers import JFK_FLAC, FileServer, manifest, normalize, serving
+from .helpers import DATA, JFK_FLAC, FileServer, manifest, normalize, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -42,3 +42,11 @@ def test_utterances_and_paragraphs_parse(server: Server) -> None:
     assert all(u.start < u.end for u in result.results.utterances)
     paragraphs = result.results.channels[0].alternatives[0].paragraphs
     assert normalize(paragraphs.transcript) == expected and paragraphs.paragraphs[0].sentences[0].start < 1.0
+
+
+def test_diarized_words_parse(server: Server) -> None:
+    call = (DATA / "pyannote_sample.wav").read_bytes()
+    result = _client(server).listen.v1.media.transcribe_file(request=call, model="nova-3", diarize=True, utterances=True)
+    words = result.results.channels[0].alternatives[0].words
+    assert {w.speaker for w in words} == {0, 1}
+    assert {u.speaker for u in result.results.utterances} == {0, 1}

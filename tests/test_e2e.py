@@ -98,6 +98,26 @@ def test_no_repetition_loop_on_a_phone_call(server: Server) -> None:
     assert jiwer.wer(normalize(manifest()[name]["text"]), " ".join(words)) <= 0.5
 
 
+def test_diarization_of_a_phone_call(server: Server) -> None:
+    """Two people on the phone: two speakers found, and each one's introduction is theirs alone."""
+    response = listen(server, data=(DATA / "pyannote_sample.wav").read_bytes(), headers={"Content-Type": "audio/wav"},
+                      params={"diarize": "true", "utterances": "true"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    words = body["results"]["channels"][0]["alternatives"][0]["words"]
+    assert {w["speaker"] for w in words} == {0, 1}
+
+    def speaker_of(phrase: str) -> set[int]:
+        said = [normalize(w["word"]) for w in words]
+        n = len(phrase.split())
+        at = next(i for i in range(len(said)) if said[i:i + n] == phrase.split())
+        return {w["speaker"] for w in words[at:at + n]}
+
+    diane, sheila = speaker_of("this is diane"), speaker_of("sheila")
+    assert len(diane) == 1 and len(sheila) == 1 and diane != sheila
+    assert all(len({w["speaker"] for w in u["words"]}) == 1 and u["speaker"] == u["words"][0]["speaker"] for u in body["results"]["utterances"])
+
+
 def test_long_file_comes_back_whole(server: Server) -> None:
     entry = manifest()[LONG.name]
     response = listen(server, data=LONG.read_bytes(), headers={"Content-Type": "audio/flac"})

@@ -44,3 +44,33 @@ def test_utterances_split_at_pauses_and_paragraphs_at_sentences() -> None:
     body = paragraphs(words)
     assert [[s["text"] for s in p["sentences"]] for p in body["paragraphs"]] == [["One two.", "Three four."], ["Five."]]
     assert body["transcript"] == "\nOne two. Three four.\n\nFive." and body["paragraphs"][0]["num_words"] == 4
+
+
+def test_diarized_words_utterances_paragraphs_and_captions_carry_speakers() -> None:
+    from dataclasses import replace
+
+    from serve_app.formats import paragraphs, utterances, word_dict
+
+    spoken = _words(("Hello?", 0.0, 0.4), ("Hi", 0.5, 0.7), ("there.", 0.7, 1.0), ("Bye.", 1.1, 1.4))
+    words = [replace(w, speaker=s) for w, s in zip(spoken, (0, 1, 1, 0))]
+    # a change of speaker ends an utterance, a paragraph and a caption even without a pause
+    assert [(u["text"], u["speaker"]) for u in utterances(words, 0.8)] == [("Hello?", 0), ("Hi there.", 1), ("Bye.", 0)]
+    assert [(p["sentences"][0]["text"], p["speaker"]) for p in paragraphs(words)["paragraphs"]] == [("Hello?", 0), ("Hi there.", 1), ("Bye.", 0)]
+    t = Transcript("Hello? Hi there. Bye.", words, 0.9, 1.4, "en")
+    assert srt(t).split("\n")[2:4] == ["[speaker 0]", "Hello?"] and "[speaker 1]\nHi there." in srt(t)
+    assert "<v Speaker 1>Hi there.\n" in vtt(t)
+    assert word_dict(words[1])["speaker"] == 1
+    # undiarized: no speaker anywhere (Deepgram's SDK wants an integer when the key is there)
+    assert "speaker" not in word_dict(spoken[0]) and "speaker" not in utterances(spoken, 0.8)[0] and "[speaker" not in srt(replace(t, words=spoken))
+
+
+def test_words_take_the_speaker_they_overlap_most_or_the_nearest() -> None:
+    from serve_app.diarize import Turn
+    from serve_app.transcript import with_speakers
+
+    words = _words(("a", 0.0, 0.5), ("b", 0.9, 1.5), ("c", 3.0, 3.2), ("d", 5.0, 5.5))
+    turns = [Turn(0.0, 1.0, 0), Turn(1.0, 2.0, 1), Turn(4.0, 6.0, 0)]
+    labelled = with_speakers(Transcript("a b c d", words, 0.9, 6.0, "en"), turns)
+    # b: 0.1 s with speaker 0, 0.5 s with 1; c lies in no turn: the nearest ends at 2.0 (1.0 s) vs starts at 4.0 (0.8 s)
+    assert [w.speaker for w in labelled.words] == [0, 1, 0, 0]
+    assert [w.speaker for w in with_speakers(Transcript("a", words[:1], 0.9, 1.0, "en"), []).words] == [0]

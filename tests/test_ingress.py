@@ -12,6 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from serve_app.audio.fetch import UrlPolicy
+from serve_app.diarize import Turn
 from serve_app.auth import LicenseAuthenticator, RevocationList
 from serve_app.engine import ChunkTranscript, EngineInfo, Token
 from serve_app.ingress import Ingress
@@ -50,6 +51,8 @@ class FakeEngine:
         self.info = _Method(self._info)
         self.transcribe = _Method(self._transcribe)
         self.detect_language = _Method(self._detect)
+        self.diarize = _Method(self._diarize)
+        self.diarized: list[tuple[int, int | None]] = []
         self.languages = languages
 
     async def _info(self) -> EngineInfo:
@@ -57,6 +60,10 @@ class FakeEngine:
 
     async def _detect(self, audio: np.ndarray) -> tuple[str, float]:
         return (self.languages[-1], 0.8) if len(self.languages) > 1 else ("en", 1.0)
+
+    async def _diarize(self, audio: np.ndarray, num_speakers: int | None = None) -> list[Turn]:
+        self.diarized.append((audio.size, num_speakers))
+        return [Turn(0.0, 0.8, 0), Turn(0.8, 2.0, 1)]  # "Hello" is speaker 0, "world." speaker 1
 
     async def _transcribe(self, audio: np.ndarray, language: str, align: bool = False) -> ChunkTranscript:
         self.calls.append((audio.size, language))
@@ -300,6 +307,26 @@ def test_utterances_and_paragraphs_are_timed(client: TestClient, engine: FakeEng
     assert [(u["transcript"], u["start"], u["end"]) for u in body["results"]["utterances"]] == [("Hello world.", 0.5, 1.5)]
     assert body["utterances"] == [{"text": "Hello world.", "start": 0.5, "end": 1.5, "confidence": body["results"]["utterances"][0]["confidence"]}]
     assert body["results"]["channels"][0]["alternatives"][0]["paragraphs"]["transcript"] == "\nHello world."
+
+
+def test_diarize_labels_words_and_utterances(client: TestClient, engine: FakeEngine) -> None:
+    response = client.post("/v1/listen?diarize=true&utterances=true", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    body = response.json()
+    assert response.status_code == 200 and engine.diarized == [(11 * 16_000, None)]
+    assert all(engine.aligned)  # speakers are given to words by their times, so the times are the model's
+    assert [(w["word"], w["speaker"]) for w in body["results"]["channels"][0]["alternatives"][0]["words"]][:2] == [("hello", 0), ("world", 1)]
+    assert [(u["transcript"], u["speaker"]) for u in body["results"]["utterances"][:2]] == [("Hello", 0), ("world.", 1)]
+    engine.diarized.clear()
+    assert client.post("/v1/listen?num_speakers=3", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes()).status_code == 200
+    assert engine.diarized == [(11 * 16_000, 3)]  # num_speakers implies diarize
+    plain = client.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes()).json()
+    assert "speaker" not in plain["words"][0] and len(engine.diarized) == 1
+
+
+@pytest.mark.parametrize("query", ["diarize=maybe", "num_speakers=0", "num_speakers=2.5", "num_speakers=many", "num_speakers=21"])
+def test_bad_diarize_options_are_400(client: TestClient, query: str) -> None:
+    response = client.post(f"/v1/listen?{query}", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    assert _error(response, 400, "INVALID_REQUEST")["parameter"] == query.split("=")[0]
 
 
 @pytest.mark.parametrize("query", ["utt_split=fast", "utt_split=-1", "utt_split=nan", "utterances=often"])

@@ -18,6 +18,7 @@ from ..errors import FileTooLarge, InvalidRequest, MissingParameter, Unsupported
 # ISO 639 code, optionally with a region or script as Deepgram clients send it ("en-US" -> "en").
 _LANGUAGE = re.compile(r"^([a-z]{2,3})(-[a-z0-9]{2,8})*$")
 _RAW_TYPES = ("application/octet-stream",)
+MAX_SPEAKERS = 20  # `num_speakers` accepted up to this
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,14 @@ class Options:
     utt_split: float = 0.8
     paragraphs: bool = False  # Deepgram: sentences grouped into paragraphs
     multichannel: bool = False  # transcribe each channel on its own
+    diarize: bool = False  # label words (and utterances, paragraphs) with speakers
+    num_speakers: int | None = None  # diarize into exactly this many speakers; None: find how many
     callback: str | None = None  # Deepgram `callback` / Smallest `callback_url`: answer at once, POST the result there
 
     @property
     def needs_times(self) -> bool:
         """Whether the answer is built on word times, which must then be the model's."""
-        return self.utterances or self.paragraphs or "word" in self.timestamp_granularities
+        return self.utterances or self.paragraphs or self.diarize or "word" in self.timestamp_granularities
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> "Options":
@@ -61,6 +64,12 @@ class Options:
         callback = params.get("callback", params.get("callback_url"))
         if callback is not None and not isinstance(callback, str):
             raise InvalidRequest("callback must be an http(s) URL", parameter="callback")
+        num_speakers = None
+        if params.get("num_speakers") is not None:
+            num_speakers = _number(params, "num_speakers", 0, 1, MAX_SPEAKERS)
+            if not num_speakers.is_integer():
+                raise InvalidRequest(f"num_speakers must be a whole number from 1 to {MAX_SPEAKERS}", parameter="num_speakers")
+            num_speakers = int(num_speakers)
         response_format = params.get("response_format")
         if response_format is not None and not isinstance(response_format, str):
             raise InvalidRequest("response_format must be a string", parameter="response_format")
@@ -76,6 +85,8 @@ class Options:
             paragraphs=bool(_flag(params, "paragraphs")),
             callback=callback,
             multichannel=bool(_flag(params, "multichannel")),
+            diarize=bool(_flag(params, "diarize")) or num_speakers is not None,
+            num_speakers=num_speakers,
         )
 
 
