@@ -187,8 +187,26 @@ def _mean_logprob(words: list[Word]) -> float:
     return round(sum(math.log(max(w.confidence, 1e-9)) for w in words) / max(len(words), 1), 4)
 
 
+def waves_body(t: Transcript, meta: RequestMeta, options: Options) -> dict[str, Any]:
+    """Smallest's Pulse answer (`POST /waves/v1/stt/`), as its `smallestai` SDK parses it: speakers
+    are strings (`speaker_0`), and `utterances` come with diarization."""
+    label = lambda speaker: {} if speaker is None else {"speaker": f"speaker_{speaker}"}  # noqa: E731
+    words = [{"word": w.punctuated_word, "start": w.start, "end": w.end, "confidence": w.confidence, **label(w.speaker)} for w in t.words]
+    body: dict[str, Any] = {
+        "status": "success", "transcription": t.text, "words": words, "language": t.language,
+        "metadata": {"duration": t.duration, "model": meta.model}, "request_id": meta.request_id,
+    }
+    if options.diarize or options.utterances:
+        body["utterances"] = [
+            {"text": " ".join(w.punctuated_word for w in run), "start": run[0].start, "end": run[-1].end, **label(run[0].speaker)}
+            for run in split_at_pauses(t.words, options.utt_split)
+        ]
+    return body
+
+
 FORMATS: dict[str, Formatter] = {
     "listen": lambda t, meta, o: JSONResponse(listen_body(t, meta, o)),
+    "waves": lambda t, meta, o: JSONResponse(waves_body(t, meta, o)),
     "json": lambda t, meta, o: JSONResponse({"text": t.text}),
     "text": lambda t, meta, o: PlainTextResponse(t.text + "\n"),
     "srt": lambda t, meta, o: PlainTextResponse(srt(t), media_type="application/x-subrip"),
@@ -196,3 +214,4 @@ FORMATS: dict[str, Formatter] = {
     "verbose_json": lambda t, meta, o: JSONResponse(verbose_json(t, "word" in o.timestamp_granularities)),
 }
 TIMED = {"srt", "vtt", "verbose_json"}  # formats whose times must be the model's
+ROUTE_FORMATS = {"listen", "waves"}  # a route's own answer, never chosen by `response_format`

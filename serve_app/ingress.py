@@ -38,7 +38,7 @@ from .callback import check as check_callback
 from .callback import deliver as deliver_callback
 from .engine import ChunkTranscript, EngineInfo
 from .errors import InvalidLicense, InvalidRequest, LicenseExpired, MethodNotAllowed, NotFound, ServiceError, ServiceUnavailable
-from .formats import FORMATS, TIMED, Formatter, RequestMeta
+from .formats import FORMATS, ROUTE_FORMATS, TIMED, Formatter, RequestMeta
 from .license import iso
 from .limits import Admission, Limiter, has_quota, remaining_audio_seconds
 from .metrics import Metrics, RayMetrics
@@ -80,6 +80,9 @@ class Ingress:
                 Route("/health", self._route(self.health), methods=["GET"]),
                 Route("/v1/listen", self._route(self.listen), methods=["POST"]),
                 Route("/v1/audio/transcriptions", self._route(self.openai_transcriptions), methods=["POST"]),
+                # Smallest's cloud path, which its `smallestai` SDK posts to (with a trailing slash)
+                Route("/waves/v1/stt", self._route(self.waves), methods=["POST"]),
+                Route("/waves/v1/stt/", self._route(self.waves), methods=["POST"]),
                 Route("/v1/usage", self._route(self.usage), methods=["GET"]),
             ],
             exception_handlers={HTTPException: _http_exception},
@@ -102,6 +105,10 @@ class Ingress:
         """OpenAI's `POST /v1/audio/transcriptions` (multipart `file`, `model` is accepted and ignored)."""
         return await self._transcription(request, default_format="json")
 
+    async def waves(self, request: Request) -> Response:
+        """Smallest's `POST /waves/v1/stt/` (Pulse): raw audio or `{"url"}`, the answer in its own shape."""
+        return await self._transcription(request, default_format="waves")
+
     async def _transcription(self, request: Request, default_format: str) -> Response:
         principal = await self._authenticate(request)
         admitted = AsyncExitStack()  # the admission outlives this handler when a callback is asked for
@@ -111,8 +118,8 @@ class Ingress:
             options = source.options
             name = options.response_format or default_format
             formatter = FORMATS.get(name)
-            if formatter is None or name == "listen" and default_format != "listen":
-                raise InvalidRequest(f"response_format must be one of {', '.join(sorted(set(FORMATS) - {'listen'}))}", parameter="response_format")
+            if formatter is None or name in ROUTE_FORMATS and name != default_format:
+                raise InvalidRequest(f"response_format must be one of {', '.join(sorted(set(FORMATS) - ROUTE_FORMATS))}", parameter="response_format")
             info = await self._engine_info()
             job = _Job(principal, source, name, formatter, info, self._language(source, info), uuid.uuid4().hex)
             callback = await asyncio.to_thread(check_callback, options.callback, self.url_policy) if options.callback is not None else None

@@ -329,6 +329,26 @@ def test_bad_diarize_options_are_400(client: TestClient, query: str) -> None:
     assert _error(response, 400, "INVALID_REQUEST")["parameter"] == query.split("=")[0]
 
 
+def test_waves_route_answers_in_smallest_pulse_shape(client: TestClient, engine: FakeEngine) -> None:
+    bearer = {"Authorization": AUTH["Authorization"].replace("Token", "Bearer"), "Content-Type": "application/octet-stream"}
+    response = client.post("/waves/v1/stt/?model=pulse&language=en&word_timestamps=true&diarize=true", headers=bearer, content=JFK_FLAC.read_bytes())
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "success" and body["transcription"] == "Hello world."
+    assert [(w["word"], w["speaker"]) for w in body["words"][:2]] == [("Hello", "speaker_0"), ("world.", "speaker_1")]
+    assert [u["speaker"] for u in body["utterances"][:2]] == ["speaker_0", "speaker_1"]
+    plain = client.post("/waves/v1/stt?model=pulse&language=en", headers=bearer, content=JFK_FLAC.read_bytes()).json()
+    assert "speaker" not in plain["words"][0] and "utterances" not in plain and "results" not in plain
+
+
+@pytest.mark.parametrize("query, parameter", [
+    ("redact_pii=true", "redact_pii"), ("emotion_detection=true", "emotion_detection"), ("webhook_extra=x", "webhook_extra"),
+    ("webhook_method=GET", "webhook_method"), ("response_format=waves", "response_format"),
+])
+def test_pulse_options_this_server_cannot_honour_are_400(client: TestClient, query: str, parameter: str) -> None:
+    response = client.post(f"/v1/listen?{query}", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    assert _error(response, 400, "INVALID_REQUEST")["parameter"] == parameter
+
+
 @pytest.mark.parametrize("query", ["utt_split=fast", "utt_split=-1", "utt_split=nan", "utterances=often"])
 def test_bad_utterance_options_are_400(client: TestClient, query: str) -> None:
     response = client.post(f"/v1/listen?{query}", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
@@ -339,6 +359,7 @@ def test_bad_utterance_options_are_400(client: TestClient, query: str) -> None:
     (["en"], "?detect_language=true", ("en", 1.0)),
     (["de", "en", "fr"], "?language=multi", ("fr", 0.8)),
     (["de", "en", "fr"], "?detect_language=true&language=de", ("fr", 0.8)),
+    (["de", "en", "fr"], "?language=multi-eu", ("fr", 0.8)),  # Smallest's regional aggregators detect too
 ])
 def test_detected_language_is_used_and_reported(tmp_path: Any, languages: list[str], query: str, expected: tuple) -> None:
     engine = FakeEngine(languages)

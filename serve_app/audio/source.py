@@ -19,6 +19,10 @@ from ..errors import FileTooLarge, InvalidRequest, MissingParameter, Unsupported
 _LANGUAGE = re.compile(r"^([a-z]{2,3})(-[a-z0-9]{2,8})*$")
 _RAW_TYPES = ("application/octet-stream",)
 MAX_SPEAKERS = 20  # `num_speakers` accepted up to this
+# Deepgram's `multi` and Smallest's regional aggregators: all mean "detect the language"
+_DETECT = {"multi", "multi-eu", "multi-asian", "multi-indic"}
+# Smallest Pulse options this server cannot honour: refused when asked for, never silently ignored
+_UNSUPPORTED = ("redact_pii", "redact_pci", "emotion_detection", "gender_detection", "webhook_extra")
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class Options:
     def parse(cls, params: Mapping[str, Any]) -> "Options":
         language = params.get("language")
         detect = bool(_flag(params, "detect_language"))
-        if isinstance(language, str) and language.strip().lower() == "multi":
+        if isinstance(language, str) and language.strip().lower() in _DETECT:
             language, detect = None, True
         if language is not None:
             match = _LANGUAGE.match(language.strip().lower()) if isinstance(language, str) else None
@@ -61,7 +65,12 @@ class Options:
         granularities = (granularities,) if isinstance(granularities, str) else granularities
         if not isinstance(granularities, (list, tuple)) or not set(granularities) <= {"word", "segment"}:
             raise InvalidRequest("timestamp_granularities must be 'word' and/or 'segment'", parameter="timestamp_granularities")
-        callback = params.get("callback", params.get("callback_url"))
+        for name in _UNSUPPORTED:
+            if params.get(name) not in (None, False, "false", "False"):
+                raise InvalidRequest(f"{name} is not supported by this server", parameter=name)
+        if str(params.get("webhook_method", "POST")).upper() != "POST":
+            raise InvalidRequest("webhook_method must be POST", parameter="webhook_method")
+        callback = params.get("callback", params.get("callback_url", params.get("webhook_url")))
         if callback is not None and not isinstance(callback, str):
             raise InvalidRequest("callback must be an http(s) URL", parameter="callback")
         num_speakers = None
