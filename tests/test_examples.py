@@ -1,0 +1,45 @@
+"""The documentation's four request examples (examples/), each run against the real server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from .conftest import Server
+from .helpers import JFK_FLAC, FileServer, manifest, normalize, serving
+
+pytestmark = pytest.mark.e2e
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+@pytest.fixture(scope="module")
+def storage() -> Iterator[FileServer]:
+    yield from serving("127.0.0.2", {"/audio.wav": JFK_FLAC.read_bytes()})
+
+
+def _command(name: str) -> list[str]:
+    tool = {"curl.sh": "curl", "javascript_fetch.mjs": "node", "go": "go"}.get(name)
+    if tool and shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed (scripts/test.sh installs it)")
+    return {
+        "curl.sh": ["bash", str(EXAMPLES / "curl.sh")],
+        "python_requests.py": [sys.executable, str(EXAMPLES / "python_requests.py")],
+        "javascript_fetch.mjs": ["node", str(EXAMPLES / "javascript_fetch.mjs")],
+        "go": ["go", "run", "."],
+    }[name]
+
+
+@pytest.mark.parametrize("name", ["curl.sh", "python_requests.py", "javascript_fetch.mjs", "go"])
+def test_example_prints_the_transcript(server: Server, storage: FileServer, name: str, tmp_path: Path) -> None:
+    env = {**os.environ, "LICENSE_KEY": server.key, "API_URL": server.url, "AUDIO_URL": storage.url("/audio.wav"),
+           "GOCACHE": str(tmp_path / "gocache"), "GOPATH": str(tmp_path / "gopath"), "GOPROXY": "off", "GOFLAGS": "-mod=mod"}
+    done = subprocess.run(_command(name), cwd=EXAMPLES / "go" if name == "go" else EXAMPLES, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert normalize(manifest()["whisper_jfk.flac"]["text"]) in normalize(done.stdout)
