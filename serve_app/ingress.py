@@ -44,6 +44,7 @@ from .limits import Admission, Limiter, has_quota, remaining_audio_seconds
 from .metrics import Metrics, RayMetrics
 from .settings import IngressArgs
 from .transcript import Transcript, merge_channels, stitch, unpunctuated, with_speakers
+from .watch import ReplicaWatch
 
 logger = logging.getLogger("ray.serve")
 
@@ -51,6 +52,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 _UNAVAILABLE = (BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError, RayActorError, TaskCancelledError)
 RETRY_AFTER_S = 5
 HEALTH_TIMEOUT_S = 3
+ENGINE_CHECK_S = 2.0  # how long an engine call waits before checking that a replica is running
 
 
 class Ingress:
@@ -73,6 +75,7 @@ class Ingress:
         self.fetch_limits = FetchLimits(self.max_bytes, self.args.url_timeout_s, self.args.url_max_redirects)
         self._info: EngineInfo | None = None
         self._background: set[asyncio.Task] = set()  # callback requests in progress
+        self.engine_watch = ReplicaWatch("WhisperEngine")
 
     def __serve_build_asgi_app__(self) -> Starlette:
         return Starlette(
@@ -266,14 +269,23 @@ class Ingress:
         return await self._call(self.engine.transcribe.remote(audio, language, align))
 
     async def _call(self, response: Awaitable[Any]) -> Any:
-        """Await an engine call; a missing or overloaded engine is a 503 the client may retry."""
+        """Await an engine call; a missing or overloaded engine is a 503 the client may retry. A call
+        still waiting after a few seconds checks that an engine replica is running at all: with none
+        (its node is gone), Serve would hold the call until one returns, so it is cancelled instead."""
+        waiting = asyncio.ensure_future(asyncio.wait_for(response, timeout=self.args.engine_timeout_s))
         try:
-            return await asyncio.wait_for(response, timeout=self.args.engine_timeout_s)
+            while not (await asyncio.wait({waiting}, timeout=ENGINE_CHECK_S))[0]:
+                if await self.engine_watch.running() == 0:
+                    getattr(response, "cancel", lambda: None)()
+                    raise ServiceUnavailable("No engine replica is running", retry_after=RETRY_AFTER_S)
+            return waiting.result()
         except ServiceError:
             raise
         except (asyncio.TimeoutError, *_UNAVAILABLE) as exc:
             logger.warning("engine unavailable: %s", type(exc).__name__)
             raise ServiceUnavailable(retry_after=RETRY_AFTER_S) from exc
+        finally:
+            waiting.cancel()  # no-op once done
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

@@ -3,8 +3,10 @@ The real engine runs in test_e2e.py."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import time
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -440,3 +442,34 @@ def test_bad_granularities_in_json_are_400(client: TestClient, storage: FileServ
     response = client.post("/v1/listen", headers=AUTH, json={"url": storage.url("/jfk.mp3"), "timestamp_granularities": value})
     assert _error(response, 400, "INVALID_REQUEST")["parameter"] == "timestamp_granularities"
     assert storage.requests == []
+
+
+class _Watch:
+    def __init__(self, running: int | None) -> None:
+        self.value, self.asked = running, 0
+
+    async def running(self) -> int | None:
+        self.asked += 1
+        return self.value
+
+
+@pytest.mark.parametrize("running, status", [(0, 503), (None, 200), (1, 200)])
+def test_a_call_waiting_on_an_engine_with_no_running_replica_is_a_quick_503(tmp_path: Any, running: int | None, status: int) -> None:
+    """Serve would hold the call until a replica returns; with none running, the ingress stops waiting."""
+    engine = FakeEngine()
+    slow = engine._transcribe
+
+    async def transcribe(*args: Any) -> ChunkTranscript:
+        await asyncio.sleep(3.0)  # longer than one check period
+        return await slow(*args)
+
+    engine.transcribe = _Method(transcribe)
+    ingress = make_ingress(engine, tmp_path)
+    ingress.engine_watch = watch = _Watch(running)
+    with TestClient(ingress.__serve_build_asgi_app__()) as c:
+        started = time.monotonic()
+        response = c.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    assert response.status_code == status and watch.asked >= 1
+    if status == 503:
+        assert response.json()["code"] == "SERVICE_UNAVAILABLE" and response.headers["Retry-After"]
+        assert time.monotonic() - started < 3.0  # answered at the first check, not when the call would have ended

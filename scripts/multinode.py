@@ -1,0 +1,231 @@
+"""A two-node Ray cluster on one machine: a head node and an engine node, each its own `ray start`
+with its own ports on 127.0.0.1. The application is deployed with the engine pinned to the second
+node (a custom resource only that node has), then that node is stopped and started again.
+
+  .venv/bin/python scripts/multinode.py      # prints where replicas run, /health and a request at each step
+
+tests/test_multinode.py drives the same `Cluster` and asserts what this prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+ENGINE_RESOURCE = "engine_node"  # only the second node has it: the engine replica can run nowhere else
+HOST = "127.0.0.1"
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free right now and distinct from each other (all held open until every one is chosen)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind((HOST, 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+# Ray's workers take ports from a range per node; two nodes on one machine need ranges of their own
+# (below Linux's ephemeral ports, where the ports above come from).
+WORKER_PORTS = {"head": (21000, 21499), "worker": (21500, 21999)}
+_COMPONENTS = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
+               "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port")
+
+
+def _node_ports(role: str) -> list[str]:
+    """Every port a Ray node opens, so that two nodes (and other clusters) never collide."""
+    ports = free_ports(len(_COMPONENTS) + 1)
+    low, high = WORKER_PORTS[role]
+    args = [f"{name}={port}" for name, port in zip(_COMPONENTS, ports)] + [f"--min-worker-port={low}", f"--max-worker-port={high}"]
+    return args + ([f"--ray-client-server-port={ports[-1]}"] if role == "head" else [])
+
+
+@dataclass
+class Cluster:
+    """Two `ray start --block` processes; stopping one by PID stops that node's processes."""
+
+    workdir: Path
+    env: dict[str, str]
+    gcs_port: int = 0
+    dashboard_port: int = 0
+    http_port: int = 0
+    head: subprocess.Popen | None = None
+    worker: subprocess.Popen | None = None
+
+    def __post_init__(self) -> None:
+        self.gcs_port, self.dashboard_port, self.http_port = free_ports(3)
+        # Ray's token authentication, with a token of this cluster's own: its dashboard and GCS
+        # answer only to processes given the token (ours are, through the environment).
+        self.token = secrets.token_hex(32)
+        self.env = {**self.env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
+        self.env.pop("RAY_AUTH_TOKEN_PATH", None)
+        # Ray's session folder holds Unix sockets, whose paths may not pass 107 bytes: a short one.
+        self.ray_dir = Path(tempfile.mkdtemp(prefix="stt-ray-", dir="/tmp"))
+
+    def _get(self, path: str, **params: str) -> dict:
+        response = requests.get(f"{self.dashboard}{path}", params=params, timeout=10, headers={"Authorization": f"Bearer {self.token}"})
+        response.raise_for_status()
+        return response.json()
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.http_port}"
+
+    @property
+    def dashboard(self) -> str:
+        return f"http://{HOST}:{self.dashboard_port}"
+
+    def _ray_start(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = (self.workdir / f"{name}.log").open("ab")
+        command = [str(VENV_BIN / "ray"), "start", "--block", "--disable-usage-stats", f"--node-ip-address={HOST}", *args]
+        # Own process group: stopping the node signals `ray start` and everything it started, and nothing else.
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+
+    def start_head(self, cpus: int = 1) -> None:
+        self.head = self._ray_start("head", [
+            "--head", f"--port={self.gcs_port}", f"--num-cpus={cpus}", '--resources={"head_node": 1}',
+            "--include-dashboard=true", f"--dashboard-host={HOST}", f"--dashboard-port={self.dashboard_port}",
+            f"--temp-dir={self.ray_dir}", *_node_ports("head"),
+        ])
+        self._wait(lambda: self._get("/api/version"), 120, "the head's dashboard")
+
+    def start_worker(self) -> None:
+        self.worker = self._ray_start("worker", [
+            f"--address={HOST}:{self.gcs_port}", "--num-cpus=1", json.dumps({ENGINE_RESOURCE: 1}).join(["--resources=", ""]),
+            *_node_ports("worker"),
+        ])
+        self._wait(lambda: self.engine_node_id() is not None, 120, "the engine node to join")
+
+    def stop_worker(self) -> None:
+        _stop(self.worker)
+        self.worker = None
+
+    def stop(self) -> None:
+        for process in (self.worker, self.head):
+            _stop(process)
+        shutil.rmtree(self.ray_dir, ignore_errors=True)
+
+    def deploy(self, config: Path) -> None:
+        subprocess.run([str(VENV_BIN / "serve"), "deploy", str(config), "-a", self.dashboard], check=True, env=self.env,
+                       capture_output=True, timeout=120)
+
+    def nodes(self) -> list[dict]:
+        return self._get("/api/v0/nodes", detail="1")["data"]["result"]["result"]
+
+    def engine_node_id(self) -> str | None:
+        alive = [n for n in self.nodes() if n["state"] == "ALIVE" and ENGINE_RESOURCE in n.get("resources_total", {})]
+        return alive[0]["node_id"] if alive else None
+
+    def replica_nodes(self, deployment: str) -> list[str]:
+        """Node ids of the deployment's live replica actors (Ray's state API on the dashboard)."""
+        actors = self._get("/api/v0/actors", detail="1", filter_keys="class_name", filter_predicates="=",
+                           filter_values=f"ServeReplica:stt:{deployment}")["data"]["result"]["result"]
+        return [a["node_id"] for a in actors if a["state"] == "ALIVE"]
+
+    @staticmethod
+    def _wait(ready: object, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if ready():  # type: ignore[operator]
+                    return
+            except (requests.RequestException, KeyError, ValueError):
+                pass
+            time.sleep(1)
+        raise TimeoutError(f"{what}: not ready after {timeout_s:.0f} s")
+
+
+def _stop(process: subprocess.Popen | None) -> None:
+    """SIGTERM to the node's process group (ray start and what it started), SIGKILL if it lingers."""
+    if process is None or process.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def config_for(cluster: Cluster, workdir: Path) -> Path:
+    """configs/cpu.yaml with the engine pinned to the engine node and the proxy on the head only."""
+    config = yaml.safe_load((ROOT / "configs" / "cpu.yaml").read_text())
+    config["http_options"] = {"host": HOST, "port": cluster.http_port, "request_timeout_s": 900}
+    app = config["applications"][0]
+    for deployment in app["deployments"]:
+        options = deployment.setdefault("ray_actor_options", {})
+        options["resources"] = {ENGINE_RESOURCE: 1} if deployment["name"] == "WhisperEngine" else {"head_node": 0.1}
+    app["args"]["usage"] = {"sqlite_path": str(workdir / "usage.sqlite3")}
+    path = workdir / "multinode.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="stt-multinode-") as tmp:
+        workdir = Path(tmp)
+        key = dev_key(workdir)
+        env = {**os.environ, "STT_LICENSE_PUBLIC_KEYS": str(workdir / "issuer.pub"), "RAY_USAGE_STATS_ENABLED": "0"}
+        cluster = Cluster(workdir, env)
+        try:
+            cluster.start_head()
+            cluster.start_worker()
+            print(f"head and engine node up; dashboard {cluster.dashboard}")
+            cluster.deploy(config_for(cluster, workdir))
+            cluster._wait(lambda: requests.get(f"{cluster.url}/health", timeout=5).ok, 300, "the application")
+            show(cluster, key, "both nodes up")
+            cluster.stop_worker()
+            time.sleep(5)
+            show(cluster, key, "engine node stopped")
+            cluster.start_worker()
+            cluster._wait(lambda: requests.get(f"{cluster.url}/health", timeout=5).ok, 300, "the application to recover")
+            show(cluster, key, "engine node back")
+        finally:
+            cluster.stop()
+
+
+def show(cluster: Cluster, key: str, step: str) -> None:
+    engine_node = cluster.engine_node_id()
+    replicas = cluster.replica_nodes("WhisperEngine")
+    health = requests.get(f"{cluster.url}/health", timeout=30)
+    started = time.monotonic()
+    answer = requests.post(f"{cluster.url}/v1/listen", data=(ROOT / "tests/data/whisper_jfk.flac").read_bytes(),
+                           headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"}, timeout=120)
+    print(f"[{step}] engine replica on the engine node: {bool(replicas) and replicas == [engine_node]}; "
+          f"/health {health.status_code}; POST /v1/listen {answer.status_code} in {time.monotonic() - started:.1f} s: "
+          f"{answer.text[:100]}")
+
+
+def dev_key(workdir: Path) -> str:
+    """An issuer key pair (workdir/issuer.pub for the servers) and a key, through the operator's CLI."""
+    cli = str(VENV_BIN / "stt-license")
+    subprocess.run([cli, "keygen", "--private-key", str(workdir / "issuer.key"), "--public-keys", str(workdir / "issuer.pub")],
+                   check=True, capture_output=True)
+    return subprocess.run([cli, "issue", "--private-key", str(workdir / "issuer.key"), "--customer", "multinode", "--days", "1"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+if __name__ == "__main__":
+    main()

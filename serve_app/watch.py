@@ -1,0 +1,45 @@
+"""How many replicas of a deployment are running, as Serve's controller sees them.
+
+Serve keeps a request queued while its deployment has no running replica (its node is gone, it is
+restarting), so a caller that only awaits the request hangs until one comes back. The ingress asks
+this instead, while it waits, and answers 503 when there is nothing to wait for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+logger = logging.getLogger(__name__)
+
+
+class ReplicaWatch:
+    def __init__(self, deployment: str, ttl_s: float = 1.0) -> None:
+        self.deployment = deployment
+        self.ttl_s = ttl_s  # every waiting request shares one answer per ttl: one controller call per second at most
+        self._checked_at = float("-inf")
+        self._running: int | None = None
+        self._lock = asyncio.Lock()
+
+    async def running(self) -> int | None:
+        """Running replicas; None when unknown (outside Serve, or the controller did not answer)."""
+        async with self._lock:
+            if time.monotonic() - self._checked_at >= self.ttl_s:
+                self._running = await asyncio.to_thread(self._ask)
+                self._checked_at = time.monotonic()
+            return self._running
+
+    def _ask(self) -> int | None:
+        import ray
+        from ray import serve
+
+        if not ray.is_initialized():  # unit tests: no controller to ask
+            return None
+        try:
+            app = serve.get_replica_context().app_name
+            deployment = serve.status().applications[app].deployments[self.deployment]
+            return int(deployment.replica_states.get("RUNNING", 0))
+        except Exception as exc:  # noqa: BLE001 - a status we cannot read must not fail the request
+            logger.warning("could not read the status of %s: %s", self.deployment, type(exc).__name__)
+            return None
