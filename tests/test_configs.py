@@ -75,3 +75,21 @@ def test_configs_state_only_what_differs_from_the_shared_defaults(path: Path) ->
         options = {k: v for k, v in deployment.items() if k not in ("num_replicas", "autoscaling_config", "ray_actor_options")}
         repeated += _repeats(options, shared, f"deployments.{deployment['name']}")
     assert repeated == []
+
+
+def test_demo_configs_of_the_scripts_validate(tmp_path: Path) -> None:
+    """scripts/multinode.py and scripts/autoscale.py derive their configs from configs/cpu.yaml."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import autoscale
+    import multinode
+
+    cluster = multinode.Cluster.__new__(multinode.Cluster)  # no processes: only its ports are read
+    cluster.http_port = 17100
+    engines = {}
+    for name, path in (("autoscale", autoscale.config(cluster, tmp_path)), ("multinode", multinode.config_for(cluster, tmp_path))):
+        app = ServeDeploySchema.model_validate(yaml.safe_load(path.read_text())).applications[0]
+        engines[name] = next(d for d in app.deployments if d.name == "WhisperEngine")
+    assert engines["autoscale"].autoscaling_config["max_replicas"] == 2
+    assert engines["multinode"].ray_actor_options.resources == {multinode.ENGINE_RESOURCE: 1}
