@@ -15,11 +15,12 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 import uuid
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 from ray.exceptions import RayActorError, TaskCancelledError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
@@ -141,8 +142,13 @@ class Ingress:
     async def _run(self, job: "_Job", admission: Admission) -> tuple[Transcript, bytes]:
         """fetch -> decode -> chunk -> (detect) -> engine -> stitch, per channel if asked; the admission is metered."""
         source, options = job.source, job.source.options
-        data = source.data if source.data is not None else await asyncio.to_thread(fetch, source.url, self.url_policy, self.fetch_limits)
-        audio = await asyncio.to_thread(decode, data, self.args.max_duration_s, options.multichannel)
+        if source.data is not None:
+            data = source.data
+        else:
+            with self._timed("fetch"):
+                data = await asyncio.to_thread(fetch, source.url, self.url_policy, self.fetch_limits)
+        with self._timed("decode"):
+            audio = await asyncio.to_thread(decode, data, self.args.max_duration_s, options.multichannel)
         channels = [split(channel, max_s=job.info.window_s) for channel in (audio if options.multichannel else [audio])]
         language, confidence = job.language, None
         if language is None:  # Whisper's way: identify on the first window, transcribe all in it
@@ -151,10 +157,11 @@ class Ingress:
         align = (job.format in TIMED or options.needs_times
                  or (options.timestamps if options.timestamps is not None else self.args.word_timestamps))
         channel_audio = audio if options.multichannel else [audio]
-        transcripts = await asyncio.gather(*(
-            self._transcribe_channel(chunks, samples, language, confidence, align, options)
-            for chunks, samples in zip(channels, channel_audio)
-        ))
+        with self._timed("engine"):
+            transcripts = await asyncio.gather(*(
+                self._transcribe_channel(chunks, samples, language, confidence, align, options)
+                for chunks, samples in zip(channels, channel_audio)
+            ))
         transcript = merge_channels(list(transcripts)) if options.multichannel else transcripts[0]
         admission.audio_seconds = transcript.duration * len(channels)  # each channel is transcribed
         logger.info("transcription request_id=%s key_id=%s audio_s=%.1f channels=%d", job.request_id, job.principal.key_id, transcript.duration, len(channels))
@@ -233,6 +240,13 @@ class Ingress:
             if seconds is not None:
                 self.metrics.quota_remaining(principal.key_id, period, seconds)
 
+    @contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        """Record how long a stage took when it succeeds (metrics.STAGE_BOUNDARIES)."""
+        started = time.perf_counter()
+        yield
+        self.metrics.stage(stage, time.perf_counter() - started)
+
     def _route(self, handler: Handler) -> Handler:
         """Every route answers errors as JSON and is counted by status and key id."""
 
@@ -245,7 +259,7 @@ class Ingress:
                 # Log the details, answer without internals.
                 logger.exception("unhandled error on %s %s", request.method, request.url.path)
                 response = ServiceError().response()
-            self.metrics.request(response.status_code, getattr(request.state, "key_id", "none"))
+            self.metrics.request(handler.__name__, response.status_code, getattr(request.state, "key_id", "none"))
             return response
 
         return wrapped

@@ -35,8 +35,13 @@ class RecordingMetrics:
     def __init__(self) -> None:
         self.events: list[tuple] = []
 
-    def request(self, status: int, key_id: str) -> None:
+    def request(self, route: str, status: int, key_id: str) -> None:
         self.events.append(("request", status, key_id))
+        self.events.append(("route", route, status))
+
+    def stage(self, name: str, seconds: float) -> None:
+        assert seconds >= 0
+        self.events.append(("stage", name))
 
     def auth_failure(self, reason: str) -> None:
         self.events.append(("auth_failure", reason))
@@ -118,6 +123,8 @@ def test_usage_endpoint_and_metering(client: TestClient, metrics: RecordingMetri
     assert ("request", 200, kid) in metrics.events and ("audio", kid, 11.0) in metrics.events
     assert ("quota", kid, "month", 3589.0) in metrics.events and ("auth_failure", "malformed") in metrics.events
     assert ("request", 401, "none") in metrics.events
+    assert ("route", "listen", 200) in metrics.events and ("route", "usage", 200) in metrics.events
+    assert {e[1] for e in metrics.events if e[0] == "stage"} == {"decode", "engine"}  # uploads: nothing fetched
     assert not any(key in repr(event) for event in metrics.events)
 
 
