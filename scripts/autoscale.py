@@ -68,7 +68,7 @@ def run(load_s: float, concurrency: int, settle_s: float) -> dict:
         try:
             cluster.start_head(cpus=2)
             cluster.deploy(config(cluster, workdir))
-            cluster._wait(lambda: requests.get(f"{cluster.url}/health", timeout=5).ok, 300, "the application")
+            cluster.wait_healthy("the application")
             audio = (ROOT / "tests" / "data" / "whisper_jfk.flac").read_bytes()
             headers = {"Authorization": f"Token {key}", "Content-Type": "audio/flac"}
             started = time.monotonic()

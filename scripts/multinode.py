@@ -9,6 +9,7 @@ tests/test_multinode.py drives the same `Cluster` and asserts what this prints.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -19,8 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import requests
 import yaml
@@ -50,12 +52,11 @@ _COMPONENTS = ("--node-manager-port", "--object-manager-port", "--dashboard-agen
                "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port")
 
 
-def _node_ports(role: str) -> list[str]:
+def _node_ports(role: str) -> dict[str, int]:
     """Every port a Ray node opens, so that two nodes (and other clusters) never collide."""
-    ports = free_ports(len(_COMPONENTS) + 1)
+    names = _COMPONENTS + (("--ray-client-server-port",) if role == "head" else ())
     low, high = WORKER_PORTS[role]
-    args = [f"{name}={port}" for name, port in zip(_COMPONENTS, ports)] + [f"--min-worker-port={low}", f"--max-worker-port={high}"]
-    return args + ([f"--ray-client-server-port={ports[-1]}"] if role == "head" else [])
+    return {**dict(zip(names, free_ports(len(names)))), "--min-worker-port": low, "--max-worker-port": high}
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Cluster:
     http_port: int = 0
     head: subprocess.Popen | None = None
     worker: subprocess.Popen | None = None
+    ports: dict[str, dict[str, int]] = field(default_factory=dict)  # by node role
 
     def __post_init__(self) -> None:
         self.gcs_port, self.dashboard_port, self.http_port = free_ports(3)
@@ -93,9 +95,17 @@ class Cluster:
     def dashboard(self) -> str:
         return f"http://{HOST}:{self.dashboard_port}"
 
+    def metrics(self, role: str) -> str:
+        """The node's Prometheus scrape (Ray's metrics export): what a PodMonitor collects."""
+        response = requests.get(f"http://{HOST}:{self.ports[role]['--metrics-export-port']}/metrics", timeout=10)
+        response.raise_for_status()
+        return response.text
+
     def _ray_start(self, name: str, args: list[str]) -> subprocess.Popen:
         log = (self.workdir / f"{name}.log").open("ab")
-        command = [str(VENV_BIN / "ray"), "start", "--block", "--disable-usage-stats", f"--node-ip-address={HOST}", *args]
+        self.ports[name] = _node_ports(name)
+        command = [str(VENV_BIN / "ray"), "start", "--block", "--disable-usage-stats", f"--node-ip-address={HOST}", *args,
+                   *(f"{option}={port}" for option, port in self.ports[name].items())]
         # Own process group: stopping the node signals `ray start` and everything it started, and nothing else.
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
 
@@ -103,14 +113,13 @@ class Cluster:
         self.head = self._ray_start("head", [
             "--head", f"--port={self.gcs_port}", f"--num-cpus={cpus}", '--resources={"head_node": 1}',
             "--include-dashboard=true", f"--dashboard-host={HOST}", f"--dashboard-port={self.dashboard_port}",
-            f"--temp-dir={self.ray_dir}", *_node_ports("head"),
+            f"--temp-dir={self.ray_dir}",
         ])
         self._wait(lambda: self._get("/api/version"), 120, "the head's dashboard")
 
     def start_worker(self) -> None:
         self.worker = self._ray_start("worker", [
             f"--address={HOST}:{self.gcs_port}", "--num-cpus=1", json.dumps({ENGINE_RESOURCE: 1}).join(["--resources=", ""]),
-            *_node_ports("worker"),
         ])
         self._wait(lambda: self.engine_node_id() is not None, 120, "the engine node to join")
 
@@ -139,6 +148,9 @@ class Cluster:
         actors = self._get("/api/v0/actors", detail="1", filter_keys="class_name", filter_predicates="=",
                            filter_values=f"ServeReplica:stt:{deployment}")["data"]["result"]["result"]
         return [a["node_id"] for a in actors if a["state"] == "ALIVE"]
+
+    def wait_healthy(self, what: str) -> None:
+        self._wait(lambda: requests.get(f"{self.url}/health", timeout=5).ok, 300, what)
 
     @staticmethod
     def _wait(ready: object, timeout_s: float, what: str) -> None:
@@ -183,27 +195,32 @@ def config_for(cluster: Cluster, workdir: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def deployed(workdir: Path) -> Iterator[tuple[Cluster, str]]:
+    """Both nodes up and the application healthy on them, with a license key for it; stopped after."""
+    key = dev_key(workdir)
+    env = {**os.environ, "STT_LICENSE_PUBLIC_KEYS": str(workdir / "issuer.pub"), "RAY_USAGE_STATS_ENABLED": "0"}
+    cluster = Cluster(workdir, env)
+    try:
+        cluster.start_head()
+        cluster.start_worker()
+        print(f"head and engine node up; dashboard {cluster.dashboard}")
+        cluster.deploy(config_for(cluster, workdir))
+        cluster.wait_healthy("the application")
+        yield cluster, key
+    finally:
+        cluster.stop()
+
+
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="stt-multinode-") as tmp:
-        workdir = Path(tmp)
-        key = dev_key(workdir)
-        env = {**os.environ, "STT_LICENSE_PUBLIC_KEYS": str(workdir / "issuer.pub"), "RAY_USAGE_STATS_ENABLED": "0"}
-        cluster = Cluster(workdir, env)
-        try:
-            cluster.start_head()
-            cluster.start_worker()
-            print(f"head and engine node up; dashboard {cluster.dashboard}")
-            cluster.deploy(config_for(cluster, workdir))
-            cluster._wait(lambda: requests.get(f"{cluster.url}/health", timeout=5).ok, 300, "the application")
-            show(cluster, key, "both nodes up")
-            cluster.stop_worker()
-            time.sleep(5)
-            show(cluster, key, "engine node stopped")
-            cluster.start_worker()
-            cluster._wait(lambda: requests.get(f"{cluster.url}/health", timeout=5).ok, 300, "the application to recover")
-            show(cluster, key, "engine node back")
-        finally:
-            cluster.stop()
+    with tempfile.TemporaryDirectory(prefix="stt-multinode-") as tmp, deployed(Path(tmp)) as (cluster, key):
+        show(cluster, key, "both nodes up")
+        cluster.stop_worker()
+        time.sleep(5)
+        show(cluster, key, "engine node stopped")
+        cluster.start_worker()
+        cluster.wait_healthy("the application to recover")
+        show(cluster, key, "engine node back")
 
 
 def show(cluster: Cluster, key: str, step: str) -> None:
@@ -223,7 +240,8 @@ def dev_key(workdir: Path) -> str:
     cli = str(VENV_BIN / "stt-license")
     subprocess.run([cli, "keygen", "--private-key", str(workdir / "issuer.key"), "--public-keys", str(workdir / "issuer.pub")],
                    check=True, capture_output=True)
-    return subprocess.run([cli, "issue", "--private-key", str(workdir / "issuer.key"), "--customer", "multinode", "--days", "1"],
+    return subprocess.run([cli, "issue", "--private-key", str(workdir / "issuer.key"), "--customer", "multinode", "--days", "1",
+                           "--audio-hours-per-day", "10"],
                           check=True, capture_output=True, text=True).stdout.strip()
 
 

@@ -23,6 +23,11 @@ SAMPLE_RATE = 16_000
 HOP = 160  # 10 ms frames, as the encoder was trained
 WINDOW_FRAMES = 150  # 1.5 s: long enough for a stable embedding, short enough for quick turns
 STEP_FRAMES = 25
+# Bounds that keep a two-hour file to seconds and megabytes: no more than MAX_WINDOWS windows are
+# embedded (clustering is quadratic in them), and the encoder and the spectrogram run in blocks.
+MAX_WINDOWS = 2000
+EMBED_BATCH = 64  # the LSTM holds gates for every frame of the batch: 40 MB at 64
+MEL_BLOCK_FRAMES = 6_000  # 1 minute
 MIN_WINDOW_FRAMES = 50  # speech shorter than 0.5 s is labelled from its neighbours
 MAX_SPEAKERS = 8
 APART_FRAMES = WINDOW_FRAMES  # windows this far apart share no audio
@@ -60,21 +65,34 @@ class SpeakerEncoder(torch.nn.Module):
             sampling_rate=SAMPLE_RATE, norm="slaney", mel_scale="slaney")).float()  # (201, 40)
 
     def frames(self, audio: np.ndarray) -> torch.Tensor:
-        """Power mel spectrogram (frames, 40) as librosa computes it for Resemblyzer (not log)."""
-        rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) or 1e-9
-        gain = 10 ** ((TARGET_DBFS - 20 * np.log10(rms)) / 20)
-        wav = torch.from_numpy(audio).float() * max(gain, 1.0)  # volume raised only, like Resemblyzer
-        spec = torch.stft(wav, 400, HOP, window=torch.hann_window(400), center=True, pad_mode="constant", return_complex=True)
-        return (spec.abs() ** 2).T @ self.mel
+        """Power mel spectrogram (frames, 40) as librosa computes it for Resemblyzer (not log),
+        one frame per HOP samples centred on it (zero padding at the ends)."""
+        # a dot product, not a float64 copy of the audio: that would be a gigabyte for two hours
+        rms = float(np.sqrt(np.dot(audio, audio) / max(len(audio), 1))) or 1e-9
+        gain = max(10 ** ((TARGET_DBFS - 20 * np.log10(rms)) / 20), 1.0)  # volume raised only, like Resemblyzer
+        samples = torch.from_numpy(audio)
+        total = len(audio) // HOP + 1
+        # in blocks: the complex spectrogram of two hours at once would take over a gigabyte
+        blocks = []
+        for first in range(0, total, MEL_BLOCK_FRAMES):
+            count = min(MEL_BLOCK_FRAMES, total - first)
+            a, b = first * HOP - 200, (first + count - 1) * HOP + 200  # frames centred on their hop
+            wav = torch.nn.functional.pad(samples[max(a, 0):b].float() * gain, (max(-a, 0), max(b - len(audio), 0)))
+            spec = torch.stft(wav, 400, HOP, window=torch.hann_window(400), center=False, return_complex=True)
+            blocks.append((spec.abs() ** 2).T @ self.mel)
+        return torch.cat(blocks)
 
     @torch.inference_mode()
     def embed(self, mel: torch.Tensor, windows: list[tuple[int, int]]) -> np.ndarray:
-        lengths = torch.tensor([b - a for a, b in windows])
-        batch = torch.nn.utils.rnn.pad_sequence([mel[a:b] for a, b in windows], batch_first=True)
-        packed = torch.nn.utils.rnn.pack_padded_sequence(batch, lengths, batch_first=True, enforce_sorted=False)
-        _, (hidden, _) = self.lstm(packed)
-        out = torch.relu(self.linear(hidden[-1]))
-        return torch.nn.functional.normalize(out, dim=1).numpy()
+        out = []
+        for first in range(0, len(windows), EMBED_BATCH):
+            some = windows[first:first + EMBED_BATCH]
+            lengths = torch.tensor([b - a for a, b in some])
+            batch = torch.nn.utils.rnn.pad_sequence([mel[a:b] for a, b in some], batch_first=True)
+            packed = torch.nn.utils.rnn.pack_padded_sequence(batch, lengths, batch_first=True, enforce_sorted=False)
+            _, (hidden, _) = self.lstm(packed)
+            out.append(torch.nn.functional.normalize(torch.relu(self.linear(hidden[-1])), dim=1))
+        return torch.cat(out).numpy()
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -89,7 +107,8 @@ def _ahc(x: np.ndarray, k: int) -> np.ndarray:
 
 
 def windows(regions: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sliding windows (in frames) over each speech region; a short region is one window."""
+    """Sliding windows (in frames) over each speech region; a short region is one window. Past
+    MAX_WINDOWS, an evenly spread subset of them: in effect a longer step over long speech."""
     out = []
     for a, b in regions:
         if b - a < MIN_WINDOW_FRAMES:
@@ -101,14 +120,15 @@ def windows(regions: list[tuple[int, int]]) -> list[tuple[int, int]]:
         if starts[-1] != b - WINDOW_FRAMES:
             starts.append(b - WINDOW_FRAMES)
         out += [(s, s + WINDOW_FRAMES) for s in starts]
+    if len(out) > MAX_WINDOWS:
+        out = [out[i] for i in np.linspace(0, len(out) - 1, MAX_WINDOWS).round().astype(int)]
     return out
 
 
-def speaker_similarity(x: np.ndarray, apart: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
-    """Mean similarity across two groups over the mean within them, on window pairs that share
-    no audio (`apart`), and how many groups had such pairs (a short turn has none: its side is
-    then left out). NaN when neither group has any: too little speech to tell."""
-    sim = x @ x.T
+def speaker_similarity(sim: np.ndarray, apart: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
+    """Mean similarity (`sim`, between windows) across two groups over the mean within them, on
+    window pairs that share no audio (`apart`), and how many groups had such pairs (a short turn
+    has none: its side is then left out). NaN when neither group has any: too little speech to tell."""
 
     def mean(mask: np.ndarray) -> float:
         values = sim[mask & apart]
@@ -127,13 +147,14 @@ def cluster(embeddings: np.ndarray, starts: np.ndarray, background: np.ndarray, 
     if num_speakers is not None:
         return _ahc(centred, num_speakers)
     x = _unit(embeddings - background)
+    sim = x @ x.T
     apart = np.abs(starts[:, None] - starts[None]) >= APART_FRAMES
     pending, done = [np.arange(len(embeddings))], []
     while pending and len(done) + len(pending) < MAX_SPEAKERS:
         group = pending.pop()
         halves = _ahc(_unit(embeddings[group] - embeddings[group].mean(0)), 2)
         a, b = np.isin(np.arange(len(embeddings)), group[halves == 0]), np.isin(np.arange(len(embeddings)), group[halves == 1])
-        similarity, measured = speaker_similarity(x, apart, a, b) if b.any() else (float("nan"), 0)
+        similarity, measured = speaker_similarity(sim, apart, a, b) if b.any() else (float("nan"), 0)
         if similarity < SAME_SPEAKER[measured]:
             pending += [group[halves == 0], group[halves == 1]]
         else:
@@ -148,12 +169,17 @@ def frame_speakers(spans: list[tuple[int, int]], labels: np.ndarray, regions: li
     votes = np.zeros((frames, int(labels.max()) + 1))
     for (a, b), label in zip(spans, labels):
         votes[a:b, label] += 1.0 - 0.9 * np.abs(np.linspace(-1.0, 1.0, b - a))
-    voted = np.nonzero(votes.sum(1))[0]
-    out = np.full(frames, -1)
+    voted = np.flatnonzero(votes.sum(1))
+    speech = np.zeros(frames, dtype=bool)
     for a, b in regions:
-        for f in range(a, min(b, frames)):
-            g = f if votes[f].any() else voted[np.argmin(np.abs(voted - f))]
-            out[f] = int(votes[g].argmax())
+        speech[a:b] = True
+    f = np.flatnonzero(speech)
+    # the nearest voted frame: whichever neighbour in the sorted voted frames is closer
+    right = np.clip(np.searchsorted(voted, f), 0, len(voted) - 1)
+    left = np.clip(right - 1, 0, len(voted) - 1)
+    nearest = np.where(np.abs(voted[left] - f) <= np.abs(voted[right] - f), voted[left], voted[right])
+    out = np.full(frames, -1)
+    out[f] = votes[nearest].argmax(1)
     return out
 
 

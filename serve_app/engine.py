@@ -95,6 +95,7 @@ class WhisperEngine:
         from vllm import SamplingParams
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
+        from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
 
         path = self.args.model_path()
         self.vocab = WhisperVocabulary.from_model_dir(Path(path))
@@ -115,8 +116,11 @@ class WhisperEngine:
                 gpu_memory_utilization=self.args.gpu_memory_utilization,
                 kv_cache_memory_bytes=self.args.kv_cache_mb * 2**20 if self.args.kv_cache_mb else None,
                 limit_mm_per_prompt={"audio": 1},
-                disable_log_stats=True,
-            )
+                disable_log_stats=True,  # no periodic throughput lines in the log; the metrics below stay on
+            ),
+            # vLLM's scheduler metrics (requests running = batch size, waiting = queue depth, queue
+            # time, tokens per step) through Ray's metrics export, beside the service's own.
+            stat_loggers=[RayPrometheusStatLogger] if self.args.engine_metrics else None,
         )
         if self.args.cpu_worker_niceness is not None:
             yield_cpu(self.args.cpu_worker_niceness)

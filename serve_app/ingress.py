@@ -149,14 +149,14 @@ class Ingress:
                 data = await asyncio.to_thread(fetch, source.url, self.url_policy, self.fetch_limits)
         with self._timed("decode"):
             audio = await asyncio.to_thread(decode, data, self.args.max_duration_s, options.multichannel)
-        channels = [split(channel, max_s=job.info.window_s) for channel in (audio if options.multichannel else [audio])]
+        channel_audio = audio if options.multichannel else [audio]
+        channels = [split(channel, max_s=job.info.window_s) for channel in channel_audio]
         language, confidence = job.language, None
         if language is None:  # Whisper's way: identify on the first window, transcribe all in it
             language, confidence = await self._call(self.engine.detect_language.remote(channels[0][0].audio))
         # Captions and word granularity need the model's times; otherwise the request or the server decides.
         align = (job.format in TIMED or options.needs_times
                  or (options.timestamps if options.timestamps is not None else self.args.word_timestamps))
-        channel_audio = audio if options.multichannel else [audio]
         with self._timed("engine"):
             transcripts = await asyncio.gather(*(
                 self._transcribe_channel(chunks, samples, language, confidence, align, options)

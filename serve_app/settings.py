@@ -31,6 +31,9 @@ class EngineArgs(_Strict):
         None, ge=0, le=19, description="nice vLLM's worker threads to this, so the ingress feeding it runs first"
     )
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    engine_metrics: bool = Field(
+        True, description="export vLLM's own metrics (batch, queue depth and time) through Ray's metrics"
+    )
     speaker_model: str = Field(
         "models/speaker/resemblyzer.pt", description="speaker encoder for diarization (scripts/prepare_models.py)"
     )

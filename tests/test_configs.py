@@ -38,6 +38,10 @@ def test_configs_cover_cpu_default_and_gpu_prod() -> None:
     prod = yaml.safe_load((ROOT / "configs/prod.yaml").read_text())["applications"][0]
     engine = next(d for d in prod["deployments"] if d["name"] == "WhisperEngine")
     assert engine["ray_actor_options"]["num_gpus"] == 1 and "autoscaling_config" in engine
+    # The scaling target follows the measured knee (throughput saturates at max_num_seqs ongoing):
+    # scale before a replica's batch is full, and never queue past what the replica admits.
+    batch = prod["args"]["engine"]["max_num_seqs"]
+    assert batch // 2 <= engine["autoscaling_config"]["target_ongoing_requests"] < batch <= engine["max_ongoing_requests"]
 
 
 def test_unknown_args_are_refused() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from serve_app import diarize
 from serve_app.diarize import Turn, cluster, frame_speakers, speaker_similarity, turns, windows
@@ -21,6 +22,15 @@ def test_windows_slide_over_speech_and_skip_what_is_too_short() -> None:
     inside = [s for s in spans if s[0] >= 300]
     assert inside[0] == (300, 450) and inside[-1] == (350, 500)  # the last window ends at the region's end
     assert all(b - a == diarize.WINDOW_FRAMES for a, b in inside)
+
+
+def test_windows_are_capped_on_long_speech_by_a_longer_step() -> None:
+    two_hours = [(a, a + 1000) for a in range(0, 720_000, 1200)]  # 600 ten-second turns
+    spans = windows(two_hours)
+    assert len(spans) == diarize.MAX_WINDOWS and len(set(spans)) == len(spans)
+    assert all(s % 1200 + diarize.WINDOW_FRAMES <= 1000 for s, _ in spans)  # inside speech
+    assert {s // 1200 for s, _ in spans} == set(range(600))  # spread over every turn
+    assert len(windows([(0, 1000)])) == 35  # short files keep the fine step: (1000-150)/25 + 1
 
 
 def _voices(rng: np.random.Generator, centres: list[np.ndarray], per_voice: int, noise: float) -> np.ndarray:
@@ -46,15 +56,14 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 
 
 def test_speaker_similarity_needs_windows_that_share_no_audio() -> None:
-    x = np.eye(4)
     touching = np.zeros((4, 4), dtype=bool)
     a = np.array([True, True, False, False])
-    similarity, measured = speaker_similarity(x, touching, a, ~a)
+    similarity, measured = speaker_similarity(np.eye(4), touching, a, ~a)
     assert np.isnan(similarity) and measured == 0
     x = _unit_rows(np.array([[1.0, 0.0], [1.0, 0.2], [0.0, 1.0], [0.2, 1.0]]))
     apart = ~np.eye(4, dtype=bool)
     apart[2, 3] = apart[3, 2] = False  # the second group is one short turn: its windows overlap
-    similarity, measured = speaker_similarity(x, apart, a, ~a)
+    similarity, measured = speaker_similarity(x @ x.T, apart, a, ~a)
     assert measured == 1 and similarity == pytest.approx(float((x @ x.T)[:2, 2:].mean() / (x[0] @ x[1])))
 
 
@@ -67,10 +76,39 @@ def test_frames_vote_and_turns_are_numbered_by_first_appearance() -> None:
     assert turns(frames) == [Turn(0.0, 1.5, 0), Turn(1.6, 1.7, 0), Turn(2.0, 3.0, 1)]
 
 
+def test_frames_fill_two_hours_of_speech_from_the_nearest_vote() -> None:
+    frames = 720_000
+    spans = [(a, a + 150) for a in range(0, frames - 150, 3600)]  # sparse windows, as on a long file
+    labels = np.arange(len(spans)) % 2
+    out = frame_speakers(spans, labels, [(0, frames)], frames)
+    assert (out >= 0).all()
+    # windows 3600-3750 (label 1) and 7200-7350 (label 0): the label changes halfway, at 5475
+    assert out[3675] == 1 and out[5450] == 1 and out[5500] == 0 and out[-1] == labels[-1]
+
+
 @pytest.mark.skipif(not WEIGHTS.exists(), reason="scripts/prepare_models.py extracts the speaker encoder")
-def test_phone_call_has_two_speakers_who_take_turns() -> None:
+def test_spectrogram_and_embeddings_in_blocks_match_all_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     from serve_app.audio.decode import decode
 
+    encoder = diarize.SpeakerEncoder(WEIGHTS)
+    audio = decode((DATA / "pyannote_sample.wav").read_bytes(), 600)
+    whole = encoder.frames(audio)
+    spans = windows([(0, len(whole))])
+    embedded = encoder.embed(whole, spans)
+    monkeypatch.setattr(diarize, "MEL_BLOCK_FRAMES", 777)
+    monkeypatch.setattr(diarize, "EMBED_BATCH", 7)
+    assert len(whole) == len(audio) // diarize.HOP + 1
+    assert torch.allclose(encoder.frames(audio), whole, rtol=1e-5, atol=0)
+    assert np.allclose(encoder.embed(whole, spans), embedded, atol=1e-5)
+
+
+@pytest.mark.skipif(not WEIGHTS.exists(), reason="scripts/prepare_models.py extracts the speaker encoder")
+@pytest.mark.parametrize("max_windows", [diarize.MAX_WINDOWS, 30])
+def test_phone_call_has_two_speakers_who_take_turns(max_windows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also with 30 of its 75 windows: as sparse as on 21 minutes of speech (2000 windows of 5000)."""
+    from serve_app.audio.decode import decode
+
+    monkeypatch.setattr(diarize, "MAX_WINDOWS", max_windows)
     audio = decode((DATA / "pyannote_sample.wav").read_bytes(), 600)
     found = diarize.Diarizer(WEIGHTS)(audio)
     assert {t.speaker for t in found} == {0, 1}

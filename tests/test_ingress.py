@@ -345,6 +345,7 @@ def test_waves_route_answers_in_smallest_pulse_shape(client: TestClient, engine:
 @pytest.mark.parametrize("query, parameter", [
     ("redact_pii=true", "redact_pii"), ("emotion_detection=true", "emotion_detection"), ("webhook_extra=x", "webhook_extra"),
     ("webhook_method=GET", "webhook_method"), ("response_format=waves", "response_format"),
+    ("gender_detection=maybe", "gender_detection"),
 ])
 def test_pulse_options_this_server_cannot_honour_are_400(client: TestClient, query: str, parameter: str) -> None:
     response = client.post(f"/v1/listen?{query}", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())

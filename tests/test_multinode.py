@@ -4,7 +4,8 @@ comes back, the service resumes by itself."""
 
 from __future__ import annotations
 
-import os
+import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -18,30 +19,45 @@ from serve_app.settings import ROOT
 from .helpers import JFK_FLAC, manifest, normalize
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from multinode import Cluster, config_for, dev_key  # noqa: E402
+from multinode import Cluster, deployed  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, str]]:
-    workdir = tmp_path_factory.mktemp("multinode")
-    key = dev_key(workdir)
-    env = {**os.environ, "STT_LICENSE_PUBLIC_KEYS": str(workdir / "issuer.pub"), "RAY_USAGE_STATS_ENABLED": "0"}
-    cluster = Cluster(workdir, env)
-    try:
-        cluster.start_head()
-        cluster.start_worker()
-        cluster.deploy(config_for(cluster, workdir))
-        cluster._wait(lambda: requests.get(f"{cluster.url}/health", timeout=5).ok, 300, "the application")
-        yield cluster, key
-    finally:
-        cluster.stop()
+    with deployed(tmp_path_factory.mktemp("multinode")) as running:
+        yield running
 
 
 def _listen(cluster: Cluster, key: str) -> requests.Response:
     return requests.post(f"{cluster.url}/v1/listen", data=JFK_FLAC.read_bytes(), timeout=120,
                          headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"})
+
+
+def _metric_names(cluster: Cluster) -> set[str]:
+    text = cluster.metrics("head") + cluster.metrics("worker")
+    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def test_every_metric_of_the_grafana_dashboard_is_exported(cluster: tuple[Cluster, str]) -> None:
+    """A live scrape of both nodes' metrics export ports (what the PodMonitor collects) has every
+    metric the dashboard queries: the service's, Serve's and vLLM's."""
+    nodes, key = cluster
+    assert _listen(nodes, key).status_code == 200
+    assert requests.post(f"{nodes.url}/v1/listen", data=b"x", headers={"Authorization": "Token nope"}).status_code == 401
+    dashboard = json.loads((ROOT / "kuberay/grafana/stt-dashboard.json").read_text())
+    wanted = {name for panel in dashboard["panels"] for target in panel["targets"]
+              for name in re.findall(r"\bray_\w+", target["expr"])}
+    assert {"ray_stt_stage_seconds_bucket", "ray_vllm_num_requests_waiting", "ray_vllm_request_queue_time_seconds_bucket"} <= wanted
+    deadline = time.monotonic() + 90  # Ray exports metrics every few seconds
+    while not wanted <= (names := _metric_names(nodes)) and time.monotonic() < deadline:
+        time.sleep(3)
+    assert wanted <= names, f"not exported: {sorted(wanted - names)}"
+    scrape = nodes.metrics("head")
+    for stage in ("decode", "engine"):
+        assert f'stage="{stage}"' in scrape
+    assert re.search(r'ray_stt_requests_total\{[^}]*route="listen"[^}]*status="200"', scrape)
 
 
 def test_engine_on_the_second_node_then_node_loss_and_recovery(cluster: tuple[Cluster, str]) -> None:

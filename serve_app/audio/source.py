@@ -22,7 +22,7 @@ MAX_SPEAKERS = 20  # `num_speakers` accepted up to this
 # Deepgram's `multi` and Smallest's regional aggregators: all mean "detect the language"
 _DETECT = {"multi", "multi-eu", "multi-asian", "multi-indic"}
 # Smallest Pulse options this server cannot honour: refused when asked for, never silently ignored
-_UNSUPPORTED = ("redact_pii", "redact_pci", "emotion_detection", "gender_detection", "webhook_extra")
+_UNSUPPORTED = ("redact_pii", "redact_pci", "emotion_detection", "gender_detection")  # Pulse's flags
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,10 @@ class Options:
         if not isinstance(granularities, (list, tuple)) or not set(granularities) <= {"word", "segment"}:
             raise InvalidRequest("timestamp_granularities must be 'word' and/or 'segment'", parameter="timestamp_granularities")
         for name in _UNSUPPORTED:
-            if params.get(name) not in (None, False, "false", "False"):
+            if _flag(params, name):
                 raise InvalidRequest(f"{name} is not supported by this server", parameter=name)
+        if params.get("webhook_extra"):  # Pulse's extra webhook data: free text, so any value is refused
+            raise InvalidRequest("webhook_extra is not supported by this server", parameter="webhook_extra")
         if str(params.get("webhook_method", "POST")).upper() != "POST":
             raise InvalidRequest("webhook_method must be POST", parameter="webhook_method")
         callback = params.get("callback", params.get("callback_url", params.get("webhook_url")))
