@@ -34,6 +34,9 @@ class Principal:
 class Authenticator(Protocol):
     def authenticate(self, authorization: str | None) -> Principal: ...
 
+    def describe(self) -> dict[str, int]:
+        """Counts for /health?detailed=true: issuer keys trusted, keys revoked."""
+
 
 def parse_authorization(header: str | None) -> str | None:
     """`Token KEY` or `Bearer KEY`, scheme case-insensitive; anything else is no key."""
@@ -63,6 +66,10 @@ class RevocationList:
         self._refresh()
         return key_id in self._ids
 
+    def __len__(self) -> int:
+        self._refresh()
+        return len(self._ids)
+
     def _refresh(self) -> None:
         now = self.monotonic()
         if self.path is None or now - self._checked < self.check_every_s:
@@ -89,6 +96,9 @@ class LicenseAuthenticator:
     ) -> None:
         self.public_keys, self.revocations, self.clock = public_keys, revocations, clock
         self.environments = None if environments is None else frozenset(environments)
+
+    def describe(self) -> dict[str, int]:
+        return {"issuer_keys": len(self.public_keys.by_id), "revoked_keys": len(self.revocations)}
 
     def authenticate(self, authorization: str | None) -> Principal:
         token = parse_authorization(authorization)

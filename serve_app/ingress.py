@@ -20,6 +20,7 @@ import uuid
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from importlib.metadata import version as _version
 from typing import Any, Awaitable, Callable, Iterator
 
 from ray.exceptions import RayActorError, TaskCancelledError
@@ -33,7 +34,7 @@ from starlette.routing import Route
 from .audio.chunk import Chunk, split
 from .audio.decode import decode
 from .audio.fetch import FetchLimits, UrlPolicy, fetch
-from .audio.source import AudioSource, Options, parse_source
+from .audio.source import AudioSource, Options, flag, parse_source
 from .auth import Authenticator, Principal, claimed_key_id
 from .callback import check as check_callback
 from .callback import deliver as deliver_callback
@@ -51,6 +52,7 @@ logger = logging.getLogger("ray.serve")
 
 Handler = Callable[[Request], Awaitable[Response]]
 _UNAVAILABLE = (BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError, RayActorError, TaskCancelledError)
+VERSION = _version("selfhost-stt")
 RETRY_AFTER_S = 5
 HEALTH_TIMEOUT_S = 3
 ENGINE_CHECK_S = 2.0  # how long an engine call waits before checking that a replica is running
@@ -77,6 +79,7 @@ class Ingress:
         self._info: EngineInfo | None = None
         self._background: set[asyncio.Task] = set()  # callback requests in progress
         self.engine_watch = ReplicaWatch("WhisperEngine")
+        self.started = time.monotonic()
 
     def __serve_build_asgi_app__(self) -> Starlette:
         return Starlette(
@@ -93,13 +96,52 @@ class Ingress:
         )
 
     async def health(self, request: Request) -> Response:
+        """Healthy when the engine answers; `?detailed=true` adds every component, the version and uptime."""
+        detailed = flag(request.query_params, "detailed")
         try:
             # Ask the engine every time: a cached answer would stay "healthy" after the engine died.
             self._info = await asyncio.wait_for(self._call(self.engine.info.remote()), timeout=HEALTH_TIMEOUT_S)
+            reason = None
         except (asyncio.TimeoutError, ServiceError) as exc:
             reason = "engine not ready" if isinstance(exc, asyncio.TimeoutError) else exc.message
-            return JSONResponse({"status": "unhealthy", "reason": reason}, status_code=503)
-        return JSONResponse({"status": "healthy"})
+        if not detailed:
+            if reason is not None:
+                return JSONResponse({"status": "unhealthy", "reason": reason}, status_code=503)
+            return JSONResponse({"status": "healthy"})
+        components = {
+            "ingress": {"status": "healthy"},
+            "engine": await self._engine_health(reason),
+            "usage_store": await self._store_health(),
+            "license": self._license_health(),
+        }
+        failing = [name for name, part in components.items() if part["status"] != "healthy"]
+        body: dict[str, Any] = {"status": "unhealthy" if failing else "healthy"}
+        if failing:
+            body["reason"] = f"unhealthy: {', '.join(failing)}"
+        body.update(version=VERSION, uptime_s=round(time.monotonic() - self.started, 1), components=components)
+        return JSONResponse(body, status_code=503 if failing else 200)
+
+    async def _engine_health(self, reason: str | None) -> dict[str, Any]:
+        part: dict[str, Any] = {"status": "unhealthy", "reason": reason} if reason else {"status": "healthy"}
+        if self._info is not None:
+            part["model"] = self._info.model
+        running = await self.engine_watch.running()
+        if running is not None:  # unknown outside Serve
+            part["replicas_running"] = running
+        return part
+
+    async def _store_health(self) -> dict[str, Any]:
+        try:
+            return {"status": "healthy", "kind": await asyncio.wait_for(self.limiter.ping(), timeout=HEALTH_TIMEOUT_S)}
+        except asyncio.TimeoutError:
+            return {"status": "unhealthy", "reason": "usage store not answering"}
+        except ServiceError as exc:
+            return {"status": "unhealthy", "reason": exc.message}
+
+    def _license_health(self) -> dict[str, Any]:
+        counts = self.auth.describe()
+        # No issuer key: no license key can be valid, so every request would be refused.
+        return {"status": "healthy" if counts["issuer_keys"] else "unhealthy", **counts}
 
     async def listen(self, request: Request) -> Response:
         """Smallest / Deepgram: one JSON body for every client, or `response_format` (srt, vtt, ...)."""

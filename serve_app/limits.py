@@ -78,6 +78,9 @@ class Limiter:
         except STORE_ERRORS as exc:
             raise ServiceUnavailable("Usage store unavailable", retry_after=STORE_RETRY_AFTER_S) from exc
 
+    async def ping(self) -> str:
+        return await self._store(self.store.ping)
+
     async def usage(self, key_id: str) -> Usage:
         return await self._store(self.store.usage, key_id, self.clock())
 

@@ -69,6 +69,9 @@ class UsageStore(Protocol):
 
     def usage(self, key_id: str, now: float) -> Usage: ...
 
+    def ping(self) -> str:
+        """Raise if the store cannot answer; else its kind, for /health?detailed=true."""
+
 
 class SqliteStore:
     _SCHEMA = """
@@ -115,6 +118,10 @@ class SqliteStore:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+
+    def ping(self) -> str:
+        self._connect().execute("SELECT 1 FROM counters LIMIT 1").fetchall()
+        return "sqlite"
 
     def hit_rate(self, key_id: str, limit: int, window_s: float, now: float) -> float | None:
         def run(db: sqlite3.Connection) -> float | None:
@@ -193,6 +200,10 @@ class RedisStore:
     @cached_property
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5)
+
+    def ping(self) -> str:
+        self.redis.ping()
+        return "redis"
 
     @cached_property
     def _rate(self) -> redis.commands.core.Script:

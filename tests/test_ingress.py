@@ -104,6 +104,38 @@ def test_health_needs_no_key(client: TestClient) -> None:
     assert response.status_code == 200 and response.json() == {"status": "healthy"}
 
 
+def test_detailed_health_lists_every_component(client: TestClient) -> None:
+    response = client.get("/health?detailed=true")
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "healthy" and body["version"] == "0.1.0"
+    assert body["uptime_s"] >= 0
+    assert body["components"] == {
+        "ingress": {"status": "healthy"},
+        "engine": {"status": "healthy", "model": "fake-whisper"},
+        "usage_store": {"status": "healthy", "kind": "sqlite"},
+        "license": {"status": "healthy", "issuer_keys": 1, "revoked_keys": 0},
+    }
+    _error(client.get("/health?detailed=sometimes"), 400, "INVALID_REQUEST")
+
+
+def test_detailed_health_names_the_failing_component(tmp_path: Any) -> None:
+    import sqlite3
+
+    def broken() -> str:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    ingress = make_ingress(FakeEngine(), tmp_path)
+    ingress.limiter.store.ping = broken  # type: ignore[method-assign]
+    ingress.auth = LicenseAuthenticator(PublicKeys.from_lines([]), RevocationList(None))
+    with TestClient(ingress.__serve_build_asgi_app__()) as c:
+        response = c.get("/health?detailed=1")
+        assert c.get("/health").status_code == 200  # the plain check follows the engine only
+    body = response.json()
+    assert response.status_code == 503 and body["reason"] == "unhealthy: usage_store, license"
+    assert body["components"]["usage_store"] == {"status": "unhealthy", "reason": "Usage store unavailable"}
+    assert body["components"]["license"]["issuer_keys"] == 0 and body["components"]["engine"]["status"] == "healthy"
+
+
 def test_health_unhealthy_while_no_engine(tmp_path: Any) -> None:
     class Hanging(FakeEngine):
         async def _info(self) -> EngineInfo:
@@ -113,7 +145,9 @@ def test_health_unhealthy_while_no_engine(tmp_path: Any) -> None:
     ingress = make_ingress(Hanging(), tmp_path)
     with TestClient(ingress.__serve_build_asgi_app__()) as c:
         response = c.get("/health")
+        detailed = c.get("/health?detailed=true").json()
     assert response.status_code == 503 and response.json()["status"] == "unhealthy" and response.json()["reason"]
+    assert detailed["status"] == "unhealthy" and detailed["components"]["engine"]["status"] == "unhealthy"
 
 
 def test_health_follows_the_engine_after_a_first_success(client: TestClient, engine: FakeEngine) -> None:

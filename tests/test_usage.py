@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.usage import RedisStore, SqliteStore, UsageStore
+from serve_app.usage import STORE_ERRORS, RedisStore, SqliteStore, UsageStore
 
 T0 = datetime(2026, 3, 31, 23, 59, 0, tzinfo=timezone.utc).timestamp()
 
@@ -23,6 +23,21 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path):
     url = request.getfixturevalue("redis_url")
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     return lambda: RedisStore(url, prefix=prefix)
+
+
+def test_ping_names_the_store_and_fails_when_it_cannot_answer(make_store, tmp_path: Path) -> None:
+    store = make_store()
+    assert store.ping() == type(store).__name__.removesuffix("Store").lower()
+    with pytest.raises(STORE_ERRORS):
+        RedisStore("redis://127.0.0.1:1/0").ping()  # nothing listens on port 1 of loopback
+    path = tmp_path / "usage.sqlite3"
+    SqliteStore(path)
+    path.unlink()
+    path.mkdir()  # a folder where the database was
+    broken = SqliteStore.__new__(SqliteStore)
+    broken.__setstate__({"path": path})  # as in another replica: no connection open yet
+    with pytest.raises(STORE_ERRORS):
+        broken.ping()
 
 
 def test_rate_limit_sliding_window_and_retry_time(make_store) -> None:

@@ -49,7 +49,7 @@ class Options:
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> "Options":
         language = params.get("language")
-        detect = bool(_flag(params, "detect_language"))
+        detect = bool(flag(params, "detect_language"))
         if isinstance(language, str) and language.strip().lower() in _DETECT:
             language, detect = None, True
         if language is not None:
@@ -58,15 +58,15 @@ class Options:
                 raise InvalidRequest("language must be an ISO 639-1 code such as 'en' or 'en-US'", parameter="language")
             language = match.group(1)
         # Smallest calls it `timestamps`, its SDK `word_timestamps`.
-        timestamps = _flag(params, "timestamps")
-        word_timestamps = _flag(params, "word_timestamps")
-        _flag(params, "smart_format")  # validated, nothing to do
+        timestamps = flag(params, "timestamps")
+        word_timestamps = flag(params, "word_timestamps")
+        flag(params, "smart_format")  # validated, nothing to do
         granularities = params.get("timestamp_granularities") or params.get("timestamp_granularities[]") or ()
         granularities = (granularities,) if isinstance(granularities, str) else granularities
         if not isinstance(granularities, (list, tuple)) or not set(granularities) <= {"word", "segment"}:
             raise InvalidRequest("timestamp_granularities must be 'word' and/or 'segment'", parameter="timestamp_granularities")
         for name in _UNSUPPORTED:
-            if _flag(params, name):
+            if flag(params, name):
                 raise InvalidRequest(f"{name} is not supported by this server", parameter=name)
         if params.get("webhook_extra"):  # Pulse's extra webhook data: free text, so any value is refused
             raise InvalidRequest("webhook_extra is not supported by this server", parameter="webhook_extra")
@@ -90,13 +90,13 @@ class Options:
             timestamps=timestamps if timestamps is not None else word_timestamps,
             response_format=response_format,
             timestamp_granularities=tuple(granularities),
-            punctuate=_flag(params, "punctuate") is not False,
-            utterances=bool(_flag(params, "utterances")),
+            punctuate=flag(params, "punctuate") is not False,
+            utterances=bool(flag(params, "utterances")),
             utt_split=_number(params, "utt_split", 0.8, 0.1, 10.0),
-            paragraphs=bool(_flag(params, "paragraphs")),
+            paragraphs=bool(flag(params, "paragraphs")),
             callback=callback,
-            multichannel=bool(_flag(params, "multichannel")),
-            diarize=bool(_flag(params, "diarize")) or num_speakers is not None,
+            multichannel=bool(flag(params, "multichannel")),
+            diarize=bool(flag(params, "diarize")) or num_speakers is not None,
             num_speakers=num_speakers,
         )
 
@@ -117,7 +117,7 @@ def _number(params: Mapping[str, Any], name: str, default: float, lo: float, hi:
     return number
 
 
-def _flag(params: Mapping[str, Any], name: str) -> bool | None:
+def flag(params: Mapping[str, Any], name: str) -> bool | None:
     value = params.get(name)
     if value is None or isinstance(value, bool):
         return value
