@@ -30,6 +30,8 @@ def decode(data: bytes, max_duration_s: float, keep_channels: bool = False) -> n
             if not container.streams.audio:
                 raise UnsupportedFormat("No audio stream found")
             stream = container.streams.audio[0]
+            if stream.codec_context is None:  # a codec FFmpeg does not know (or a mangled header)
+                raise UnsupportedFormat("Unknown audio codec")
             if stream.duration is not None and stream.time_base is not None:
                 if float(stream.duration * stream.time_base) > max_duration_s:
                     raise _too_long(max_duration_s)

@@ -63,7 +63,7 @@ class Options:
         flag(params, "smart_format")  # validated, nothing to do
         granularities = params.get("timestamp_granularities") or params.get("timestamp_granularities[]") or ()
         granularities = (granularities,) if isinstance(granularities, str) else granularities
-        if not isinstance(granularities, (list, tuple)) or not set(granularities) <= {"word", "segment"}:
+        if not isinstance(granularities, (list, tuple)) or not all(g in ("word", "segment") for g in granularities):
             raise InvalidRequest("timestamp_granularities must be 'word' and/or 'segment'", parameter="timestamp_granularities")
         for name in _UNSUPPORTED:
             if flag(params, name):
