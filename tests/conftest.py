@@ -73,10 +73,13 @@ def _stop(proc: subprocess.Popen) -> None:
 class ServeProcess:
     """`serve run --address local` on a copy of configs/cpu.yaml bound to 127.0.0.1, two ingress replicas."""
 
-    def __init__(self, tmp: Path, licensing: Licensing, env: dict[str, str], args: dict | None = None) -> None:
+    def __init__(self, tmp: Path, licensing: Licensing, env: dict[str, str], args: dict | None = None,
+                 http: dict | None = None) -> None:
         self.tmp, self.port = tmp, free_port()
         config = yaml.safe_load((ROOT / "configs/cpu.yaml").read_text())
-        config["http_options"].update(host="127.0.0.1", port=self.port)
+        config["http_options"].update(host="127.0.0.1", port=self.port, **(http or {}))
+        # HTTPS when given a certificate (Serve's ssl_* options); clients then trust that certificate.
+        self.verify: str | bool = (http or {}).get("ssl_certfile", True)
         app = config["applications"][0]
         for section, values in (args or {}).items():
             app["args"][section].update(values)
@@ -93,7 +96,7 @@ class ServeProcess:
             "RAY_USAGE_STATS_ENABLED": "0",
             **env,
         }
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if self.verify is not True else 'http'}://127.0.0.1:{self.port}"
         self.log = tmp / "serve.log"
         self.proc: subprocess.Popen | None = None
 
@@ -109,7 +112,7 @@ class ServeProcess:
             if self.proc.poll() is not None:
                 pytest.fail(f"serve run exited with {self.proc.returncode}; log:\n{self.log.read_text()[-5000:]}")
             try:
-                if requests.get(f"{self.url}/health", timeout=5).status_code == 200:
+                if requests.get(f"{self.url}/health", timeout=5, verify=self.verify).status_code == 200:
                     return
             except requests.RequestException:
                 pass
