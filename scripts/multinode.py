@@ -143,11 +143,14 @@ class Cluster:
         alive = [n for n in self.nodes() if n["state"] == "ALIVE" and ENGINE_RESOURCE in n.get("resources_total", {})]
         return alive[0]["node_id"] if alive else None
 
-    def replica_nodes(self, deployment: str) -> list[str]:
-        """Node ids of the deployment's live replica actors (Ray's state API on the dashboard)."""
+    def replicas(self, deployment: str) -> list[dict]:
+        """The deployment's live replica actors (Ray's state API on the dashboard): node_id, pid, ..."""
         actors = self._get("/api/v0/actors", detail="1", filter_keys="class_name", filter_predicates="=",
                            filter_values=f"ServeReplica:stt:{deployment}")["data"]["result"]["result"]
-        return [a["node_id"] for a in actors if a["state"] == "ALIVE"]
+        return [a for a in actors if a["state"] == "ALIVE"]
+
+    def replica_nodes(self, deployment: str) -> list[str]:
+        return [a["node_id"] for a in self.replicas(deployment)]
 
     def wait_healthy(self, what: str) -> None:
         self._wait(lambda: requests.get(f"{self.url}/health", timeout=5).ok, 300, what)

@@ -31,12 +31,16 @@ EngineDeployment = serve.deployment(
     health_check_period_s=10,
     health_check_timeout_s=30,
     graceful_shutdown_timeout_s=30,  # requests in flight finish before a replica stops
+    # A changed config (new args or code) replaces replicas: the replacement starts before the old
+    # one stops, so an upgrade drops nothing. Without room for it, the old replica keeps serving.
+    max_surge_percent=25,  # of the replicas, rounded up: one extra engine at a time below 5
 )(WhisperEngine)
 IngressDeployment = serve.deployment(
     name="Ingress",
     max_ongoing_requests=256,
     health_check_period_s=10,
     graceful_shutdown_timeout_s=30,
+    max_surge_percent=100,  # ingress replicas are cheap: replace them all side by side
 )(serve.ingress()(Ingress))
 
 

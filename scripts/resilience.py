@@ -1,0 +1,199 @@
+"""Faults and upgrades under load, with figures: clients post the JFK clip back to back while an
+engine replica's process is killed, an ingress replica's process is killed, and a changed config
+is deployed. Every request must end in 200 or 503 (with retry_after) within its timeout, Serve must
+bring the replicas back, and an upgrade must fail no request.
+
+  .venv/bin/python scripts/resilience.py [--seconds 60] [--concurrency 4]
+
+One Ray node on this machine (scripts/multinode.py's Cluster, head only, its own ports and token)
+serving configs/cpu.yaml with two ingress replicas. Prints a table and writes
+docs/resilience/results.json. tests/test_resilience.py runs the same scenarios, shorter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from multinode import ROOT, Cluster, dev_key  # noqa: E402
+
+AUDIO = (ROOT / "tests" / "data" / "whisper_jfk.flac").read_bytes()
+TIMEOUT_S = 120.0  # a client's timeout: no request may take longer
+
+
+@dataclass
+class Outcome:
+    at_s: float  # when it started, from the start of the load
+    seconds: float
+    status: int  # 0: no HTTP answer (connection dropped or timed out)
+    code: str | None = None
+    retry_after: bool = False
+
+
+@dataclass
+class Load:
+    """`concurrency` clients posting back to back until stopped; every outcome kept."""
+
+    url: str
+    key: str
+    concurrency: int
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(self.concurrency)]
+        self._lock = threading.Lock()
+        self.started = time.monotonic()
+
+    def __enter__(self) -> "Load":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(TIMEOUT_S + 10)
+
+    def _client(self) -> None:
+        headers = {"Authorization": f"Token {self.key}", "Content-Type": "audio/flac"}
+        while not self._stop.is_set():
+            began = time.monotonic()
+            try:
+                response = requests.post(f"{self.url}/v1/listen", data=AUDIO, headers=headers, timeout=TIMEOUT_S)
+                body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+                outcome = Outcome(began - self.started, time.monotonic() - began, response.status_code,
+                                  body.get("code"), "retry_after" in body and "Retry-After" in response.headers)
+            except requests.RequestException:
+                outcome = Outcome(began - self.started, time.monotonic() - began, 0)
+            with self._lock:
+                self.outcomes.append(outcome)
+            if outcome.status == 503:
+                time.sleep(0.5)  # a client honouring backpressure, briefly
+
+
+def summary(outcomes: list[Outcome], fault_at_s: float, recovered_s: float | None) -> dict[str, Any]:
+    """Statuses and the slowest answer; and how requests fared once Serve had recovered."""
+    after = [o for o in outcomes if recovered_s is not None and o.at_s > fault_at_s + recovered_s]
+    return {
+        "requests": len(outcomes),
+        "statuses": dict(sorted(Counter(str(o.status) for o in outcomes).items())),
+        "max_seconds": round(max((o.seconds for o in outcomes), default=0.0), 2),
+        "503_without_retry_after": sum(o.status == 503 and not o.retry_after for o in outcomes),
+        "after_recovery": dict(sorted(Counter(str(o.status) for o in after).items())),
+    }
+
+
+def config(cluster: Cluster, workdir: Path, **ingress_args: Any) -> Path:
+    data = yaml.safe_load((ROOT / "configs" / "cpu.yaml").read_text())
+    data["http_options"] = {"host": "127.0.0.1", "port": cluster.http_port, "request_timeout_s": 900}
+    app = data["applications"][0]
+    app["args"]["usage"] = {"sqlite_path": str(workdir / "usage.sqlite3")}
+    app["args"].setdefault("ingress", {}).update(ingress_args)
+    for deployment in app["deployments"]:
+        if deployment["name"] == "Ingress":
+            deployment["num_replicas"] = 2  # one can die while the other serves
+            deployment["ray_actor_options"] = {"num_cpus": 0.25}  # room for an upgrade's surge on two cores
+    path = workdir / "resilience.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def healthy(cluster: Cluster) -> bool:
+    try:
+        return requests.get(f"{cluster.url}/health", timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def wait(condition: Callable[[], bool], timeout_s: float) -> float | None:
+    """Seconds until `condition` held, or None if it did not within `timeout_s`."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout_s:
+        if condition():
+            return round(time.monotonic() - began, 1)
+        time.sleep(1)
+    return None
+
+
+def kill_replica(cluster: Cluster, key: str, deployment: str, seconds: float, concurrency: int) -> dict[str, Any]:
+    """SIGKILL one replica's process mid-load; Serve must replace it."""
+    before = cluster.replicas(deployment)
+    with Load(cluster.url, key, concurrency) as load:
+        time.sleep(seconds / 3)
+        victim = before[0]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        replaced = wait(lambda: len([r for r in cluster.replicas(deployment) if r["pid"] != victim]) == len(before) and healthy(cluster), 300)
+        time.sleep(max(0.0, seconds - (time.monotonic() - load.started)))
+    return {"scenario": f"kill {deployment} replica", "killed_pid": victim, "recovered_s": replaced,
+            "at_s": round(killed_at - load.started, 1), **summary(load.outcomes, killed_at - load.started, replaced)}
+
+
+def upgrade(cluster: Cluster, key: str, workdir: Path, seconds: float, concurrency: int) -> dict[str, Any]:
+    """Deploy a changed config (the ingress's arguments) mid-load: Serve replaces the ingress replicas."""
+    before = {r["pid"] for r in cluster.replicas("Ingress")}
+    with Load(cluster.url, key, concurrency) as load:
+        time.sleep(seconds / 3)
+        cluster.deploy(config(cluster, workdir, url_timeout_s=31))
+        deployed_at = time.monotonic()
+        replaced = wait(lambda: not before & {r["pid"] for r in cluster.replicas("Ingress")} and healthy(cluster), 300)
+        time.sleep(max(0.0, seconds - (time.monotonic() - load.started)))
+    return {"scenario": "deploy a changed config", "recovered_s": replaced,
+            "at_s": round(deployed_at - load.started, 1), **summary(load.outcomes, deployed_at - load.started, replaced)}
+
+
+def start(workdir: Path) -> tuple[Cluster, str]:
+    key = dev_key(workdir)
+    cluster = Cluster(workdir, {**os.environ, "STT_LICENSE_PUBLIC_KEYS": str(workdir / "issuer.pub"), "RAY_USAGE_STATS_ENABLED": "0"})
+    cluster.start_head(cpus=2)
+    cluster.deploy(config(cluster, workdir))
+    cluster.wait_healthy("the application")
+    return cluster, key
+
+
+def run(seconds: float, concurrency: int) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="stt-resilience-") as tmp:
+        cluster, key = start(Path(tmp))
+        try:
+            return [
+                kill_replica(cluster, key, "WhisperEngine", seconds, concurrency),
+                kill_replica(cluster, key, "Ingress", seconds, concurrency),
+                upgrade(cluster, key, Path(tmp), seconds, concurrency),
+            ]
+        finally:
+            cluster.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=60, help="load per scenario")
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+    results = run(args.seconds, args.concurrency)
+    print(f"{'scenario':28} {'requests':>8} {'statuses':24} {'max s':>6} {'recovered s':>11}")
+    for r in results:
+        print(f"{r['scenario']:28} {r['requests']:>8} {json.dumps(r['statuses']):24} {r['max_seconds']:>6} {str(r['recovered_s']):>11}")
+    out = ROOT / "docs" / "resilience" / "results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"seconds": args.seconds, "concurrency": args.concurrency,
+                               "run_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "results": results}, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
