@@ -130,6 +130,11 @@ def wait(condition: Callable[[], bool], timeout_s: float) -> float | None:
     return None
 
 
+def settle(load: Load, seconds: float) -> None:
+    """Keep the load on until `seconds` have passed, and for a third of that after recovery at least."""
+    time.sleep(max(seconds / 3, seconds - (time.monotonic() - load.started)))
+
+
 def kill_replica(cluster: Cluster, key: str, deployment: str, seconds: float, concurrency: int) -> dict[str, Any]:
     """SIGKILL one replica's process mid-load; Serve must replace it."""
     before = cluster.replicas(deployment)
@@ -139,7 +144,7 @@ def kill_replica(cluster: Cluster, key: str, deployment: str, seconds: float, co
         os.kill(victim, signal.SIGKILL)
         killed_at = time.monotonic()
         replaced = wait(lambda: len([r for r in cluster.replicas(deployment) if r["pid"] != victim]) == len(before) and healthy(cluster), 300)
-        time.sleep(max(0.0, seconds - (time.monotonic() - load.started)))
+        settle(load, seconds)
     return {"scenario": f"kill {deployment} replica", "killed_pid": victim, "recovered_s": replaced,
             "at_s": round(killed_at - load.started, 1), **summary(load.outcomes, killed_at - load.started, replaced)}
 
@@ -152,7 +157,7 @@ def upgrade(cluster: Cluster, key: str, workdir: Path, seconds: float, concurren
         cluster.deploy(config(cluster, workdir, url_timeout_s=31))
         deployed_at = time.monotonic()
         replaced = wait(lambda: not before & {r["pid"] for r in cluster.replicas("Ingress")} and healthy(cluster), 300)
-        time.sleep(max(0.0, seconds - (time.monotonic() - load.started)))
+        settle(load, seconds)
     return {"scenario": "deploy a changed config", "recovered_s": replaced,
             "at_s": round(deployed_at - load.started, 1), **summary(load.outcomes, deployed_at - load.started, replaced)}
 

@@ -27,7 +27,10 @@ from .usage import RedisStore, SqliteStore, UsageStore
 EngineDeployment = serve.deployment(
     name="WhisperEngine",
     max_ongoing_requests=64,  # chunks in flight per replica; vLLM batches up to max_num_seqs of them
-    max_queued_requests=512,  # beyond this, 503 + retry_after instead of unbounded queueing
+    # Beyond this many waiting chunks a new request is shed with 503 + retry_after. 64 waiting plus
+    # 64 running is under 30 s of work for tiny.en on two cores (scripts/soak.py): a client's
+    # timeout is not reached in the queue. Requests under way wait instead (Ingress._patiently).
+    max_queued_requests=64,
     health_check_period_s=10,
     health_check_timeout_s=30,
     graceful_shutdown_timeout_s=30,  # requests in flight finish before a replica stops

@@ -89,3 +89,9 @@ class UnsupportedFormat(ServiceError):
 
 class ServiceUnavailable(ServiceError):
     status, code, default_message = 503, "SERVICE_UNAVAILABLE", "Service temporarily unavailable"
+
+
+class EngineBusy(ServiceUnavailable):
+    """The engine's queue is full: a new request is shed; a request already under way waits."""
+
+    default_message = "Server busy: the transcription queue is full"

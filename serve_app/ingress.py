@@ -15,13 +15,14 @@ import asyncio
 import hashlib
 import json
 import logging
+import random
 import time
 import uuid
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version as _version
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 from ray.exceptions import RayActorError, TaskCancelledError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
@@ -39,7 +40,7 @@ from .auth import Authenticator, Principal, claimed_key_id
 from .callback import check as check_callback
 from .callback import deliver as deliver_callback
 from .engine import ChunkTranscript, EngineInfo
-from .errors import InvalidLicense, InvalidRequest, LicenseExpired, MethodNotAllowed, NotFound, ServiceError, ServiceUnavailable
+from .errors import EngineBusy, InvalidLicense, InvalidRequest, LicenseExpired, MethodNotAllowed, NotFound, ServiceError, ServiceUnavailable
 from .formats import FORMATS, ROUTE_FORMATS, TIMED, Formatter, RequestMeta
 from .license import iso
 from .limits import Admission, Limiter, has_quota, remaining_audio_seconds
@@ -51,10 +52,12 @@ from .watch import ReplicaWatch
 logger = logging.getLogger("ray.serve")
 
 Handler = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 _UNAVAILABLE = (BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError, RayActorError, TaskCancelledError)
 VERSION = _version("selfhost-stt")
 RETRY_AFTER_S = 5
 HEALTH_TIMEOUT_S = 3
+BUSY_RETRY_S = 1.0  # how soon a request under way asks a full engine queue again
 ENGINE_CHECK_S = 2.0  # how long an engine call waits before checking that a replica is running
 
 
@@ -212,11 +215,26 @@ class Ingress:
     async def _transcribe_channel(
         self, chunks: list[Chunk], audio: Any, language: str, confidence: float | None, align: bool, options: Options
     ) -> Transcript:
-        """One channel: its chunks transcribed and, when asked, the whole channel diarized alongside."""
-        calls = [self._transcribe(chunk.audio, language, align) for chunk in chunks]
+        """One channel: its chunks transcribed and, when asked, the whole channel diarized alongside.
+
+        The first chunk is the admission test: when the engine's queue is full it fails with a 503,
+        the request is shed and its other calls are cancelled. Those run alongside it (a bounded
+        number at a time) and wait out a full queue: once the first is in, so is the request."""
+        gate = asyncio.Semaphore(self.args.chunks_in_flight)
+
+        async def rest(chunk: Chunk) -> ChunkTranscript:
+            async with gate:
+                return await self._patiently(lambda: self._transcribe(chunk.audio, language, align))
+
+        calls: list[Awaitable[Any]] = [self._transcribe(chunks[0].audio, language, align), *map(rest, chunks[1:])]
         if options.diarize:
-            calls.append(self._call(self.engine.diarize.remote(audio, options.num_speakers)))
-        results = await asyncio.gather(*calls)
+            calls.append(self._patiently(lambda: self._call(self.engine.diarize.remote(audio, options.num_speakers))))
+        tasks = [asyncio.ensure_future(call) for call in calls]
+        try:
+            results = await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:  # a shed request stops waiting (no-op for calls that finished)
+                task.cancel()
         turns = results.pop() if options.diarize else None
         transcript = stitch(chunks, results, language, confidence)
         if turns is not None:
@@ -324,6 +342,17 @@ class Ingress:
     async def _transcribe(self, audio: Any, language: str, align: bool) -> ChunkTranscript:
         return await self._call(self.engine.transcribe.remote(audio, language, align))
 
+    async def _patiently(self, call: Callable[[], Awaitable[T]]) -> T:
+        """`call` again while the engine's queue is full, up to the engine timeout."""
+        deadline = time.monotonic() + self.args.engine_timeout_s
+        while True:
+            try:
+                return await call()
+            except EngineBusy:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(BUSY_RETRY_S * (0.5 + random.random()))  # jitter: waiters do not return in step
+
     async def _call(self, response: Awaitable[Any]) -> Any:
         """Await an engine call; a missing or overloaded engine is a 503 the client may retry. A call
         still waiting after a few seconds checks that an engine replica is running at all: with none
@@ -337,6 +366,8 @@ class Ingress:
             return waiting.result()
         except ServiceError:
             raise
+        except BackPressureError as exc:
+            raise EngineBusy(retry_after=RETRY_AFTER_S) from exc
         except (asyncio.TimeoutError, *_UNAVAILABLE) as exc:
             logger.warning("engine unavailable: %s", type(exc).__name__)
             raise ServiceUnavailable(retry_after=RETRY_AFTER_S) from exc

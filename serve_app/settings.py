@@ -62,6 +62,9 @@ class IngressArgs(_Strict):
         description="CIDRs or hostnames that audio URLs may reach although not public (internal storage)",
     )
     engine_timeout_s: float = Field(600, gt=0, description="longest wait for one chunk's transcription")
+    chunks_in_flight: int = Field(
+        16, ge=1, description="chunks of one request sent to the engine at once: a long file cannot fill its queue"
+    )
 
 
 class LicenseArgs(_Strict):

@@ -136,6 +136,52 @@ def test_detailed_health_names_the_failing_component(tmp_path: Any) -> None:
     assert body["components"]["license"]["issuer_keys"] == 0 and body["components"]["engine"]["status"] == "healthy"
 
 
+class BusyEngine(FakeEngine):
+    """Refuses the calls whose turn is listed, as Serve does when the engine's queue is full."""
+
+    def __init__(self, refused: set[int]) -> None:
+        super().__init__()
+        self.refused, self.turn = refused, 0
+
+    async def _transcribe(self, audio: np.ndarray, language: str, align: bool = False) -> ChunkTranscript:
+        self.turn += 1
+        if self.turn in self.refused:
+            from ray.serve.exceptions import BackPressureError
+            raise BackPressureError(num_queued_requests=64, max_queued_requests=64)
+        return await super()._transcribe(audio, language, align)
+
+
+def _wav(seconds: float) -> bytes:
+    import io
+    import wave
+
+    from serve_app.audio.decode import decode
+
+    speech = np.tile(decode(JFK_FLAC.read_bytes(), 60), int(seconds // 11) + 1)[: int(seconds * 16_000)]
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(16_000)
+        wav.writeframes((speech * 32767).astype(np.int16).tobytes())
+    return out.getvalue()
+
+
+def test_a_full_engine_queue_sheds_new_requests_not_those_under_way(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import serve_app.ingress
+
+    monkeypatch.setattr(serve_app.ingress, "BUSY_RETRY_S", 0.01)
+    shed = make_ingress(BusyEngine({1}), tmp_path)
+    with TestClient(shed.__serve_build_asgi_app__()) as c:
+        response = c.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    assert _error(response, 503, "SERVICE_UNAVAILABLE")["retry_after"] > 0 and response.headers["Retry-After"]
+    # 75 s: three chunks. The first is admitted; the queue is then full twice for the others.
+    engine = BusyEngine({2, 3})
+    under_way = make_ingress(engine, tmp_path, {"max_duration_s": 120, "max_body_mb": 5})
+    with TestClient(under_way.__serve_build_asgi_app__()) as c:
+        response = c.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/wav"}, content=_wav(75))
+    assert response.status_code == 200, response.text
+    assert len(engine.calls) == 3 and engine.turn == 5
+
+
 def test_health_unhealthy_while_no_engine(tmp_path: Any) -> None:
     class Hanging(FakeEngine):
         async def _info(self) -> EngineInfo:
