@@ -22,10 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from multinode import ROOT, Cluster, dev_key  # noqa: E402
+from multinode import ROOT, Cluster, cpu_config, dev_key, write_config  # noqa: E402
 
 AUTOSCALING = {
     "min_replicas": 1, "max_replicas": 2,
@@ -35,18 +34,13 @@ AUTOSCALING = {
 
 
 def config(cluster: Cluster, workdir: Path) -> Path:
-    data = yaml.safe_load((ROOT / "configs" / "cpu.yaml").read_text())
-    data["http_options"] = {"host": "127.0.0.1", "port": cluster.http_port, "request_timeout_s": 900}
-    app = data["applications"][0]
-    app["args"]["usage"] = {"sqlite_path": str(workdir / "usage.sqlite3")}
-    for deployment in app["deployments"]:
+    data = cpu_config(cluster, workdir)
+    for deployment in data["applications"][0]["deployments"]:
         deployment["ray_actor_options"] = {"num_cpus": 0.5}  # two engines and the ingress fit two cores
         if deployment["name"] == "WhisperEngine":
             deployment.pop("num_replicas")
             deployment["autoscaling_config"] = AUTOSCALING
-    path = workdir / "autoscale.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return write_config(data, workdir / "autoscale.yaml")
 
 
 def replicas(cluster: Cluster) -> dict[str, int]:

@@ -184,18 +184,26 @@ def _stop(process: subprocess.Popen | None) -> None:
             continue
 
 
-def config_for(cluster: Cluster, workdir: Path) -> Path:
-    """configs/cpu.yaml with the engine pinned to the engine node and the proxy on the head only."""
+def cpu_config(cluster: Cluster, workdir: Path) -> dict:
+    """configs/cpu.yaml served on this cluster's HTTP port (127.0.0.1), its usage store in workdir."""
     config = yaml.safe_load((ROOT / "configs" / "cpu.yaml").read_text())
     config["http_options"] = {"host": HOST, "port": cluster.http_port, "request_timeout_s": 900}
-    app = config["applications"][0]
-    for deployment in app["deployments"]:
-        options = deployment.setdefault("ray_actor_options", {})
-        options["resources"] = {ENGINE_RESOURCE: 1} if deployment["name"] == "WhisperEngine" else {"head_node": 0.1}
-    app["args"]["usage"] = {"sqlite_path": str(workdir / "usage.sqlite3")}
-    path = workdir / "multinode.yaml"
+    config["applications"][0]["args"]["usage"] = {"sqlite_path": str(workdir / "usage.sqlite3")}
+    return config
+
+
+def write_config(config: dict, path: Path) -> Path:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def config_for(cluster: Cluster, workdir: Path) -> Path:
+    """configs/cpu.yaml with the engine pinned to the engine node and the proxy on the head only."""
+    config = cpu_config(cluster, workdir)
+    for deployment in config["applications"][0]["deployments"]:
+        options = deployment.setdefault("ray_actor_options", {})
+        options["resources"] = {ENGINE_RESOURCE: 1} if deployment["name"] == "WhisperEngine" else {"head_node": 0.1}
+    return write_config(config, workdir / "multinode.yaml")
 
 
 @contextlib.contextmanager

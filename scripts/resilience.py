@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import requests
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from multinode import ROOT, Cluster, dev_key  # noqa: E402
+from multinode import ROOT, Cluster, cpu_config, dev_key, write_config  # noqa: E402
 
 AUDIO = (ROOT / "tests" / "data" / "whisper_jfk.flac").read_bytes()
 TIMEOUT_S = 120.0  # a client's timeout: no request may take longer
@@ -70,20 +69,25 @@ class Load:
             thread.join(TIMEOUT_S + 10)
 
     def _client(self) -> None:
-        headers = {"Authorization": f"Token {self.key}", "Content-Type": "audio/flac"}
         while not self._stop.is_set():
-            began = time.monotonic()
-            try:
-                response = requests.post(f"{self.url}/v1/listen", data=AUDIO, headers=headers, timeout=TIMEOUT_S)
-                body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
-                outcome = Outcome(began - self.started, time.monotonic() - began, response.status_code,
-                                  body.get("code"), "retry_after" in body and "Retry-After" in response.headers)
-            except requests.RequestException:
-                outcome = Outcome(began - self.started, time.monotonic() - began, 0)
+            outcome = post(self.url, self.key, time.monotonic() - self.started)
             with self._lock:
                 self.outcomes.append(outcome)
             if outcome.status == 503:
                 time.sleep(0.5)  # a client honouring backpressure, briefly
+
+
+def post(url: str, key: str, at_s: float) -> Outcome:
+    """One transcription of the JFK clip, and how it ended."""
+    began = time.monotonic()
+    try:
+        response = requests.post(f"{url}/v1/listen", data=AUDIO, timeout=TIMEOUT_S,
+                                 headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"})
+    except requests.RequestException:
+        return Outcome(at_s, time.monotonic() - began, 0)
+    body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+    return Outcome(at_s, time.monotonic() - began, response.status_code, body.get("code"),
+                   "retry_after" in body and "Retry-After" in response.headers)
 
 
 def summary(outcomes: list[Outcome], fault_at_s: float, recovered_s: float | None) -> dict[str, Any]:
@@ -99,18 +103,14 @@ def summary(outcomes: list[Outcome], fault_at_s: float, recovered_s: float | Non
 
 
 def config(cluster: Cluster, workdir: Path, **ingress_args: Any) -> Path:
-    data = yaml.safe_load((ROOT / "configs" / "cpu.yaml").read_text())
-    data["http_options"] = {"host": "127.0.0.1", "port": cluster.http_port, "request_timeout_s": 900}
+    data = cpu_config(cluster, workdir)
     app = data["applications"][0]
-    app["args"]["usage"] = {"sqlite_path": str(workdir / "usage.sqlite3")}
     app["args"].setdefault("ingress", {}).update(ingress_args)
     for deployment in app["deployments"]:
         if deployment["name"] == "Ingress":
             deployment["num_replicas"] = 2  # one can die while the other serves
             deployment["ray_actor_options"] = {"num_cpus": 0.25}  # room for an upgrade's surge on two cores
-    path = workdir / "resilience.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return write_config(data, workdir / "resilience.yaml")
 
 
 def healthy(cluster: Cluster) -> bool:

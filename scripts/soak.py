@@ -24,10 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from resilience import AUDIO, ROOT, TIMEOUT_S, Cluster, Outcome, start  # noqa: E402
+from resilience import ROOT, TIMEOUT_S, Cluster, Outcome, post, start  # noqa: E402
 
 
 def cluster_rss_mb(cluster: Cluster) -> float:
@@ -44,20 +43,12 @@ def cluster_rss_mb(cluster: Cluster) -> float:
 
 
 def soak(cluster: Cluster, key: str, minutes: float, rate: float) -> dict:
-    headers = {"Authorization": f"Token {key}", "Content-Type": "audio/flac"}
     outcomes: list[Outcome] = []
     lock = threading.Lock()
     began = time.monotonic()
 
     def one(at_s: float) -> None:
-        sent = time.monotonic()
-        try:
-            response = requests.post(f"{cluster.url}/v1/listen", data=AUDIO, headers=headers, timeout=TIMEOUT_S)
-            body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
-            outcome = Outcome(at_s, time.monotonic() - sent, response.status_code, body.get("code"),
-                              "retry_after" in body and "Retry-After" in response.headers)
-        except requests.RequestException:
-            outcome = Outcome(at_s, time.monotonic() - sent, 0)
+        outcome = post(cluster.url, key, at_s)
         with lock:
             outcomes.append(outcome)
 

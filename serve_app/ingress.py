@@ -53,7 +53,7 @@ logger = logging.getLogger("ray.serve")
 
 Handler = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
-_UNAVAILABLE = (BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError, RayActorError, TaskCancelledError)
+_UNAVAILABLE = (DeploymentUnavailableError, ReplicaUnavailableError, RayActorError, TaskCancelledError)  # BackPressureError: EngineBusy
 VERSION = _version("selfhost-stt")
 RETRY_AFTER_S = 5
 HEALTH_TIMEOUT_S = 3
