@@ -42,9 +42,20 @@ OPTION_NAMES = [
     "callback_url", "webhook_url", "webhook_method", "webhook_extra", "redact_pii", "emotion_detection",
     "timestamp_granularities", "model", "encoding", "sample_rate",
 ]
+
+
+def offline_text(max_size: int) -> st.SearchStrategy[str]:
+    """Any text but a URL: a generated `url` or `callback` must never make the ingress look up a
+    name or connect anywhere. The URLs tried are the loopback ones below."""
+    return st.text(max_size=max_size).filter(lambda text: "://" not in text)
+
+
+# Refused by the policy without a connection (127.0.0.1, ftp), or allowlisted loopback with nothing listening.
+URLS = ["http://127.0.0.1:1/a.wav", "http://127.0.0.2:1/a.wav", "https://127.0.0.2:1/a", "ftp://127.0.0.2/a", "http://[::1]:1/"]
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=40), st.sampled_from(["true", "false", "1", "0", "en", "multi", "nan", "-1", "1e309", "srt", "vtt", ""]),
+    offline_text(40), st.sampled_from(URLS),
+    st.sampled_from(["true", "false", "1", "0", "en", "multi", "nan", "-1", "1e309", "srt", "vtt", ""]),
 )
 json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
 option_names = st.sampled_from(OPTION_NAMES) | st.text(max_size=12)
@@ -116,7 +127,7 @@ CONTENT_TYPES = ["application/json", "audio/wav", "audio/flac", "audio/mpeg", "a
 @st.composite
 def requests_(draw: st.DrawFn) -> tuple[str, str, dict[str, str], bytes]:
     path = draw(st.sampled_from(["/v1/listen", "/waves/v1/stt/", "/v1/audio/transcriptions", "/v1/usage", "/health"]))
-    query = urlencode(draw(st.dictionaries(option_names, st.text(max_size=12), max_size=4)))
+    query = urlencode(draw(st.dictionaries(option_names, offline_text(12) | st.sampled_from(URLS), max_size=4)))
     content_type = draw(st.sampled_from(CONTENT_TYPES))
     headers = {**AUTH, "Content-Type": content_type} if draw(st.integers(0, 9)) else {"Authorization": draw(st.text(HEADER_CHARS, max_size=30))}
     if content_type.startswith("application/json"):
