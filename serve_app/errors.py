@@ -71,6 +71,12 @@ class RateLimited(ServiceError):
     status, code, default_message = 429, "RATE_LIMIT_EXCEEDED", "Rate limit exceeded"
 
 
+class StreamIdle(ServiceError):
+    """A live stream sent neither audio nor KeepAlive within the idle timeout (Deepgram's NET-0001)."""
+
+    status, code, default_message = 408, "STREAM_IDLE_TIMEOUT", "No audio or KeepAlive received within the timeout"
+
+
 class NotFound(ServiceError):
     status, code, default_message = 404, "NOT_FOUND", "Not found"
 

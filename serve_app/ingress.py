@@ -30,7 +30,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from .audio.chunk import Chunk, split
 from .audio.decode import decode
@@ -46,6 +47,10 @@ from .license import iso
 from .limits import Admission, Limiter, has_quota, remaining_audio_seconds
 from .metrics import Metrics, RayMetrics
 from .settings import IngressArgs
+from .stream.audio_in import open_input
+from .stream.protocol import Context, Deepgram, Smallest, StreamOptions
+from .stream.segment import Segmenter, SileroVad, Utterance
+from .stream.session import Decode, Session, StreamLimits
 from .transcript import Transcript, merge_channels, stitch, unpunctuated, with_speakers
 from .watch import ReplicaWatch
 
@@ -94,6 +99,10 @@ class Ingress:
                 Route("/waves/v1/stt", self._route(self.waves), methods=["POST"]),
                 Route("/waves/v1/stt/", self._route(self.waves), methods=["POST"]),
                 Route("/v1/usage", self._route(self.usage), methods=["GET"]),
+                # Live transcription: Deepgram's paths and Smallest's
+                _StreamRoute("/v1/listen", self._streaming(Deepgram())),
+                _StreamRoute("/v1/listen/stream", self._streaming(Deepgram())),
+                _StreamRoute("/waves/v1/stt/live", self._streaming(Smallest())),
             ],
             exception_handlers={HTTPException: _http_exception},
         )
@@ -261,6 +270,69 @@ class Ingress:
         if not await deliver_callback(url, body, content_type, self.url_policy):
             logger.warning("callback for request %s was not delivered", job.request_id)
 
+    def _streaming(self, protocol: Deepgram | Smallest) -> Callable[[WebSocket], Awaitable[None]]:
+        async def handler(ws: WebSocket) -> None:
+            await self.stream(ws, protocol)
+
+        return handler
+
+    async def stream(self, ws: WebSocket, protocol: Deepgram | Smallest) -> None:
+        """A live stream is checked like a request (key, options, limits) before the WebSocket is
+        accepted; it then holds its concurrency slot until it ends and is metered by audio streamed."""
+        header, subprotocol = _stream_credentials(ws)
+        admitted = AsyncExitStack()
+        try:
+            principal = await self._check_key(header)
+            options = protocol.parse(ws.query_params, self.args.stream.endpointing_ms / 1000)
+            info = await self._engine_info()
+            _supported(options.language, info)
+            admission = await admitted.enter_async_context(self.limiter.admit(principal))
+            quota_s = await self._quota_left(principal)
+            vad = await asyncio.to_thread(SileroVad)
+        except ServiceError as exc:
+            await admitted.aclose()
+            self.metrics.request("stream", exc.status, claimed_key_id(header) or "none")
+            await _refuse(ws, exc, subprotocol)
+            return
+        async with admitted:
+            await ws.accept(subprotocol=subprotocol)
+            ctx = Context(uuid.uuid4().hex, info.model, options)
+            limits = self.args.stream
+            session = Session(
+                ws, protocol, ctx, open_input(options.encoding, options.sample_rate, options.channels),
+                Segmenter(vad, options.endpoint_s, info.window_s, options.utterance_end_s),
+                self._stream_decoder(options),
+                StreamLimits(limits.idle_timeout_s, limits.interim_every_s, limits.decodes_in_flight, quota_s),
+            )
+            try:
+                await session.run()
+            finally:
+                admission.audio_seconds = session.audio_seconds
+                logger.info("stream request_id=%s key_id=%s audio_s=%.1f", ctx.request_id, principal.key_id, session.audio_seconds)
+        self.metrics.request("stream", 101, principal.key_id)
+        await self._observe(principal, session.audio_seconds)
+
+    def _stream_decoder(self, options: StreamOptions) -> Decode:
+        """An utterance through the same engine as files; finals wait out a full queue, interims do not."""
+
+        async def decode(utterance: Utterance, final: bool) -> Transcript:
+            align = final and options.timestamps
+            call = lambda: self._transcribe(utterance.audio, options.language, align)  # noqa: E731
+            with self._timed("stream_final" if final else "stream_interim"):
+                result = await (self._patiently(call) if final else call())
+            transcript = stitch([Chunk(utterance.start, utterance.audio)], [result], options.language)
+            return transcript if options.punctuate else unpunctuated(transcript)
+
+        return decode
+
+    async def _quota_left(self, principal: Principal) -> float | None:
+        """Audio seconds the key may still stream (None: no quota); admission refused it at 0."""
+        limits = principal.claims.limits
+        if not has_quota(limits):
+            return None
+        left = [s for s in remaining_audio_seconds(limits, await self.limiter.usage(principal.key_id)).values() if s is not None]
+        return min(left)
+
     async def usage(self, request: Request) -> Response:
         """A key holder's own usage, limits and remaining quota."""
         principal = await self._authenticate(request)
@@ -279,7 +351,11 @@ class Ingress:
         })
 
     async def _authenticate(self, request: Request) -> Principal:
-        header = request.headers.get("authorization")
+        principal = await self._check_key(request.headers.get("authorization"))
+        request.state.key_id = principal.key_id
+        return principal
+
+    async def _check_key(self, header: str | None) -> Principal:
         try:
             principal = self.auth.authenticate(header)
         except (InvalidLicense, LicenseExpired) as exc:
@@ -287,7 +363,6 @@ class Ingress:
             await self.limiter.record(claimed_key_id(header) or "unknown", auth_failures=1)
             self.metrics.auth_failure(exc.extra.get("reason", exc.code.lower()))
             raise
-        request.state.key_id = principal.key_id
         return principal
 
     async def _observe(self, principal: Principal, audio_s: float) -> None:
@@ -328,11 +403,7 @@ class Ingress:
         """The language to transcribe in; None: detect it (an English-only model answers "en")."""
         if source.options.detect_language:
             return None
-        language = source.options.language or "en"
-        if language not in info.languages:
-            detail = "is English-only" if not info.multilingual else "does not support this language"
-            raise InvalidRequest(f"Model {info.model} {detail}: language={language!r}", parameter="language")
-        return language
+        return _supported(source.options.language or "en", info)
 
     async def _engine_info(self) -> EngineInfo:
         if self._info is None:
@@ -373,6 +444,42 @@ class Ingress:
             raise ServiceUnavailable(retry_after=RETRY_AFTER_S) from exc
         finally:
             waiting.cancel()  # no-op once done
+
+
+class _StreamRoute(WebSocketRoute):
+    """A WebSocket route whose handshake method Ray Serve can read. Without `methods`, Serve's route
+    extraction marks the whole path "any method" and then matches it as GET only, so the POSTs
+    sharing `/v1/listen` would be logged and counted under route "/"."""
+
+    methods = {"GET"}
+
+
+def _stream_credentials(ws: WebSocket) -> tuple[str | None, str | None]:
+    """The key from the Authorization header or, for browsers (which cannot set headers), from the
+    WebSocket subprotocols `token, KEY` (Deepgram's) or `bearer, KEY`: (header, subprotocol to accept)."""
+    header = ws.headers.get("authorization")
+    offered = ws.scope.get("subprotocols") or []
+    if header is None and len(offered) >= 2 and offered[0].lower() in ("token", "bearer"):
+        return f"{offered[0]} {offered[1]}", offered[0]
+    return header, None
+
+
+async def _refuse(ws: WebSocket, error: ServiceError, subprotocol: str | None) -> None:
+    """A refused handshake: the HTTP status and JSON error where the server can send one (the
+    WebSocket denial extension); otherwise the error as the stream's only message, then a close."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(error.response())
+        return
+    await ws.accept(subprotocol=subprotocol)
+    await ws.send_json(error.body())
+    await ws.close(code=1008 if error.status < 500 else 1011, reason=f"{error.code}: {error.message}"[:120])
+
+
+def _supported(language: str, info: EngineInfo) -> str:
+    if language not in info.languages:
+        detail = "is English-only" if not info.multilingual else "does not support this language"
+        raise InvalidRequest(f"Model {info.model} {detail}: language={language!r}", parameter="language")
+    return language
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

@@ -102,12 +102,12 @@ class Limiter:
             admission = Admission()
             try:
                 yield admission
-            finally:  # admitted requests count whether they succeed or not
-                await self.record(kid, requests=1, audio_seconds=admission.audio_seconds)
+            finally:  # admitted requests count whether they succeed or not, cancelled ones too (shielded)
+                await asyncio.shield(self.record(kid, requests=1, audio_seconds=admission.audio_seconds))
         finally:
             if lease is not None:
                 lease.cancel()
-                await self._store(self.store.release_slot, kid, lease.get_name())
+                await asyncio.shield(self._store(self.store.release_slot, kid, lease.get_name()))
 
     async def _take_slot(self, kid: str, limit: int | None) -> asyncio.Task | None:
         """A concurrency slot held by a lease that a background task renews; a replica that dies

@@ -49,6 +49,15 @@ class EngineArgs(_Strict):
         return self.served_model_name or Path(self.model).name
 
 
+class StreamArgs(_Strict):
+    endpointing_ms: int = Field(
+        300, ge=100, le=60_000, description="pause that ends an utterance when a stream does not say (`endpointing`, `eou_timeout_ms`)"
+    )
+    interim_every_s: float = Field(1.0, gt=0, description="new speech in an utterance before its next interim result")
+    idle_timeout_s: float = Field(10, gt=0, description="a stream without audio or KeepAlive for this long is closed")
+    decodes_in_flight: int = Field(4, ge=1, description="finals of one stream decoding at once; a faster sender waits")
+
+
 class IngressArgs(_Strict):
     max_body_mb: float = Field(100, gt=0, description="largest accepted upload or fetched file (413 beyond)")
     max_duration_s: float = Field(7200, gt=0, description="longest accepted audio (413 beyond)")
@@ -65,6 +74,7 @@ class IngressArgs(_Strict):
     chunks_in_flight: int = Field(
         16, ge=1, description="chunks of one request sent to the engine at once: a long file cannot fill its queue"
     )
+    stream: StreamArgs = Field(default_factory=StreamArgs, description="live transcription over WebSocket")
 
 
 class LicenseArgs(_Strict):

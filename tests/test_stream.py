@@ -1,0 +1,427 @@
+"""Live streaming, fast: the segmenter with a fake VAD, the audio inputs, and whole WebSocket
+sessions through the ingress with a fake engine (real Silero VAD, real decoding of the JFK clip).
+The real engine streams in test_stream_e2e.py."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import time
+from typing import Any, Iterator
+
+import av
+import numpy as np
+import pytest
+from ray.serve.exceptions import BackPressureError
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from serve_app import ingress as ingress_module
+from serve_app.audio import SAMPLE_RATE
+from serve_app.audio.decode import decode
+from serve_app.errors import InvalidRequest, UnsupportedFormat
+from serve_app.stream.audio_in import END, ContainerInput, PcmInput
+from serve_app.stream.protocol import CLOSE, FINALIZE, KEEP_ALIVE, Deepgram, control
+from serve_app.stream.segment import FRAME, Segmenter, SpeechStarted, Utterance, UtteranceEnd
+
+from .helpers import JFK_FLAC
+from .test_ingress import ISSUER, KEY, FakeEngine, make_ingress
+
+JFK = decode(JFK_FLAC.read_bytes(), 60)
+JFK_PCM = (JFK * 32767).astype("<i2").tobytes()
+DG = "/v1/listen?encoding=linear16&sample_rate=16000"
+AUTH = {"Authorization": f"Token {KEY}"}
+
+
+class EnergyVad:
+    """Speech wherever the frame is loud: lets the segmenter be tested on exact boundaries."""
+
+    def __call__(self, frame: np.ndarray) -> float:
+        return 1.0 if float(np.sqrt(np.mean(frame**2))) > 0.01 else 0.0
+
+
+def tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+def quiet(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SAMPLE_RATE), np.float32)
+
+
+def run(segmenter: Segmenter, audio: np.ndarray, piece: int = 1600) -> list[Any]:
+    events: list[Any] = []
+    for at in range(0, audio.size, piece):
+        events += segmenter.push(audio[at : at + piece])
+    return events
+
+
+# --- segmenter -----------------------------------------------------------------------------------
+
+
+def test_each_pause_ends_an_utterance_with_its_speech_whole() -> None:
+    audio = np.concatenate((quiet(0.5), tone(1.0), quiet(0.6), tone(1.5), quiet(0.6)))
+    events = run(Segmenter(EnergyVad(), endpoint_s=0.3, max_s=15), audio)
+    assert [type(e) for e in events] == [SpeechStarted, Utterance, SpeechStarted, Utterance]
+    first, second = events[1], events[3]
+    assert first.speech_final and second.speech_final and not first.from_finalize
+    assert events[0].at == pytest.approx(0.5, abs=FRAME / SAMPLE_RATE)
+    # each tone lies inside its utterance (with pre-roll before and a tail after), and they do not overlap
+    assert first.start <= 0.5 and first.end >= 1.5 and second.start <= 2.1 and second.end >= 3.6
+    assert first.end <= second.start
+
+
+def test_without_endpointing_the_client_decides() -> None:
+    segmenter = Segmenter(EnergyVad(), endpoint_s=None, max_s=15)
+    events = run(segmenter, np.concatenate((quiet(0.5), tone(1.0), quiet(0.6), tone(1.0), quiet(0.2))))
+    assert [type(e) for e in events] == [SpeechStarted]  # no final: the pause did not end anything
+    final = segmenter.finalize()
+    assert final is not None and final.from_finalize and final.start == pytest.approx(0.2, abs=0.04)
+    assert final.end == pytest.approx(3.3, abs=1e-6) and segmenter.finalize() is None
+
+
+def test_speech_longer_than_the_window_is_cut_without_losing_audio() -> None:
+    speech = np.concatenate([np.concatenate((tone(2.9), quiet(0.1))) for _ in range(14)])  # 42 s, short dips
+    segmenter = Segmenter(EnergyVad(), endpoint_s=0.5, max_s=15)
+    finals = [e for e in run(segmenter, speech) if isinstance(e, Utterance)]
+    last = segmenter.finalize()
+    assert last is not None
+    finals.append(last)
+    assert len(finals) >= 3 and all(u.end - u.start <= 15 for u in finals)
+    assert not any(u.speech_final for u in finals[:-1])  # cut for length, not a pause
+    for a, b in zip(finals, finals[1:]):
+        assert a.end == pytest.approx(b.start, abs=1e-9)  # contiguous: nothing lost, nothing twice
+    assert sum(u.audio.size for u in finals) == speech.size
+
+
+def test_utterance_end_after_a_long_pause() -> None:
+    events = run(Segmenter(EnergyVad(), endpoint_s=0.3, max_s=15, utterance_end_s=1.0), np.concatenate((tone(1.0), quiet(1.5))))
+    assert [type(e) for e in events] == [SpeechStarted, Utterance, UtteranceEnd]
+    assert events[2].last_speech_end == pytest.approx(1.0, abs=FRAME / SAMPLE_RATE)
+
+
+def test_piece_sizes_do_not_change_the_utterances() -> None:
+    audio = np.concatenate((quiet(0.3), tone(0.8), quiet(0.5), tone(0.7), quiet(0.5)))
+
+    def shape(events: list[Any]) -> list[tuple]:
+        return [(type(e).__name__, getattr(e, "start", None), getattr(e, "end", None)) for e in events]
+
+    whole = run(Segmenter(EnergyVad(), 0.3, 15), audio, piece=audio.size)
+    assert shape(run(Segmenter(EnergyVad(), 0.3, 15), audio, piece=37)) == shape(whole) and len(whole) == 4
+
+
+# --- audio inputs --------------------------------------------------------------------------------
+
+
+def _drain(make: Any, pieces: list[bytes], mark_after: int | None = None) -> list[Any]:
+    async def go() -> list[Any]:
+        source = make()
+
+        async def produce() -> None:
+            for i, piece in enumerate(pieces):
+                await source.feed(piece)
+                if i == mark_after:
+                    await source.mark(FINALIZE)
+            await source.close()
+
+        producer = asyncio.create_task(produce())  # alongside: the input holds a bounded amount
+        items = []
+        while (item := await asyncio.wait_for(source.get(), 10)) is not END:
+            items.append(item)
+            if isinstance(item, Exception):
+                break
+        await producer
+        return items
+
+    return asyncio.run(go())
+
+
+def test_pcm_at_another_rate_and_two_channels_becomes_16k_mono() -> None:
+    at_8k = JFK[::2]
+    stereo = np.stack((at_8k, at_8k), axis=1)  # interleaved L R
+    data = (stereo * 32767).astype("<i2").tobytes()
+    pieces = [data[i : i + 333] for i in range(0, len(data), 333)]  # odd sizes split samples
+    items = _drain(lambda: PcmInput(8000, 2), pieces)
+    audio = np.concatenate(items)
+    assert abs(audio.size - JFK.size) < 200
+    assert np.corrcoef(audio[2000:150000], JFK[2000:150000])[0, 1] > 0.9
+
+
+def _opus(container: str) -> bytes:
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=container) as out:
+        stream = out.add_stream("libopus", rate=48000)
+        stream.layout = "mono"
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=48000)
+        frame = av.AudioFrame.from_ndarray((JFK * 32767).astype(np.int16).reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        for f in resampler.resample(frame) + resampler.resample(None):
+            for packet in stream.encode(f):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("container", ["ogg", "webm"])
+def test_container_streams_decode_as_they_arrive_with_markers_in_place(container: str) -> None:
+    data = _opus(container)
+    pieces = [data[i : i + 800] for i in range(0, len(data), 800)]
+    items = _drain(ContainerInput, pieces, mark_after=len(pieces) // 2)
+    marker = next(i for i, item in enumerate(items) if item is FINALIZE)
+    before = sum(a.size for a in items[:marker])
+    after = sum(a.size for a in items[marker + 1 :])
+    assert abs(before + after - JFK.size) < 400
+    assert 0.3 < before / (before + after) < 0.7  # the marker sits where it was sent, not at the end
+
+
+def test_garbage_in_a_container_stream_is_an_error() -> None:
+    items = _drain(ContainerInput, [b"\x00not audio at all" * 200])
+    assert isinstance(items[-1], UnsupportedFormat)
+
+
+def test_control_messages() -> None:
+    assert control('{"type": "KeepAlive"}') == KEEP_ALIVE
+    assert control('{"type": "Finalize"}') == control('{"type": "finalize"}') == FINALIZE
+    assert control('{"type": "CloseStream"}') == control('{"type": "close_stream"}') == CLOSE
+    for bad in ("hello", "[]", '{"type": "Dance"}', '{"type": 3}'):
+        with pytest.raises(InvalidRequest):
+            control(bad)
+
+
+def test_handshake_options() -> None:
+    options = Deepgram().parse({"encoding": "linear16", "sample_rate": "8000", "endpointing": "10", "interim_results": "true"}, 0.3)
+    assert options.sample_rate == 8000 and options.endpoint_s == 0.1 and options.interim_results  # raised to the floor
+    assert Deepgram().parse({"endpointing": "false"}, 0.3).endpoint_s is None
+    assert Deepgram().parse({}, 0.3).encoding is None  # a container
+    for bad in ({"encoding": "mp3"}, {"sample_rate": "fast"}, {"sample_rate": "100"}, {"channels": "9"},
+                {"language": "multi"}, {"endpointing": "-5"}, {"utterance_end_ms": "1000"}, {"multichannel": "true"},
+                {"interim_results": "perhaps"}):
+        with pytest.raises(InvalidRequest):
+            Deepgram().parse(bad, 0.3)
+
+
+# --- sessions through the ingress ----------------------------------------------------------------
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def client(engine: FakeEngine, tmp_path: Any) -> Iterator[TestClient]:
+    ingress = make_ingress(engine, tmp_path, {"stream": {"idle_timeout_s": 2}})
+    with TestClient(ingress.__serve_build_asgi_app__()) as c:
+        yield c
+
+
+def _messages(ws: Any) -> tuple[list[dict], int]:
+    """Every message until the server closes, and its close code."""
+    out = []
+    while True:
+        message = ws.receive()
+        if message["type"] == "websocket.close":
+            return out, message["code"]
+        out.append(json.loads(message["text"]))
+
+
+def _stream(ws: Any, data: bytes, piece: int = 3200) -> None:
+    for at in range(0, len(data), piece):
+        ws.send_bytes(data[at : at + piece])
+
+
+def test_deepgram_stream_interims_finals_events_and_metadata(client: TestClient, engine: FakeEngine) -> None:
+    url = DG + "&interim_results=true&vad_events=true&utterance_end_ms=1000"
+    with client.websocket_connect(url, headers=AUTH) as ws:
+        _stream(ws, JFK_PCM)
+        ws.send_text(json.dumps({"type": "CloseStream"}))
+        messages, code = _messages(ws)
+    assert code == 1000
+    kinds = [m["type"] for m in messages]
+    assert kinds[0] == "SpeechStarted" and kinds[-1] == "Metadata" and "UtteranceEnd" in kinds
+    results = [m for m in messages if m["type"] == "Results"]
+    finals = [r for r in results if r["is_final"]]
+    assert any(not r["is_final"] for r in results) and len(finals) >= 3
+    assert all(r["speech_final"] for r in finals[:3])
+    for r in finals:
+        assert r["channel_index"] == [0, 1] and r["metadata"]["request_id"] == messages[-1]["request_id"]
+    for a, b in zip(finals, finals[1:]):  # in stream order, not overlapping
+        assert a["start"] + a["duration"] <= b["start"] + 1e-6
+    words = finals[0]["channel"]["alternatives"][0]["words"]
+    assert [w["punctuated_word"] for w in words] == ["Hello", "world."] and words[0]["start"] >= finals[0]["start"]
+    assert messages[-1]["duration"] == pytest.approx(11.0, abs=0.01)
+    assert messages[-1]["sha256"] == hashlib.sha256(JFK_PCM).hexdigest()
+
+
+def test_finals_only_without_interim_results(client: TestClient, engine: FakeEngine) -> None:
+    with client.websocket_connect(DG, headers=AUTH) as ws:
+        _stream(ws, JFK_PCM)
+        ws.send_text('{"type": "CloseStream"}')
+        messages, _ = _messages(ws)
+    results = [m for m in messages if m["type"] == "Results"]
+    assert results and all(r["is_final"] for r in results)
+    assert not any(m["type"] in ("SpeechStarted", "UtteranceEnd") for m in messages)
+    decoded = [r for r in results if r["channel"]["alternatives"][0]["transcript"]]  # a blip is answered empty
+    assert len(engine.calls) == len(decoded) >= 3  # one decode per final
+
+
+def test_smallest_finalize_keeps_the_stream_and_close_is_last(client: TestClient) -> None:
+    url = "/waves/v1/stt/live?language=en&sample_rate=16000&encoding=linear16&full_transcript=true&eou_timeout_ms=5000"
+    with client.websocket_connect(url, headers={"Authorization": f"Bearer {KEY}"}) as ws:
+        _stream(ws, JFK_PCM[: len(JFK_PCM) // 2])
+        ws.send_text('{"type": "finalize"}')
+        _stream(ws, JFK_PCM[len(JFK_PCM) // 2 :])
+        ws.send_text('{"type": "close_stream"}')
+        messages, code = _messages(ws)
+    assert code == 1000 and all(m["type"] == "transcription" for m in messages)
+    finals = [m for m in messages if m["is_final"]]
+    assert finals[0]["from_finalize"] and not finals[0]["is_last"]
+    assert finals[-1]["is_last"] and messages[-1] is finals[-1]
+    assert finals[-1]["full_transcript"] == " ".join(f["transcript"] for f in finals if f["transcript"])
+    assert any(not m["is_final"] for m in messages)  # Pulse always sends partials
+    assert len({m["session_id"] for m in messages}) == 1
+
+
+def test_a_finalize_after_silence_answers_an_empty_final(client: TestClient) -> None:
+    with client.websocket_connect(DG, headers=AUTH) as ws:
+        ws.send_bytes(bytes(32000))  # one second of silence
+        ws.send_text('{"type": "Finalize"}')
+        message = ws.receive_json()
+        assert message["is_final"] and message["from_finalize"] and message["channel"]["alternatives"][0]["transcript"] == ""
+        ws.send_text('{"type": "CloseStream"}')
+        _messages(ws)
+
+
+def test_container_stream_gives_the_same_finals_as_pcm(client: TestClient) -> None:
+    results = {}
+    for name, url, data in (("pcm", DG, JFK_PCM), ("ogg", "/v1/listen", _opus("ogg"))):
+        with client.websocket_connect(url, headers=AUTH) as ws:
+            _stream(ws, data, piece=1000)
+            ws.send_text('{"type": "CloseStream"}')
+            messages, code = _messages(ws)
+        assert code == 1000
+        results[name] = [round(m["start"], 1) for m in messages if m["type"] == "Results" and m["duration"] > 0.5]
+    assert results["ogg"] == results["pcm"]
+
+
+def _refused(client: TestClient, url: str, headers: dict | None = None, subprotocols: list[str] | None = None) -> Any:
+    from starlette.testclient import WebSocketDenialResponse
+
+    with pytest.raises(WebSocketDenialResponse) as denied:
+        with client.websocket_connect(url, headers=headers or {}, subprotocols=subprotocols or []):
+            pass
+    return denied.value
+
+
+def test_handshake_refusals_are_http_errors_with_json(client: TestClient) -> None:
+    denied = _refused(client, DG)
+    assert denied.status_code == 401 and denied.json()["code"] == "INVALID_LICENSE"
+    denied = _refused(client, DG, {"Authorization": f"Token {ISSUER.issue(days=-1)}"})
+    assert denied.status_code == 403 and denied.json()["code"] == "LICENSE_EXPIRED" and denied.json()["expires_at"]
+    denied = _refused(client, DG + "&encoding=mp3", AUTH)
+    assert denied.status_code == 400 and denied.json()["parameter"] == "encoding"
+    denied = _refused(client, DG + "&language=de", AUTH)  # the fake model is English-only
+    assert denied.status_code == 400 and denied.json()["parameter"] == "language"
+
+
+def test_browser_key_as_subprotocol(client: TestClient) -> None:
+    with client.websocket_connect(DG, subprotocols=["token", KEY]) as ws:
+        assert ws.accepted_subprotocol == "token"
+        ws.send_text('{"type": "CloseStream"}')
+        messages, code = _messages(ws)
+    assert code == 1000 and messages[-1]["type"] == "Metadata"
+    assert _refused(client, DG, subprotocols=["token", "not-a-key"]).status_code == 401
+
+
+def test_bad_messages_are_reported_and_the_stream_goes_on(client: TestClient) -> None:
+    with client.websocket_connect(DG, headers=AUTH) as ws:
+        ws.send_text("hello")
+        error = ws.receive_json()
+        assert error["type"] == "Error" and error["code"] == "INVALID_REQUEST" and error["description"]
+        ws.send_text('{"type": "KeepAlive"}')
+        _stream(ws, JFK_PCM[:64000])
+        ws.send_text('{"type": "CloseStream"}')
+        messages, code = _messages(ws)
+    assert code == 1000 and any(m["type"] == "Results" for m in messages)
+
+
+def test_garbage_audio_closes_with_a_clear_error(client: TestClient) -> None:
+    with client.websocket_connect("/v1/listen", headers=AUTH) as ws:
+        ws.send_bytes(b"\x00not audio at all" * 400)
+        ws.send_text('{"type": "CloseStream"}')
+        messages, code = _messages(ws)
+    assert code == 1008 and messages[-1]["code"] == "UNSUPPORTED_FORMAT"
+
+
+def test_an_idle_stream_is_closed_after_its_results(client: TestClient) -> None:
+    with client.websocket_connect(DG, headers=AUTH) as ws:
+        _stream(ws, JFK_PCM[:48000])  # 1.5 s of speech, then nothing
+        messages, code = _messages(ws)
+    assert code == 1011 and messages[-1]["code"] == "STREAM_IDLE_TIMEOUT"
+    assert any(m["type"] == "Results" and m["is_final"] for m in messages)  # what was sent is answered
+
+
+def test_streamed_audio_is_metered_and_quota_ends_a_stream(client: TestClient) -> None:
+    with client.websocket_connect(DG, headers=AUTH) as ws:
+        _stream(ws, JFK_PCM)
+        ws.send_text('{"type": "CloseStream"}')
+        _messages(ws)
+    usage = client.get("/v1/usage", headers=AUTH).json()["usage"]
+    assert usage["audio_seconds_today"] == pytest.approx(11.0, abs=0.05) and usage["requests_today"] == 1
+
+    small = ISSUER.issue(audio_hours_per_day=4 / 3600)  # four seconds
+    with client.websocket_connect(DG, headers={"Authorization": f"Token {small}"}) as ws:
+        _stream(ws, JFK_PCM)
+        ws.send_text('{"type": "CloseStream"}')
+        messages, code = _messages(ws)
+    assert code == 1008 and messages[-1]["code"] == "QUOTA_EXCEEDED"
+    assert any(m["type"] == "Results" and m["is_final"] and m["duration"] > 1 for m in messages)
+    for _ in range(100):  # the server meters the stream just after closing it
+        used = client.get("/v1/usage", headers={"Authorization": f"Token {small}"}).json()["usage"]["audio_seconds_today"]
+        if used:
+            break
+        time.sleep(0.05)
+    assert 4 <= used < 5
+    denied = _refused(client, DG, {"Authorization": f"Token {small}"})
+    assert denied.status_code == 403 and denied.json()["code"] == "QUOTA_EXCEEDED"
+
+
+def test_a_full_engine_skips_interims_but_finals_wait(client: TestClient, engine: FakeEngine, monkeypatch: Any) -> None:
+    monkeypatch.setattr(ingress_module, "BUSY_RETRY_S", 0.01)
+    answer, refusals = engine.transcribe.fn, iter(range(6))
+
+    async def busy(*args: Any) -> Any:
+        if next(refusals, None) is not None:
+            raise BackPressureError(num_queued_requests=64, max_queued_requests=64)
+        return await answer(*args)
+
+    engine.transcribe.fn = busy
+    with client.websocket_connect(DG + "&interim_results=true", headers=AUTH) as ws:
+        _stream(ws, JFK_PCM)
+        ws.send_text('{"type": "CloseStream"}')
+        messages, code = _messages(ws)
+    finals = [m for m in messages if m["type"] == "Results" and m["is_final"] and m["duration"] > 0.5]
+    assert code == 1000 and len(finals) >= 3
+    assert all(f["channel"]["alternatives"][0]["transcript"] == "Hello world." for f in finals)
+
+
+def test_a_client_that_leaves_is_metered_for_what_it_sent(client: TestClient) -> None:
+    key = ISSUER.issue()
+    auth = {"Authorization": f"Token {key}"}
+    with client.websocket_connect(DG + "&interim_results=true", headers=auth) as ws:
+        _stream(ws, JFK_PCM[: 3 * 32000])  # three seconds, then gone without CloseStream
+        ws.send_text('{"type": "Finalize"}')
+        while not ws.receive_json().get("from_finalize"):  # the server has taken in all three seconds
+            pass
+    for _ in range(100):
+        used = client.get("/v1/usage", headers=auth).json()["usage"]["audio_seconds_today"]
+        if used:
+            break
+        time.sleep(0.05)
+    assert used == pytest.approx(3.0, abs=0.05)
+    with client.websocket_connect(DG, headers=auth) as ws:  # the server carries on
+        ws.send_text('{"type": "CloseStream"}')
+        assert _messages(ws)[1] == 1000

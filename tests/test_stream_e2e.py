@@ -1,0 +1,134 @@
+"""Live streaming through the real application (Ray Serve's proxy, the ingress, vLLM with tiny.en),
+driven by the real clients: `deepgram-sdk`'s live client and `smallestai`'s streaming helper, each
+streaming the JFK clip in real time (100 ms frames, paced) and getting interim results and finals
+whose words are the batch transcript's."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import requests
+import websockets.sync.client
+from deepgram.listen.v1.types import ListenV1Metadata, ListenV1Results, ListenV1SpeechStarted, ListenV1UtteranceEnd
+from smallestai.waves.helpers import stream_speech_to_text
+from smallestai.waves.speech_to_text.types import CloseStream, FinalizeSignal
+
+from serve_app.audio.decode import decode
+from serve_app.settings import ROOT
+
+from .conftest import Server
+from .helpers import JFK_FLAC, normalize
+from .test_deepgram import _client as deepgram_client
+from .test_smallestai import _client as smallest_client
+
+pytestmark = pytest.mark.e2e
+
+JFK_PCM = (decode(JFK_FLAC.read_bytes(), 60) * 32767).astype("<i2").tobytes()
+FRAME = 3200  # 100 ms of 16 kHz 16-bit mono
+PAUSE = int(4.8 * 32000)  # bytes up to the pause after "ask not" (4.4 s to 5.4 s): where a voice agent's turn ends
+
+
+def paced(send: Callable[[bytes], Any], data: bytes = JFK_PCM) -> None:
+    """Frames at the pace of speech, as a microphone would send them."""
+    started = time.monotonic()
+    for k, at in enumerate(range(0, len(data), FRAME)):
+        time.sleep(max(0.0, started + k * 0.1 - time.monotonic()))
+        send(data[at : at + FRAME])
+
+
+def batch_words(server: Server) -> str:
+    result = deepgram_client(server).listen.v1.media.transcribe_file(request=JFK_FLAC.read_bytes(), model="nova-3")
+    return normalize(result.results.channels[0].alternatives[0].transcript)
+
+
+def test_deepgram_live_client(server: Server) -> None:
+    client = deepgram_client(server)
+    messages: list[Any] = []
+    with client.listen.v1.connect(
+        model="nova-3", encoding="linear16", sample_rate=16000, interim_results="true", vad_events="true", utterance_end_ms="1000"
+    ) as socket:
+        reader = threading.Thread(target=lambda: messages.extend(socket))  # until the server closes
+        reader.start()
+        paced(socket.send_media)
+        socket.send_close_stream()
+        reader.join(timeout=60)
+    results = [m for m in messages if isinstance(m, ListenV1Results)]
+    finals = [r for r in results if r.is_final]
+    assert any(not r.is_final and r.channel.alternatives[0].transcript for r in results)  # interims came
+    assert normalize(" ".join(r.channel.alternatives[0].transcript for r in finals)) == batch_words(server)
+    assert any(r.speech_final for r in finals)
+    assert any(isinstance(m, ListenV1SpeechStarted) for m in messages)
+    assert any(isinstance(m, ListenV1UtteranceEnd) for m in messages)
+    assert isinstance(messages[-1], ListenV1Metadata) and messages[-1].duration == pytest.approx(11.0, abs=0.05)
+    words = [w for r in finals for w in r.channel.alternatives[0].words]
+    assert all(a.start <= b.start for a, b in zip(words, words[1:])) and words[-1].end <= 11.0
+
+
+def test_smallestai_streaming_helper(server: Server) -> None:
+    events: list[Any] = []
+    with stream_speech_to_text(smallest_client(server), language="en", sample_rate=16000, word_timestamps=True, full_transcript=True) as socket:
+        reader = threading.Thread(target=lambda: events.extend(socket))
+        reader.start()
+        paced(socket.send_audio_chunk_out, JFK_PCM[:PAUSE])
+        socket.send_finalize_signal(FinalizeSignal(type="finalize"))  # a turn boundary: the stream stays open
+        paced(socket.send_audio_chunk_out, JFK_PCM[PAUSE:])
+        socket.send_close_stream(CloseStream(type="close_stream"))
+        reader.join(timeout=60)
+    finals = [e for e in events if e.is_final]
+    assert any(not e.is_final and e.transcript for e in events)
+    assert any(e.from_finalize for e in finals) and finals[-1].is_last and events[-1] is finals[-1]
+    assert normalize(finals[-1].full_transcript) == batch_words(server)
+    assert all(w.start <= w.end for e in finals for w in e.words or [])
+
+
+def test_browser_style_webm_stream_with_key_as_subprotocol(server: Server) -> None:
+    """What a browser sends: MediaRecorder's webm/opus, the key as the `token` subprotocol."""
+    from .test_stream import _opus
+
+    url = server.url.replace("http", "ws") + "/v1/listen/stream?punctuate=false"
+    expected = batch_words(server)  # first: a file transcribed is metered too
+    before = streamed_seconds(server)
+    with websockets.sync.client.connect(url, subprotocols=["token", server.key]) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol == "token"
+        paced(ws.send, _opus("webm"))  # about 10 frames a second of compressed audio: faster than real time
+        ws.send(json.dumps({"type": "CloseStream"}))
+        messages = [json.loads(m) for m in ws]
+    finals = [m for m in messages if m["type"] == "Results" and m["is_final"]]
+    assert " ".join(f["channel"]["alternatives"][0]["transcript"] for f in finals if f["channel"]["alternatives"][0]["transcript"]) == expected
+    assert messages[-1]["type"] == "Metadata"
+    for _ in range(50):  # metered as the stream ends, on the key's usage like a file
+        if streamed_seconds(server) - before > 10.9:
+            break
+        time.sleep(0.1)
+    assert streamed_seconds(server) - before == pytest.approx(11.0, abs=0.1)
+    for _ in range(100):  # replicas' log lines reach the driver's file a moment later
+        log = server.log.read_text(errors="replace")
+        if "stream request_id=" in log:
+            break
+        time.sleep(0.1)
+    assert "stream request_id=" in log and server.key.split(".")[2] not in log  # the key came as a subprotocol
+
+
+def streamed_seconds(server: Server) -> float:
+    return float(requests.get(server.url + "/v1/usage", headers=server.auth, timeout=10).json()["usage"]["audio_seconds_total"])
+
+
+def test_stream_benchmark_smoke(server: Server, tmp_path: Path) -> None:
+    """The benchmark runs and writes its results (latency itself is for the benchmark to show)."""
+    out = tmp_path / "streaming.json"
+    subprocess.run(
+        [sys.executable, ROOT / "scripts/stream_bench.py", "--url", server.url, "--key", server.key, "--levels", "1,2",
+         "--seconds", "12", "--warmup-s", "4", "--target-s", "60", "--manifest", ROOT / "tests/data/manifest.jsonl", "--out", out],
+        check=True, cwd=ROOT, capture_output=True, timeout=600,
+    )
+    result = json.loads(out.read_text())
+    assert [r["streams"] for r in result["levels"]] == [1, 2] and result["streams_held"] == 2
+    for row in result["levels"]:
+        assert row["utterances"] >= row["streams"] and row["missing_finals"] == 0 and 0 < row["p50_s"] < 60 and row["wer"] < 0.5
