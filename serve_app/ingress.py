@@ -50,7 +50,7 @@ from .settings import IngressArgs
 from .stream.audio_in import open_input
 from .stream.protocol import Context, Deepgram, Smallest, StreamOptions
 from .stream.segment import Segmenter, SileroVad, Utterance
-from .stream.session import Decode, Session, StreamLimits
+from .stream.session import Decode, InterimBudget, Session, StreamLimits
 from .transcript import Transcript, merge_channels, stitch, unpunctuated, with_speakers
 from .watch import ReplicaWatch
 
@@ -88,6 +88,7 @@ class Ingress:
         self._background: set[asyncio.Task] = set()  # callback requests in progress
         self.engine_watch = ReplicaWatch("WhisperEngine")
         self.started = time.monotonic()
+        self._interims = InterimBudget(self.args.stream.interims_in_flight)
 
     def __serve_build_asgi_app__(self) -> Starlette:
         return Starlette(
@@ -302,7 +303,7 @@ class Ingress:
                 ws, protocol, ctx, open_input(options.encoding, options.sample_rate, options.channels),
                 Segmenter(vad, options.endpoint_s, info.window_s, options.utterance_end_s),
                 self._stream_decoder(options),
-                StreamLimits(limits.idle_timeout_s, limits.interim_every_s, limits.decodes_in_flight, quota_s),
+                StreamLimits(limits.idle_timeout_s, limits.interim_every_s, limits.decodes_in_flight, quota_s, self._interims),
             )
             try:
                 await session.run()

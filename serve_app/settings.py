@@ -56,6 +56,9 @@ class StreamArgs(_Strict):
     interim_every_s: float = Field(1.0, gt=0, description="new speech in an utterance before its next interim result")
     idle_timeout_s: float = Field(10, gt=0, description="a stream without audio or KeepAlive for this long is closed")
     decodes_in_flight: int = Field(4, ge=1, description="finals of one stream decoding at once; a faster sender waits")
+    interims_in_flight: int = Field(
+        2, ge=0, description="interim decodes at once across an ingress replica's streams (optional work; raise on GPUs)"
+    )
 
 
 class IngressArgs(_Strict):

@@ -425,3 +425,35 @@ def test_a_client_that_leaves_is_metered_for_what_it_sent(client: TestClient) ->
     with client.websocket_connect(DG, headers=auth) as ws:  # the server carries on
         ws.send_text('{"type": "CloseStream"}')
         assert _messages(ws)[1] == 1000
+
+
+def test_an_interim_still_decoding_is_cancelled_by_its_final(client: TestClient, engine: FakeEngine) -> None:
+    answer, cancelled = engine.transcribe.fn, []
+
+    async def slow(*args: Any) -> Any:
+        try:
+            await asyncio.sleep(2)  # far longer than the segmenter takes to reach the first pause
+        except asyncio.CancelledError:
+            cancelled.append(args[0].size)
+            raise
+        return await answer(*args)
+
+    engine.transcribe.fn = slow
+    with client.websocket_connect(DG + "&interim_results=true", headers=AUTH) as ws:
+        _stream(ws, JFK_PCM)
+        ws.send_text('{"type": "CloseStream"}')
+        messages, code = _messages(ws)
+    finals = [m for m in messages if m["type"] == "Results" and m["is_final"] and m["channel"]["alternatives"][0]["transcript"]]
+    assert code == 1000 and len(finals) >= 3 and cancelled  # the engine was told to drop the interim
+    assert not any(m["type"] == "Results" and not m["is_final"] and m["start"] == finals[0]["start"] for m in messages)
+
+
+def test_interims_are_capped_across_streams(engine: FakeEngine, tmp_path: Any) -> None:
+    ingress = make_ingress(engine, tmp_path, {"stream": {"interims_in_flight": 0}})
+    with TestClient(ingress.__serve_build_asgi_app__()) as client:
+        with client.websocket_connect(DG + "&interim_results=true", headers=AUTH) as ws:
+            _stream(ws, JFK_PCM)
+            ws.send_text('{"type": "CloseStream"}')
+            messages, code = _messages(ws)
+    results = [m for m in messages if m["type"] == "Results"]
+    assert code == 1000 and len(results) >= 3 and all(r["is_final"] for r in results)

@@ -128,7 +128,11 @@ def test_stream_benchmark_smoke(server: Server, tmp_path: Path) -> None:
          "--seconds", "12", "--warmup-s", "4", "--target-s", "60", "--manifest", ROOT / "tests/data/manifest.jsonl", "--out", out],
         check=True, cwd=ROOT, capture_output=True, timeout=600,
     )
-    result = json.loads(out.read_text())
-    assert [r["streams"] for r in result["levels"]] == [1, 2] and result["streams_held"] == 2
-    for row in result["levels"]:
+    modes = json.loads(out.read_text())["modes"]
+    assert set(modes) == {"interim", "finals-only"}
+    for mode in modes.values():
+        assert [r["streams"] for r in mode["levels"]] == [1, 2] and mode["streams_held"] == 2
+    assert all(r["interims_per_stream_min"] > 0 for r in modes["interim"]["levels"])
+    assert all(r["interims_per_stream_min"] == 0 for r in modes["finals-only"]["levels"])
+    for row in modes["interim"]["levels"] + modes["finals-only"]["levels"]:
         assert row["utterances"] >= row["streams"] and row["missing_finals"] == 0 and 0 < row["p50_s"] < 60 and row["wer"] < 0.5

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
 
 import numpy as np
@@ -38,12 +38,31 @@ NORMAL, POLICY, SERVER_ERROR = 1000, 1008, 1011  # WebSocket close codes
 MIN_SPEECH_S = 0.25
 
 
+class InterimBudget:
+    """Interim decodes under way across all the streams of an ingress replica. Interims are optional
+    work: capped, they never crowd out the finals and file chunks that share the engine (on two
+    cores the engine does about three decodes a second, fewer than four streams' interims)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+
+    def take(self) -> bool:
+        if self.used >= self.limit:
+            return False
+        self.used += 1
+        return True
+
+    def give(self, _: object = None) -> None:
+        self.used -= 1
+
+
 @dataclass(frozen=True)
 class StreamLimits:
     idle_timeout_s: float = 10.0  # no audio or message for this long closes the stream
     interim_every_s: float = 1.0  # new audio in an utterance before its next interim result
     decodes_in_flight: int = 4  # finals of one stream decoding at once (a fast sender waits)
     quota_s: float | None = None  # audio seconds left on the key's quota when the stream opened
+    interims: InterimBudget = field(default_factory=lambda: InterimBudget(2))  # shared by a replica's streams
 
 
 @dataclass(frozen=True)
@@ -85,6 +104,7 @@ class Session:
         self._interim_at = 0.0  # length of the open utterance at its last interim
         self._finals: list[str] = []
         self._refused_after = float("inf")
+        self._interim: asyncio.Task | None = None  # the latest interim decode
 
     @property
     def audio_seconds(self) -> float:
@@ -183,6 +203,9 @@ class Session:
             empty = Utterance(self.segmenter.seconds, np.zeros(0, np.float32), from_finalize=from_finalize)
             await self.outgoing.put(self._decoded(empty, _ready(self._empty(0.0)), is_last))
             return
+        if self._interim is not None:  # the utterance's interim is obsolete: free the engine for its final
+            self._interim.cancel()
+            self._interim = None
         await self._slots.acquire()  # released when the decode ends
         task = self._start(utterance, final=True)
         task.add_done_callback(lambda _: self._slots.release())
@@ -194,8 +217,13 @@ class Session:
         current = self.segmenter.current()
         if current is None or current.audio.size / SAMPLE_RATE - self._interim_at < self.limits.interim_every_s:
             return
+        if current.speech_s >= MIN_SPEECH_S and not self.limits.interims.take():
+            return  # the replica's interims are at their cap: try again with the next audio
         self._interim_at = current.audio.size / SAMPLE_RATE
-        self.outgoing.put_nowait(self._decoded(current, self._start(current, final=False), interim=True))
+        self._interim = self._start(current, final=False)
+        if current.speech_s >= MIN_SPEECH_S:
+            self._interim.add_done_callback(self.limits.interims.give)
+        self.outgoing.put_nowait(self._decoded(current, self._interim, interim=True))
 
     def _start(self, utterance: Utterance, final: bool) -> asyncio.Task:
         if utterance.speech_s < MIN_SPEECH_S:
@@ -212,6 +240,10 @@ class Session:
         except EngineBusy:
             if interim:
                 return None  # the engine is full: skip this interim, the final will come
+            raise
+        except asyncio.CancelledError:
+            if interim and not asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                return None  # overtaken by its final
             raise
         if not interim:
             self._finals.append(result.text)
