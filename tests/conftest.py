@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -70,6 +71,21 @@ def _stop(proc: subprocess.Popen) -> None:
         pass
 
 
+def _wait_until_free(port: int, timeout_s: float = 60) -> None:
+    """Until nothing listens on 127.0.0.1:`port` (bound as uvicorn binds, with SO_REUSEADDR)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.5)
+
+
 class ServeProcess:
     """`serve run --address local` on a copy of configs/cpu.yaml bound to 127.0.0.1, two ingress replicas."""
 
@@ -101,6 +117,7 @@ class ServeProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
+        _wait_until_free(self.port)  # a restart: the last run's proxy may still be letting go of it
         serve = Path(sys.executable).parent / "serve"
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(

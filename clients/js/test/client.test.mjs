@@ -96,6 +96,8 @@ test('client-side rate limit spaces calls', async () => {
   try {
     const client = new SmallestClient({ apiUrl: api.url, licenseKey: 'k', rateLimit: { calls: 2, periodMs: 500 } });
     for (let i = 0; i < 3; i += 1) await client.transcribeFile(new Uint8Array([i]));
-    assert.ok(api.seen[2].at - api.seen[0].at >= 450, 'the third waited for the first to leave the window');
+    // Unlimited, the three arrive within milliseconds; the margin is for a loaded machine, where the
+    // first request can reach the server well after the client counted it.
+    assert.ok(api.seen[2].at - api.seen[0].at >= 300, 'the third waited for the first to leave the window');
   } finally { api.close(); }
 });
