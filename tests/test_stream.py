@@ -233,12 +233,27 @@ def _stream(ws: Any, data: bytes, piece: int = 3200) -> None:
         ws.send_bytes(data[at : at + piece])
 
 
+def _whole_stream(client: TestClient, url: str, headers: dict | None = None) -> tuple[list[dict], int]:
+    """The JFK clip sent at once, then CloseStream: every message and the close code."""
+    with client.websocket_connect(url, headers=AUTH if headers is None else headers) as ws:
+        _stream(ws, JFK_PCM)
+        ws.send_text('{"type": "CloseStream"}')
+        return _messages(ws)
+
+
+def _metered(client: TestClient, auth: dict) -> float:
+    """The key's audio seconds today, once the server has metered its stream (just after closing it)."""
+    for _ in range(100):
+        used = client.get("/v1/usage", headers=auth).json()["usage"]["audio_seconds_today"]
+        if used:
+            break
+        time.sleep(0.05)
+    return used
+
+
 def test_deepgram_stream_interims_finals_events_and_metadata(client: TestClient, engine: FakeEngine) -> None:
     url = DG + "&interim_results=true&vad_events=true&utterance_end_ms=1000"
-    with client.websocket_connect(url, headers=AUTH) as ws:
-        _stream(ws, JFK_PCM)
-        ws.send_text(json.dumps({"type": "CloseStream"}))
-        messages, code = _messages(ws)
+    messages, code = _whole_stream(client, url)
     assert code == 1000
     kinds = [m["type"] for m in messages]
     assert kinds[0] == "SpeechStarted" and kinds[-1] == "Metadata" and "UtteranceEnd" in kinds
@@ -257,10 +272,7 @@ def test_deepgram_stream_interims_finals_events_and_metadata(client: TestClient,
 
 
 def test_finals_only_without_interim_results(client: TestClient, engine: FakeEngine) -> None:
-    with client.websocket_connect(DG, headers=AUTH) as ws:
-        _stream(ws, JFK_PCM)
-        ws.send_text('{"type": "CloseStream"}')
-        messages, _ = _messages(ws)
+    messages, _ = _whole_stream(client, DG)
     results = [m for m in messages if m["type"] == "Results"]
     assert results and all(r["is_final"] for r in results)
     assert not any(m["type"] in ("SpeechStarted", "UtteranceEnd") for m in messages)
@@ -365,26 +377,15 @@ def test_an_idle_stream_is_closed_after_its_results(client: TestClient) -> None:
 
 
 def test_streamed_audio_is_metered_and_quota_ends_a_stream(client: TestClient) -> None:
-    with client.websocket_connect(DG, headers=AUTH) as ws:
-        _stream(ws, JFK_PCM)
-        ws.send_text('{"type": "CloseStream"}')
-        _messages(ws)
+    _whole_stream(client, DG)
     usage = client.get("/v1/usage", headers=AUTH).json()["usage"]
     assert usage["audio_seconds_today"] == pytest.approx(11.0, abs=0.05) and usage["requests_today"] == 1
 
     small = ISSUER.issue(audio_hours_per_day=4 / 3600)  # four seconds
-    with client.websocket_connect(DG, headers={"Authorization": f"Token {small}"}) as ws:
-        _stream(ws, JFK_PCM)
-        ws.send_text('{"type": "CloseStream"}')
-        messages, code = _messages(ws)
+    messages, code = _whole_stream(client, DG, {"Authorization": f"Token {small}"})
     assert code == 1008 and messages[-1]["code"] == "QUOTA_EXCEEDED"
     assert any(m["type"] == "Results" and m["is_final"] and m["duration"] > 1 for m in messages)
-    for _ in range(100):  # the server meters the stream just after closing it
-        used = client.get("/v1/usage", headers={"Authorization": f"Token {small}"}).json()["usage"]["audio_seconds_today"]
-        if used:
-            break
-        time.sleep(0.05)
-    assert 4 <= used < 5
+    assert 4 <= _metered(client, {"Authorization": f"Token {small}"}) < 5
     denied = _refused(client, DG, {"Authorization": f"Token {small}"})
     assert denied.status_code == 403 and denied.json()["code"] == "QUOTA_EXCEEDED"
 
@@ -399,10 +400,7 @@ def test_a_full_engine_skips_interims_but_finals_wait(client: TestClient, engine
         return await answer(*args)
 
     engine.transcribe.fn = busy
-    with client.websocket_connect(DG + "&interim_results=true", headers=AUTH) as ws:
-        _stream(ws, JFK_PCM)
-        ws.send_text('{"type": "CloseStream"}')
-        messages, code = _messages(ws)
+    messages, code = _whole_stream(client, DG + "&interim_results=true")
     finals = [m for m in messages if m["type"] == "Results" and m["is_final"] and m["duration"] > 0.5]
     assert code == 1000 and len(finals) >= 3
     assert all(f["channel"]["alternatives"][0]["transcript"] == "Hello world." for f in finals)
@@ -416,12 +414,7 @@ def test_a_client_that_leaves_is_metered_for_what_it_sent(client: TestClient) ->
         ws.send_text('{"type": "Finalize"}')
         while not ws.receive_json().get("from_finalize"):  # the server has taken in all three seconds
             pass
-    for _ in range(100):
-        used = client.get("/v1/usage", headers=auth).json()["usage"]["audio_seconds_today"]
-        if used:
-            break
-        time.sleep(0.05)
-    assert used == pytest.approx(3.0, abs=0.05)
+    assert _metered(client, auth) == pytest.approx(3.0, abs=0.05)
     with client.websocket_connect(DG, headers=auth) as ws:  # the server carries on
         ws.send_text('{"type": "CloseStream"}')
         assert _messages(ws)[1] == 1000
@@ -439,10 +432,7 @@ def test_an_interim_still_decoding_is_cancelled_by_its_final(client: TestClient,
         return await answer(*args)
 
     engine.transcribe.fn = slow
-    with client.websocket_connect(DG + "&interim_results=true", headers=AUTH) as ws:
-        _stream(ws, JFK_PCM)
-        ws.send_text('{"type": "CloseStream"}')
-        messages, code = _messages(ws)
+    messages, code = _whole_stream(client, DG + "&interim_results=true")
     finals = [m for m in messages if m["type"] == "Results" and m["is_final"] and m["channel"]["alternatives"][0]["transcript"]]
     assert code == 1000 and len(finals) >= 3 and cancelled  # the engine was told to drop the interim
     assert not any(m["type"] == "Results" and not m["is_final"] and m["start"] == finals[0]["start"] for m in messages)
@@ -451,9 +441,6 @@ def test_an_interim_still_decoding_is_cancelled_by_its_final(client: TestClient,
 def test_interims_are_capped_across_streams(engine: FakeEngine, tmp_path: Any) -> None:
     ingress = make_ingress(engine, tmp_path, {"stream": {"interims_in_flight": 0}})
     with TestClient(ingress.__serve_build_asgi_app__()) as client:
-        with client.websocket_connect(DG + "&interim_results=true", headers=AUTH) as ws:
-            _stream(ws, JFK_PCM)
-            ws.send_text('{"type": "CloseStream"}')
-            messages, code = _messages(ws)
+        messages, code = _whole_stream(client, DG + "&interim_results=true")
     results = [m for m in messages if m["type"] == "Results"]
     assert code == 1000 and len(results) >= 3 and all(r["is_final"] for r in results)
