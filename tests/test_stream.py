@@ -186,7 +186,7 @@ def test_control_messages() -> None:
     assert control('{"type": "KeepAlive"}') == KEEP_ALIVE
     assert control('{"type": "Finalize"}') == control('{"type": "finalize"}') == FINALIZE
     assert control('{"type": "CloseStream"}') == control('{"type": "close_stream"}') == CLOSE
-    for bad in ("hello", "[]", '{"type": "Dance"}', '{"type": 3}'):
+    for bad in ("hello", "[]", '{"type": "Dance"}', '{"type": 3}', "[" * 100_000):
         with pytest.raises(InvalidRequest):
             control(bad)
 

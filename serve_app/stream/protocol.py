@@ -64,7 +64,7 @@ def control(text: str) -> str:
     """A client's text message -> KEEP_ALIVE, FINALIZE or CLOSE; anything else is a 400."""
     try:
         kind = json.loads(text).get("type")
-    except (ValueError, AttributeError) as exc:
+    except (ValueError, AttributeError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
         raise InvalidRequest("Text messages must be JSON objects with a type (KeepAlive, Finalize, CloseStream)") from exc
     name = _CONTROLS.get(str(kind).lower()) if isinstance(kind, str) else None
     if name is None:
