@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from .audio import SAMPLE_RATE
 from .audio.chunk import Chunk, split
 from .audio.decode import decode
 from .audio.fetch import FetchLimits, UrlPolicy, fetch
@@ -205,6 +206,8 @@ class Ingress:
         with self._timed("decode"):
             audio = await asyncio.to_thread(decode, data, self.args.max_duration_s, options.multichannel)
         channel_audio = audio if options.multichannel else [audio]
+        # Billed before the engine runs: parallel requests cannot all fit in the same quota left.
+        await admission.reserve(audio.shape[-1] / SAMPLE_RATE * len(channel_audio))
         channels = [split(channel, max_s=job.info.window_s) for channel in channel_audio]
         language, confidence = job.language, None
         if language is None:  # Whisper's way: identify on the first window, transcribe all in it

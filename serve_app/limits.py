@@ -3,6 +3,12 @@ the shared usage store so they hold across every ingress replica.
 
 Order matters for honesty: the concurrency slot is taken first and given back if the rate limit then
 refuses, so a refused request never uses up a slot or a place in the minute window.
+
+Quotas hold under concurrency because audio is billed before it is transcribed: once a request's
+duration is known (after decoding) its seconds are reserved in one atomic store step that refuses
+them when they do not fit (`Admission.reserve`); a stream reserves blocks as its audio arrives. The
+bill is settled when the request ends: a request the server failed is refunded, a stream's unused
+block is given back, and a request whose replica dies keeps its bill (its audio is never free).
 """
 
 from __future__ import annotations
@@ -13,14 +19,13 @@ import math
 import time
 import uuid
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Callable, TypeVar
 
 from .auth import Principal
 from .errors import QuotaExceeded, RateLimited, ServiceUnavailable
 from .license import Limits, iso
-from .usage import STORE_ERRORS, Usage, UsageStore
+from .usage import STORE_ERRORS, QuotaCaps, Usage, UsageStore
 
 T = TypeVar("T")
 RATE_WINDOW_S = 60.0
@@ -47,11 +52,51 @@ def remaining_audio_seconds(limits: Limits, usage: Usage) -> dict[str, float | N
     }
 
 
-@dataclass
-class Admission:
-    """What the admitted request reports back for metering."""
+def caps(limits: Limits) -> QuotaCaps:
+    hours = lambda h: None if h is None else h * 3600  # noqa: E731
+    return QuotaCaps(hours(limits.audio_hours_per_day), hours(limits.audio_hours_per_month))
 
-    audio_seconds: float = 0.0
+
+class Admission:
+    """An admitted request's bill: audio seconds reserved (billed) up front, settled at the end."""
+
+    def __init__(self, limiter: "Limiter", principal: Principal) -> None:
+        self.limiter, self.principal = limiter, principal
+        self.billed = 0.0
+        self.billed_at: float | None = None
+        # Audio seconds the request really used, set when it ends well; None: it did not end (cancelled).
+        self.audio_seconds: float | None = None
+
+    async def reserve(self, seconds: float, partial: bool = False) -> float:
+        """Bill `seconds` more; a file's audio must fit whole (else 403 QUOTA_EXCEEDED), a stream's
+        block may be cut to what is left (`partial`: returns the seconds billed, 0 when none)."""
+        now = self.limiter.clock()
+        limits = self.principal.claims.limits
+        billed = await self.limiter._store(self.limiter.store.reserve, self.principal.key_id, seconds, caps(limits), now, partial)
+        self.billed += billed
+        self.billed_at = self.billed_at or now
+        if billed == 0 and seconds > 0 and not partial:
+            usage = await self.limiter.usage(self.principal.key_id)
+            check_quota(limits, usage, now)  # names the period that ran out
+            raise QuotaExceeded(
+                f"Not enough audio quota left for {seconds:.1f} s of audio", quota=_tightest(limits, usage),
+                resets_at=iso(_RESETS[_tightest(limits, usage)](now)),
+            )
+        return billed
+
+    def settlement(self) -> float:
+        """Seconds to add to (or, negative, give back from) the bill."""
+        used = self.billed if self.audio_seconds is None else self.audio_seconds
+        return used - self.billed
+
+
+_RESETS = {"audio_hours_per_day": _next_day, "audio_hours_per_month": _next_month}
+
+
+def _tightest(limits: Limits, usage: Usage) -> str:
+    remaining = remaining_audio_seconds(limits, usage)
+    period = min((p for p in remaining if remaining[p] is not None), key=lambda p: remaining[p])  # type: ignore[arg-type,return-value]
+    return f"audio_hours_per_{period}"
 
 
 def has_quota(limits: Limits) -> bool:
@@ -99,15 +144,24 @@ class Limiter:
                 wait = await self._store(self.store.hit_rate, kid, limits.requests_per_minute, RATE_WINDOW_S, self.clock())
                 if wait is not None:
                     raise RateLimited(retry_after=max(1, math.ceil(wait)))
-            admission = Admission()
+            admission = Admission(self, principal)
             try:
                 yield admission
+            except Exception:  # the request failed (an error answer): its audio is not billed
+                admission.audio_seconds = 0.0
+                raise
             finally:  # admitted requests count whether they succeed or not, cancelled ones too (shielded)
-                await asyncio.shield(self.record(kid, requests=1, audio_seconds=admission.audio_seconds))
+                await asyncio.shield(self._settle(admission))
         finally:
             if lease is not None:
                 lease.cancel()
                 await asyncio.shield(self._store(self.store.release_slot, kid, lease.get_name()))
+
+    async def _settle(self, admission: Admission) -> None:
+        """One store write per request: the request and the bill's correction, both counted in the
+        period the audio was billed in (a refund just after midnight refunds the day it was billed)."""
+        when = admission.billed_at if admission.billed_at is not None else self.clock()
+        await self._store(self.store.add, admission.principal.key_id, when, requests=1, audio_seconds=admission.settlement())
 
     async def _take_slot(self, kid: str, limit: int | None) -> asyncio.Task | None:
         """A concurrency slot held by a lease that a background task renews; a replica that dies

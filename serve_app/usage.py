@@ -54,6 +54,25 @@ def _usage(values: dict[tuple[str, str], float], now: float) -> Usage:
     )
 
 
+@dataclass(frozen=True)
+class QuotaCaps:
+    """Audio seconds a key may use per UTC day and month (None: no cap)."""
+
+    day_s: float | None = None
+    month_s: float | None = None
+
+    def room(self, used_day: float, used_month: float) -> float:
+        caps = [cap - used for cap, used in ((self.day_s, used_day), (self.month_s, used_month)) if cap is not None]
+        return max(0.0, min(caps)) if caps else float("inf")
+
+
+def granted(room: float, seconds: float, partial: bool) -> float:
+    # A hair of tolerance: float sums of billed seconds must not refuse an exact fit.
+    if room + 1e-6 >= seconds:
+        return seconds
+    return room if partial else 0.0
+
+
 class UsageStore(Protocol):
     def hit_rate(self, key_id: str, limit: int, window_s: float, now: float) -> float | None:
         """Count one request if fewer than `limit` fell in the last `window_s`; otherwise return the
@@ -66,6 +85,11 @@ class UsageStore(Protocol):
 
     def add(self, key_id: str, now: float, **amounts: float) -> None:
         """Add to the counters (`COUNTERS`) of the day, the month and all time."""
+
+    def reserve(self, key_id: str, seconds: float, caps: "QuotaCaps", now: float, partial: bool = False) -> float:
+        """Bill `seconds` of audio now if they fit under the caps of the day and the month, in one
+        atomic step (so parallel requests cannot all see the same room). With `partial`, bill as much
+        as fits. Returns the seconds billed: `seconds`, part of it, or 0 when nothing fits."""
 
     def usage(self, key_id: str, now: float) -> Usage: ...
 
@@ -150,16 +174,31 @@ class SqliteStore:
         self._transaction(lambda db: db.execute("DELETE FROM slots WHERE lease_id = ?", (lease_id,)))
 
     def add(self, key_id: str, now: float, **amounts: float) -> None:
+        self._transaction(lambda db: self._add(db, key_id, now, amounts))
+
+    @staticmethod
+    def _add(db: sqlite3.Connection, key_id: str, now: float, amounts: dict[str, float]) -> None:
         rows = [(key_id, p, name, value) for name, value in amounts.items() if value for p in periods(now)]
+        db.executemany(
+            "INSERT INTO counters VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (key_id, period, name) DO UPDATE SET value = value + excluded.value",
+            rows,
+        )
 
-        def run(db: sqlite3.Connection) -> None:
-            db.executemany(
-                "INSERT INTO counters VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (key_id, period, name) DO UPDATE SET value = value + excluded.value",
-                rows,
-            )
+    def reserve(self, key_id: str, seconds: float, caps: QuotaCaps, now: float, partial: bool = False) -> float:
+        day, month, _ = periods(now)
 
-        self._transaction(run)
+        def run(db: sqlite3.Connection) -> float:
+            used = dict(db.execute(
+                "SELECT period, value FROM counters WHERE key_id = ? AND name = 'audio_seconds' AND period IN (?, ?)",
+                (key_id, day, month),
+            ).fetchall())
+            billed = granted(caps.room(used.get(day, 0.0), used.get(month, 0.0)), seconds, partial)
+            if billed > 0:
+                self._add(db, key_id, now, {"audio_seconds": billed})
+            return billed
+
+        return self._transaction(run)
 
     def usage(self, key_id: str, now: float) -> Usage:
         rows = self._connect().execute(
@@ -186,6 +225,24 @@ if not redis.call('ZSCORE', KEYS[1], ARGV[2]) and redis.call('ZCARD', KEYS[1]) >
 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 return 1
+"""
+
+# KEYS: the day, month and total usage hashes; ARGV: seconds, day cap, month cap (-1: none), partial.
+_RESERVE = """
+local room = math.huge
+for i, cap in ipairs({tonumber(ARGV[2]), tonumber(ARGV[3])}) do
+  if cap >= 0 then
+    local used = tonumber(redis.call('HGET', KEYS[i], 'audio_seconds') or '0')
+    room = math.min(room, math.max(0, cap - used))
+  end
+end
+local seconds = tonumber(ARGV[1])
+local billed = 0
+if room + 1e-6 >= seconds then billed = seconds elseif ARGV[4] == '1' then billed = room end
+if billed > 0 then
+  for i = 1, 3 do redis.call('HINCRBYFLOAT', KEYS[i], 'audio_seconds', billed) end
+end
+return tostring(billed)
 """
 
 
@@ -233,6 +290,15 @@ class RedisStore:
                 if value:
                     pipe.hincrbyfloat(self._key("usage", key_id, period), name, value)
         pipe.execute()
+
+    @cached_property
+    def _reserve(self) -> redis.commands.core.Script:
+        return self.redis.register_script(_RESERVE)
+
+    def reserve(self, key_id: str, seconds: float, caps: QuotaCaps, now: float, partial: bool = False) -> float:
+        keys = [self._key("usage", key_id, period) for period in periods(now)]
+        cap = lambda value: -1 if value is None else value  # noqa: E731
+        return float(self._reserve(keys=keys, args=[seconds, cap(caps.day_s), cap(caps.month_s), int(partial)]))
 
     def usage(self, key_id: str, now: float) -> Usage:
         pipe = self.redis.pipeline(transaction=False)

@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 from serve_app.audio.fetch import UrlPolicy
 from serve_app.auth import LicenseAuthenticator, RevocationList
 from serve_app.ingress import Ingress
-from serve_app.license import PublicKeys
+from serve_app.license import PublicKeys, read_claims
 from serve_app.limits import Limiter
 from serve_app.usage import SqliteStore
 
@@ -93,13 +93,47 @@ def test_requests_per_minute_with_honest_retry_after(client: TestClient, clock: 
 def test_quota_exceeded_with_reset_time(client: TestClient, clock: Clock) -> None:
     key = ISSUER.issue(audio_hours_per_day=20 / 3600)  # 20 s a day; each request is 11 s
     assert post(client, key).status_code == 200
-    assert post(client, key).status_code == 200  # 11 s used < 20 s: admitted, then 22 s used
-    response = post(client, key)
+    response = post(client, key)  # 9 s left: the 11 s do not fit, so nothing runs and nothing is billed
     body = response.json()
     assert response.status_code == 403 and body["code"] == "QUOTA_EXCEEDED"
     assert body["quota"] == "audio_hours_per_day" and body["resets_at"] == "2026-05-21T00:00:00Z"
+    usage = client.get("/v1/usage", headers={"Authorization": f"Token {key}"}).json()["usage"]
+    assert usage["audio_seconds_today"] == 11.0 and usage["requests_today"] == 2
     clock.now = T0 + 86400
     assert post(client, key).status_code == 200  # a new day
+
+
+def test_parallel_requests_cannot_overrun_the_quota(client: TestClient) -> None:
+    key = ISSUER.issue(audio_hours_per_day=36 / 3600)  # room for three 11 s requests
+
+    async def burst() -> list[int]:
+        from httpx import ASGITransport, AsyncClient
+
+        app = client.app
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as c:
+            calls = [c.post("/v1/listen", headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"},
+                            content=JFK_FLAC.read_bytes()) for _ in range(8)]
+            return [r.status_code for r in await asyncio.gather(*calls)]
+
+    statuses = asyncio.run(burst())
+    assert sorted(statuses) == [200] * 3 + [403] * 5
+    usage = client.get("/v1/usage", headers={"Authorization": f"Token {key}"}).json()["usage"]
+    assert usage["audio_seconds_today"] == 33.0
+
+
+def test_a_failed_request_is_refunded(tmp_path: Any, clock: Clock, metrics: RecordingMetrics) -> None:
+    class BrokenEngine(FakeEngine):
+        async def _transcribe(self, *args: Any) -> Any:
+            raise RuntimeError("engine bug")
+
+    key = ISSUER.issue(audio_hours_per_day=20 / 3600)
+    auth = LicenseAuthenticator(PublicKeys.from_lines([ISSUER.public_line()]), RevocationList(None))
+    store = SqliteStore(tmp_path / "u.db")
+    ingress = Ingress(BrokenEngine(), {}, auth, Limiter(store, clock=clock), UrlPolicy(), metrics)
+    with TestClient(ingress.__serve_build_asgi_app__()) as c:
+        assert post(c, key).status_code == 500
+    kid = read_claims(key).kid
+    assert store.usage(kid, clock()).audio_seconds_today == 0 and store.usage(kid, clock()).requests_today == 1
 
 
 def test_expired_key_is_403_with_expires_at(client: TestClient) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.usage import STORE_ERRORS, RedisStore, SqliteStore, UsageStore
+from serve_app.usage import STORE_ERRORS, QuotaCaps, RedisStore, SqliteStore, UsageStore
 
 T0 = datetime(2026, 3, 31, 23, 59, 0, tzinfo=timezone.utc).timestamp()
 
@@ -91,3 +91,36 @@ def test_limit_holds_across_processes(make_store) -> None:
     for p in procs:
         p.join(timeout=30)
     assert wins == 25
+
+
+def _reserve_many(store: UsageStore, results: "multiprocessing.Queue[float]") -> None:
+    for _ in range(4):
+        results.put(store.reserve("quota", 11.0, QuotaCaps(day_s=36.0), T0))
+
+
+def test_quota_reservations_hold_across_processes(make_store) -> None:
+    """Four processes reserve 11 s sixteen times against a 36 s day: three fit, the rest are refused."""
+    store = make_store()
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_reserve_many, args=(store, results)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    granted = sorted(results.get(timeout=60) for _ in range(16))
+    for p in procs:
+        p.join(timeout=30)
+    assert granted == [0.0] * 13 + [11.0] * 3
+    assert store.usage("quota", T0).audio_seconds_today == 33.0
+
+
+def test_reservation_checks_day_and_month_and_can_be_partial(make_store) -> None:
+    store = make_store()
+    caps = QuotaCaps(day_s=100.0, month_s=30.0)
+    assert store.reserve("k", 20.0, caps, T0) == 20.0
+    assert store.reserve("k", 20.0, caps, T0) == 0.0  # the month has 10 s left
+    assert store.reserve("k", 20.0, caps, T0, partial=True) == pytest.approx(10.0)  # a stream's last block
+    assert store.reserve("k", 1.0, caps, T0, partial=True) == 0.0
+    assert store.reserve("k", 5.0, QuotaCaps(), T0) == 5.0  # no caps: billed, never refused
+    assert store.usage("k", T0).audio_seconds_month == pytest.approx(35.0)
+    store.add("k", T0, audio_seconds=-5.0)  # a settlement's refund
+    assert store.usage("k", T0).audio_seconds_total == pytest.approx(30.0)

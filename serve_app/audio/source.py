@@ -18,6 +18,7 @@ from ..errors import FileTooLarge, InvalidRequest, MissingParameter, Unsupported
 # ISO 639 code, optionally with a region or script as Deepgram clients send it ("en-US" -> "en").
 _LANGUAGE = re.compile(r"^([a-z]{2,3})(-[a-z0-9]{2,8})*$")
 _RAW_TYPES = ("application/octet-stream",)
+MAX_JSON_BYTES = 64 * 1024  # a JSON body carries a URL and options, never audio
 MAX_SPEAKERS = 20  # `num_speakers` accepted up to this
 # Deepgram's `multi` and Smallest's regional aggregators: all mean "detect the language"
 _DETECT = {"multi", "multi-eu", "multi-asian", "multi-indic"}
@@ -147,14 +148,14 @@ async def read_capped(request: Request, max_bytes: int) -> bytes:
 
 
 def _too_large(max_bytes: int) -> FileTooLarge:
-    return FileTooLarge(f"Request body larger than {max_bytes // 1_000_000} MB", max_bytes=max_bytes)
+    return FileTooLarge(f"Request body larger than {max_bytes:,} bytes", max_bytes=max_bytes)
 
 
 async def parse_source(request: Request, max_bytes: int) -> AudioSource:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     query = dict(request.query_params)
-    if content_type == "application/json":
-        return _from_json(await read_capped(request, max_bytes), query)
+    if content_type == "application/json":  # a URL and options: small, whatever max_bytes allows for audio
+        return _from_json(await read_capped(request, min(max_bytes, MAX_JSON_BYTES)), query)
     if content_type.startswith("audio/") or content_type in _RAW_TYPES or content_type.startswith("video/"):
         return AudioSource(Options.parse(query), data=await read_capped(request, max_bytes))
     if content_type == "multipart/form-data":
@@ -167,7 +168,7 @@ async def parse_source(request: Request, max_bytes: int) -> AudioSource:
 def _from_json(raw: bytes, query: dict[str, str]) -> AudioSource:
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting too deep
         raise InvalidRequest("Malformed JSON body") from exc
     if not isinstance(body, dict):
         raise InvalidRequest("JSON body must be an object")
