@@ -45,5 +45,11 @@ PY
   "$VENV/bin/python" -c "import vllm, ray, torchaudio, torch; assert '+cpu' in torch.__version__, torch.__version__"
   tr ',' '\n' <<< "$EXTRAS" > "$STAMP"
 fi
+# Serve's HTTP proxy runs uvicorn, which picks httptools when it is installed; httptools accepts
+# request headers of any size (a 5 MB header was read whole). Without it uvicorn uses h11, which
+# drops a connection whose headers are still incomplete past 16 KiB.
+if [ -d "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/httptools" ]; then
+  pip uninstall -q -y httptools >/dev/null
+fi
 echo "==> preparing models"
 "$VENV/bin/python" scripts/prepare_models.py "$@"

@@ -77,6 +77,16 @@ class StreamIdle(ServiceError):
     status, code, default_message = 408, "STREAM_IDLE_TIMEOUT", "No audio or KeepAlive received within the timeout"
 
 
+class RequestTimeout(ServiceError):
+    """A request body stalled or arrived too slowly: a slow sender may not hold a slot."""
+
+    status, code, default_message = 408, "REQUEST_TIMEOUT", "Request body not received in time"
+
+
+class HeadersTooLarge(ServiceError):
+    status, code, default_message = 431, "HEADERS_TOO_LARGE", "Request headers too large"
+
+
 class NotFound(ServiceError):
     status, code, default_message = 404, "NOT_FOUND", "Not found"
 

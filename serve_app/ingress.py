@@ -28,7 +28,7 @@ from ray.exceptions import RayActorError, TaskCancelledError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
@@ -37,12 +37,12 @@ from .audio import SAMPLE_RATE
 from .audio.chunk import Chunk, split
 from .audio.decode import decode
 from .audio.fetch import FetchLimits, UrlPolicy, fetch
-from .audio.source import AudioSource, Options, flag, parse_source
+from .audio.source import AudioSource, BodyLimits, Options, flag, parse_source
 from .auth import Authenticator, Principal, claimed_key_id
 from .callback import check as check_callback
 from .callback import deliver as deliver_callback
 from .engine import ChunkTranscript, EngineInfo
-from .errors import EngineBusy, InvalidLicense, InvalidRequest, LicenseExpired, MethodNotAllowed, NotFound, ServiceError, ServiceUnavailable
+from .errors import EngineBusy, HeadersTooLarge, InvalidLicense, InvalidRequest, LicenseExpired, MethodNotAllowed, NotFound, ServiceError, ServiceUnavailable
 from .formats import FORMATS, ROUTE_FORMATS, TIMED, Formatter, RequestMeta
 from .license import iso
 from .limits import Admission, Limiter, has_quota, remaining_audio_seconds
@@ -64,6 +64,7 @@ VERSION = _version("selfhost-stt")
 RETRY_AFTER_S = 5
 HEALTH_TIMEOUT_S = 3
 BUSY_RETRY_S = 1.0  # how soon a request under way asks a full engine queue again
+MAX_HEADER_BYTES = 16 * 1024  # a key and a few headers need under 2 KiB
 ENGINE_CHECK_S = 2.0  # how long an engine call waits before checking that a replica is running
 
 
@@ -84,6 +85,7 @@ class Ingress:
         self.url_policy = url_policy
         self.metrics = metrics if metrics is not None else RayMetrics()
         self.max_bytes = int(self.args.max_body_mb * 1_000_000)
+        self.body_limits = BodyLimits(self.max_bytes, self.args.body_idle_s, self.args.body_min_bytes_per_s)
         self.fetch_limits = FetchLimits(self.max_bytes, self.args.url_timeout_s, self.args.url_max_redirects)
         self._info: EngineInfo | None = None
         self._background: set[asyncio.Task] = set()  # callback requests in progress
@@ -174,7 +176,7 @@ class Ingress:
         admitted = AsyncExitStack()  # the admission outlives this handler when a callback is asked for
         admission = await admitted.enter_async_context(self.limiter.admit(principal))
         try:
-            source = await parse_source(request, self.max_bytes)
+            source = await parse_source(request, self.body_limits)
             options = source.options
             name = options.response_format or default_format
             formatter = FORMATS.get(name)
@@ -286,6 +288,7 @@ class Ingress:
         header, subprotocol = _stream_credentials(ws)
         admitted = AsyncExitStack()
         try:
+            _check_headers(ws)
             principal = await self._check_key(header)
             options = protocol.parse(ws.query_params, self.args.stream.endpointing_ms / 1000)
             info = await self._engine_info()
@@ -391,6 +394,7 @@ class Ingress:
 
         async def wrapped(request: Request) -> Response:
             try:
+                _check_headers(request)
                 response = await handler(request)
             except ServiceError as exc:
                 response = exc.response()
@@ -456,6 +460,13 @@ class _StreamRoute(WebSocketRoute):
     sharing `/v1/listen` would be logged and counted under route "/"."""
 
     methods = {"GET"}
+
+
+def _check_headers(connection: HTTPConnection) -> None:
+    """Headers past MAX_HEADER_BYTES are refused. Serve's proxy (uvicorn with h11, see setup.sh) drops
+    a connection whose headers are still incomplete past 16 KiB; what it passes on is checked here."""
+    if sum(len(name) + len(value) for name, value in connection.scope["headers"]) > MAX_HEADER_BYTES:
+        raise HeadersTooLarge(f"Request headers larger than {MAX_HEADER_BYTES:,} bytes")
 
 
 def _stream_credentials(ws: WebSocket) -> tuple[str | None, str | None]:

@@ -64,6 +64,10 @@ class StreamArgs(_Strict):
 class IngressArgs(_Strict):
     max_body_mb: float = Field(100, gt=0, description="largest accepted upload or fetched file (413 beyond)")
     max_duration_s: float = Field(7200, gt=0, description="longest accepted audio (413 beyond)")
+    body_idle_s: float = Field(15, gt=0, description="a request body that sends no byte for this long is refused (408)")
+    body_min_bytes_per_s: int = Field(
+        8000, ge=0, description="once body_idle_s has passed, a body arriving slower than this on average is refused (408)"
+    )
     url_timeout_s: float = Field(30, gt=0, description="connect/read timeout for audio URLs")
     url_max_redirects: int = Field(5, ge=0)
     word_timestamps: bool = Field(

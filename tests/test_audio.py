@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import wave
+
 import numpy as np
 import pytest
 
 from serve_app.audio import SAMPLE_RATE
 from serve_app.audio.chunk import split
-from serve_app.audio.decode import decode
+from serve_app.audio.decode import decode, sniff
 from serve_app.errors import FileTooLarge, InvalidRequest, UnsupportedFormat
 
 from .helpers import JFK_FLAC, JFK_MP3, LONG, STEREO
@@ -67,3 +70,37 @@ def test_chunks_follow_a_shorter_engine_window() -> None:
     assert all(c.duration_s <= 15 for c in chunks) and len(chunks) >= 16
     assert all(c.duration_s >= 15 - 7.5 for c in chunks[:-1])  # cuts fall in the last half of a window at most
     assert sum(c.audio.size for c in chunks) == audio.size
+
+
+@pytest.mark.parametrize("body", [
+    b"ffconcat version 1.0\nfile tests/data/whisper_jfk.flac\n",  # FFmpeg's concat playlist: would open a server file
+    b"ffconcat version 1.0\nfile " + str(JFK_FLAC.resolve()).encode() + b"\n",
+    b"#EXTM3U\n#EXTINF:11,\n" + str(JFK_FLAC.resolve()).encode() + b"\n",  # HLS playlist
+    b"v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nm=audio 9 RTP/AVP 0\n",  # SDP
+    b"subfile,,start,0,end,0,,:" + str(JFK_FLAC.resolve()).encode(),
+])
+def test_playlists_and_references_are_never_opened(body: bytes) -> None:
+    with pytest.raises(UnsupportedFormat):
+        decode(body, 7200)
+
+
+@pytest.mark.parametrize("path, name", [(JFK_FLAC, "flac"), (JFK_MP3, "mp3"), (STEREO, "wav")])
+def test_containers_are_chosen_from_their_leading_bytes(path, name) -> None:
+    assert sniff(path.read_bytes()) == name
+
+
+def _wav(channels: int, seconds: float) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(np.zeros(int(seconds * SAMPLE_RATE) * channels, dtype=np.int16).tobytes())
+    return buffer.getvalue()
+
+
+def test_multichannel_duration_counts_every_channel() -> None:
+    assert decode(_wav(4, 10), max_duration_s=40, keep_channels=True).shape == (4, 10 * SAMPLE_RATE)
+    with pytest.raises(FileTooLarge):
+        decode(_wav(4, 11), max_duration_s=40, keep_channels=True)  # 44 s of audio to transcribe
+    assert decode(_wav(4, 11), max_duration_s=40).shape == (11 * SAMPLE_RATE,)  # mixed down: 11 s

@@ -5,15 +5,17 @@ refused (413) without being held whole in memory."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from ..errors import FileTooLarge, InvalidRequest, MissingParameter, UnsupportedFormat
+from ..errors import FileTooLarge, InvalidRequest, MissingParameter, RequestTimeout, UnsupportedFormat
 
 # ISO 639 code, optionally with a region or script as Deepgram clients send it ("en-US" -> "en").
 _LANGUAGE = re.compile(r"^([a-z]{2,3})(-[a-z0-9]{2,8})*$")
@@ -135,31 +137,51 @@ class AudioSource:
     url: str | None = None  # audio to fetch
 
 
-async def read_capped(request: Request, max_bytes: int) -> bytes:
+@dataclass(frozen=True)
+class BodyLimits:
+    """How big a request body may be and how it must keep arriving."""
+
+    max_bytes: int
+    idle_s: float = 15.0  # longest wait for the next block
+    min_bytes_per_s: float = 8000.0  # average rate owed once idle_s has passed
+
+
+async def read_capped(request: Request, limits: BodyLimits, max_bytes: int | None = None) -> bytes:
+    """The body, refused past `max_bytes` (413) or when it stalls or trickles (408): a sender that
+    drips a byte at a time would otherwise hold a concurrency slot and a replica's memory for hours."""
+    cap = limits.max_bytes if max_bytes is None else min(max_bytes, limits.max_bytes)
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise _too_large(max_bytes)
-    body = bytearray()
-    async for block in request.stream():
+    if declared and declared.isdigit() and int(declared) > cap:
+        raise _too_large(cap)
+    body, blocks, started = bytearray(), request.stream().__aiter__(), time.monotonic()
+    while True:
+        try:
+            block = await asyncio.wait_for(blocks.__anext__(), timeout=limits.idle_s)
+        except StopAsyncIteration:
+            return bytes(body)
+        except asyncio.TimeoutError:
+            raise RequestTimeout(f"No request body received for {limits.idle_s:g} s") from None
         body += block
-        if len(body) > max_bytes:
-            raise _too_large(max_bytes)
-    return bytes(body)
+        if len(body) > cap:
+            raise _too_large(cap)
+        elapsed = time.monotonic() - started
+        if elapsed > limits.idle_s and len(body) < limits.min_bytes_per_s * elapsed:
+            raise RequestTimeout(f"Request body arriving slower than {limits.min_bytes_per_s:g} bytes/s")
 
 
 def _too_large(max_bytes: int) -> FileTooLarge:
     return FileTooLarge(f"Request body larger than {max_bytes:,} bytes", max_bytes=max_bytes)
 
 
-async def parse_source(request: Request, max_bytes: int) -> AudioSource:
+async def parse_source(request: Request, limits: BodyLimits) -> AudioSource:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     query = dict(request.query_params)
     if content_type == "application/json":  # a URL and options: small, whatever max_bytes allows for audio
-        return _from_json(await read_capped(request, min(max_bytes, MAX_JSON_BYTES)), query)
+        return _from_json(await read_capped(request, limits, MAX_JSON_BYTES), query)
     if content_type.startswith("audio/") or content_type in _RAW_TYPES or content_type.startswith("video/"):
-        return AudioSource(Options.parse(query), data=await read_capped(request, max_bytes))
+        return AudioSource(Options.parse(query), data=await read_capped(request, limits))
     if content_type == "multipart/form-data":
-        return await _from_multipart(request, max_bytes, query)
+        return await _from_multipart(request, limits, query)
     if not content_type:
         raise InvalidRequest("Missing Content-Type: send application/json with a url, audio/*, or multipart/form-data")
     raise UnsupportedFormat(f"Unsupported Content-Type {content_type!r}")
@@ -181,8 +203,8 @@ def _from_json(raw: bytes, query: dict[str, str]) -> AudioSource:
     return AudioSource(Options.parse(params), url=url.strip())
 
 
-async def _from_multipart(request: Request, max_bytes: int, query: dict[str, str]) -> AudioSource:
-    body = await read_capped(request, max_bytes)
+async def _from_multipart(request: Request, limits: BodyLimits, query: dict[str, str]) -> AudioSource:
+    body = await read_capped(request, limits)
 
     async def replay() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}
