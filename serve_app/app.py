@@ -7,6 +7,7 @@ the deployment options every config shares are the defaults below."""
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any
 
 from ray import serve
@@ -60,6 +61,7 @@ def build_authenticator(args: AppArgs, env: Environment) -> LicenseAuthenticator
         PublicKeys.from_file(repo_path(keys_file)),
         RevocationList(repo_path(revocations) if revocations else None, args.license.revocations_check_s),
         environments=args.license.environments,
+        clock_skew=timedelta(seconds=args.license.clock_skew_s),
     )
 
 

@@ -38,11 +38,11 @@ from .audio.chunk import Chunk, split
 from .audio.decode import decode
 from .audio.fetch import FetchLimits, UrlPolicy, fetch
 from .audio.source import AudioSource, BodyLimits, Options, flag, parse_source
-from .auth import Authenticator, Principal, claimed_key_id
+from .auth import UNVERIFIED, Authenticator, FailureThrottle, Principal, Refusal
 from .callback import check as check_callback
 from .callback import deliver as deliver_callback
 from .engine import ChunkTranscript, EngineInfo
-from .errors import EngineBusy, HeadersTooLarge, InvalidLicense, InvalidRequest, LicenseExpired, MethodNotAllowed, NotFound, ServiceError, ServiceUnavailable
+from .errors import EngineBusy, HeadersTooLarge, InvalidRequest, MethodNotAllowed, NotFound, RateLimited, ServiceError, ServiceUnavailable
 from .formats import FORMATS, ROUTE_FORMATS, TIMED, Formatter, RequestMeta
 from .license import iso
 from .limits import Admission, Limiter, has_quota, remaining_audio_seconds
@@ -92,6 +92,7 @@ class Ingress:
         self.engine_watch = ReplicaWatch("WhisperEngine")
         self.started = time.monotonic()
         self._interims = InterimBudget(self.args.stream.interims_in_flight)
+        self.auth_throttle = FailureThrottle(self.args.auth_failures_per_minute)
 
     def __serve_build_asgi_app__(self) -> Starlette:
         return Starlette(
@@ -155,9 +156,8 @@ class Ingress:
             return {"status": "unhealthy", "reason": exc.message}
 
     def _license_health(self) -> dict[str, Any]:
-        counts = self.auth.describe()
-        # No issuer key: no license key can be valid, so every request would be refused.
-        return {"status": "healthy" if counts["issuer_keys"] else "unhealthy", **counts}
+        # Unhealthy with no issuer key or an unreadable revocation list: every key would be refused.
+        return self.auth.describe()
 
     async def listen(self, request: Request) -> Response:
         """Smallest / Deepgram: one JSON body for every client, or `response_format` (srt, vtt, ...)."""
@@ -289,7 +289,7 @@ class Ingress:
         admitted = AsyncExitStack()
         try:
             _check_headers(ws)
-            principal = await self._check_key(header)
+            principal = await self._check_key(header, ws)
             options = protocol.parse(ws.query_params, self.args.stream.endpointing_ms / 1000)
             info = await self._engine_info()
             _supported(options.language, info)
@@ -298,7 +298,7 @@ class Ingress:
             vad = await asyncio.to_thread(SileroVad)
         except ServiceError as exc:
             await admitted.aclose()
-            self.metrics.request("stream", exc.status, claimed_key_id(header) or "none")
+            self.metrics.request("stream", exc.status, getattr(ws.state, "key_id", "none"))
             await _refuse(ws, exc, subprotocol)
             return
         async with admitted:
@@ -358,19 +358,30 @@ class Ingress:
         })
 
     async def _authenticate(self, request: Request) -> Principal:
-        principal = await self._check_key(request.headers.get("authorization"))
-        request.state.key_id = principal.key_id
-        return principal
+        return await self._check_key(request.headers.get("authorization"), request)
 
-    async def _check_key(self, header: str | None) -> Principal:
-        try:
-            principal = self.auth.authenticate(header)
-        except (InvalidLicense, LicenseExpired) as exc:
-            # Failed attempts are metered under the key id they claimed (never the key itself).
-            await self.limiter.record(claimed_key_id(header) or "unknown", auth_failures=1)
-            self.metrics.auth_failure(exc.extra.get("reason", exc.code.lower()))
-            raise
-        return principal
+    async def _check_key(self, header: str | None, connection: HTTPConnection) -> Principal:
+        """The key's principal (its key id then labels the connection's metrics), or its error. An
+        address with too many recent failures is refused before anything is verified."""
+        address = connection.client.host if connection.client else "unknown"
+        wait = self.auth_throttle.retry_after(address)
+        if wait is not None:
+            self.metrics.auth_failure("throttled")
+            raise RateLimited("Too many failed authentications from this address", retry_after=wait)
+        result = self.auth.check(header)
+        if isinstance(result, Principal):
+            connection.state.key_id = result.key_id
+            return result
+        await self._refused(result, address)
+        raise result.error
+
+    async def _refused(self, refusal: Refusal, address: str) -> None:
+        """Meter a refused key: under its own key id only if its signature verified (otherwise anyone
+        could create usage rows and label values at will), else in one bucket."""
+        self.metrics.auth_failure(refusal.reason)
+        if refusal.client_fault:  # an unreadable revocation list is the server's failure, not the client's
+            self.auth_throttle.failed(address)
+            await self.limiter.record(refusal.key_id or UNVERIFIED, auth_failures=1)
 
     async def _observe(self, principal: Principal, audio_s: float) -> None:
         """Operator metrics for a transcribed request (usage itself is metered by the limiter)."""

@@ -82,6 +82,10 @@ class IngressArgs(_Strict):
         16, ge=1, description="chunks of one request sent to the engine at once: a long file cannot fill its queue"
     )
     stream: StreamArgs = Field(default_factory=StreamArgs, description="live transcription over WebSocket")
+    auth_failures_per_minute: int | None = Field(
+        20, ge=1, description="failed authentications from one client address in a minute before its requests "
+        "are refused with 429 until the minute ends (per ingress replica; None: off, e.g. behind a proxy that hides addresses)"
+    )
 
 
 class LicenseArgs(_Strict):
@@ -92,6 +96,9 @@ class LicenseArgs(_Strict):
         None, description="revoked key ids, one per line, re-read when it changes (env STT_LICENSE_REVOCATIONS)"
     )
     revocations_check_s: float = Field(1.0, gt=0, description="how often the revocation file's mtime is checked")
+    clock_skew_s: float = Field(
+        300, ge=0, description="how far in the future a key's issued_at may be (clocks differ); beyond it: 'not yet valid'"
+    )
     environments: list[Literal["dev", "staging", "prod"]] | None = Field(
         None, description="accept only keys issued for these environments (None: any), e.g. [prod] in production"
     )
