@@ -1,14 +1,22 @@
-"""Safe URL fetching. Address classification is checked without connecting anywhere; end to end,
-only loopback servers are used: a canary on 127.0.0.1 must receive nothing while loopback is refused."""
+"""Safe URL fetching. Address classification is checked without connecting anywhere (more in
+test_addresses.py); end to end, only loopback servers are used: a canary on 127.0.0.1 must receive
+nothing while loopback is refused, and a dripping server on 127.0.0.1 must not hold a fetch past its
+deadline."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
-from typing import Iterator
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator
 
 import pytest
 
-from serve_app.audio.fetch import FetchLimits, UrlPolicy, fetch, is_public
+from serve_app.audio.addresses import is_public
+from serve_app.audio.fetch import TIMED_OUT, Fetcher, FetchLimits, UrlPolicy, fetch
 from serve_app.errors import FileTooLarge, InvalidRequest, UrlFetchFailed, UrlNotAllowed
 
 from .helpers import FileServer, serving
@@ -116,3 +124,135 @@ def test_unresolvable_names_are_a_fetch_failure_not_a_crash() -> None:
 
     with pytest.raises(UrlFetchFailed):
         fetch("http://a%00b/x", UrlPolicy(resolver=nul_resolver), LIMITS)
+
+
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nContent-Length: 60\r\n\r\n"
+TLS_RECORD_HEAD = b"\x16\x03\x03\x40\x00"  # a 16 KiB handshake record follows, a byte at a time
+
+
+class Dripper:
+    """A loopback server that answers each connection at one byte a second for a minute: `head` at
+    once (or, with drip_head, a byte a second too) and then 60 more bytes."""
+
+    def __init__(self, head: bytes = HEAD, drip_head: bool = False) -> None:
+        self.head = head
+        self.drip_head = drip_head
+        self.accepted = 0
+        self.stop = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
+
+    def url(self, path: str = "/slow.wav") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            self.accepted += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)  # the request (or TLS ClientHello): one segment on loopback
+            pieces = [self.head[i:i + 1] for i in range(len(self.head))] if self.drip_head else [self.head]
+            pieces += [b"x"] * 60
+            for i, piece in enumerate(pieces):
+                if (i and self.stop.wait(1.0)) or not _send(conn, piece):
+                    return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.acceptor.join()
+        self.listener.close()
+
+
+def _send(conn: socket.socket, data: bytes) -> bool:
+    try:
+        conn.sendall(data)
+        return True
+    except OSError:  # the client gave up
+        return False
+
+
+@pytest.fixture
+def dripper() -> Iterator[Dripper]:
+    server = Dripper()
+    yield server
+    server.close()
+
+
+LOOPBACK = UrlPolicy(["127.0.0.1/32"])
+TWO_SECONDS = FetchLimits(max_bytes=1000, timeout_s=2, max_redirects=2)
+
+
+def _timed_out(call: Callable[[], object]) -> float:
+    """Seconds until `call` raised the deadline's error (its message repeats nothing of the URL)."""
+    start = time.monotonic()
+    with pytest.raises(UrlFetchFailed) as info:
+        call()
+    assert info.value.message == TIMED_OUT
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize("head", [HEAD, HEAD.replace(b"Content-Length: 60", b"Connection: close")])
+def test_a_dripping_body_is_cut_at_the_deadline(head: bytes) -> None:
+    """With a length the cut body is short; without one it would look whole: both are the timeout."""
+    server = Dripper(head)
+    try:
+        elapsed = _timed_out(lambda: fetch(server.url(), LOOPBACK, TWO_SECONDS))
+    finally:
+        server.close()
+    assert 1.9 <= elapsed < 15  # the dripper would take 60 s; a per-read timeout never fires on it
+
+
+@pytest.mark.parametrize("scheme, head, drip_head", [("http", HEAD, True), ("https", TLS_RECORD_HEAD, False)])
+def test_dripping_headers_or_tls_handshake_are_cut_at_the_deadline_too(scheme: str, head: bytes, drip_head: bool) -> None:
+    server = Dripper(head, drip_head)
+    try:
+        elapsed = _timed_out(lambda: fetch(server.url().replace("http", scheme, 1), LOOPBACK, TWO_SECONDS))
+    finally:
+        server.close()
+    assert 1.9 <= elapsed < 15
+
+
+def test_a_deadline_already_passed_connects_nowhere(canary: FileServer) -> None:
+    _timed_out(lambda: fetch(canary.url("/a.wav"), LOOPBACK, LIMITS, until=time.monotonic() - 1))
+    assert canary.requests == []
+
+
+def test_fetcher_returns_the_body(canary: FileServer) -> None:
+    async def main() -> bytes:
+        return await Fetcher(LOOPBACK, LIMITS, workers=1).fetch(canary.url("/a.wav"))
+
+    assert asyncio.run(main()) == b"RIFF"
+
+
+def test_slow_fetches_wait_for_their_own_workers_and_leave_the_default_executor_free(dripper: Dripper) -> None:
+    """Two workers, three dripping fetches: two connect, the third waits within the same deadline;
+    meanwhile a one-thread default executor (what decoding and the usage store use) still runs."""
+    limits = FetchLimits(max_bytes=1000, timeout_s=3, max_redirects=0)
+
+    async def main() -> tuple[list, float, int, float]:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))
+        fetcher = Fetcher(LOOPBACK, limits, workers=2)
+        start = time.monotonic()
+        fetches = [asyncio.create_task(fetcher.fetch(dripper.url())) for _ in range(3)]
+        await asyncio.sleep(0.5)
+        quick_start = time.monotonic()
+        assert await asyncio.wait_for(asyncio.to_thread(sum, [1, 2]), timeout=1.0) == 3
+        quick = time.monotonic() - quick_start
+        connected = dripper.accepted
+        results = await asyncio.gather(*fetches, return_exceptions=True)
+        return results, quick, connected, time.monotonic() - start
+
+    results, quick, connected, elapsed = asyncio.run(main())
+    assert quick < 1.0
+    assert connected == 2  # the third fetch waits for a worker
+    assert [getattr(r, "message", r) for r in results] == [TIMED_OUT] * 3
+    assert elapsed < 5.5  # its wait counted against its deadline: 3 s for all three, not 3 s after a worker freed
