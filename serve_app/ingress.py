@@ -36,7 +36,7 @@ from starlette.websockets import WebSocket
 from .audio import SAMPLE_RATE
 from .audio.chunk import Chunk, split
 from .audio.decode import decode
-from .audio.fetch import FetchLimits, UrlPolicy, fetch
+from .audio.fetch import Fetcher, FetchLimits, UrlPolicy
 from .audio.source import AudioSource, BodyLimits, Options, flag, parse_source
 from .auth import UNVERIFIED, Authenticator, FailureThrottle, Principal, Refusal
 from .callback import check as check_callback
@@ -86,7 +86,8 @@ class Ingress:
         self.metrics = metrics if metrics is not None else RayMetrics()
         self.max_bytes = int(self.args.max_body_mb * 1_000_000)
         self.body_limits = BodyLimits(self.max_bytes, self.args.body_idle_s, self.args.body_min_bytes_per_s)
-        self.fetch_limits = FetchLimits(self.max_bytes, self.args.url_timeout_s, self.args.url_max_redirects)
+        limits = FetchLimits(self.max_bytes, self.args.url_timeout_s, self.args.url_max_redirects)
+        self.fetcher = Fetcher(url_policy, limits, self.args.url_fetch_workers)  # its own threads: slow URLs wait there
         self._info: EngineInfo | None = None
         self._background: set[asyncio.Task] = set()  # callback requests in progress
         self.engine_watch = ReplicaWatch("WhisperEngine")
@@ -204,7 +205,7 @@ class Ingress:
             data = source.data
         else:
             with self._timed("fetch"):
-                data = await asyncio.to_thread(fetch, source.url, self.url_policy, self.fetch_limits)
+                data = await self.fetcher.fetch(source.url)
         with self._timed("decode"):
             audio = await asyncio.to_thread(decode, data, self.args.max_duration_s, options.multichannel)
         channel_audio = audio if options.multichannel else [audio]
