@@ -4,6 +4,8 @@
 #   CONFIG=configs/prod.yaml scripts/run.sh     another config
 #   CONFIG=configs/cpu-multilingual.yaml MODEL=base scripts/run.sh   Whisper base: other languages, detection
 #   STT_URL_ALLOWLIST=127.0.0.1/32 scripts/run.sh   let audio URLs reach loopback (e.g. a local file server)
+#   CONFIG=configs/prod.yaml OVERRIDE=configs/overrides/prod-on-cpu.yaml scripts/run.sh
+#                                                   a config with hardware overrides (serve_app/overlay.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=${CONFIG:-configs/cpu.yaml}
@@ -37,4 +39,8 @@ echo "LICENSE_KEY=$(cat .dev/license_key)"
   done
 ) &
 
+if [ -n "${OVERRIDE:-}" ]; then
+  .venv/bin/python -m serve_app.overlay "$CONFIG" "$OVERRIDE" -o .dev/config.yaml
+  CONFIG=.dev/config.yaml
+fi
 exec .venv/bin/serve run --address local "$CONFIG"

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from . import lifeline
 from .align import Aligner
 from .diarize import Diarizer, Turn
 from .audio import SAMPLE_RATE
@@ -91,6 +92,7 @@ def yield_cpu(niceness: int, name: str = "Worker") -> None:
 class WhisperEngine:
     def __init__(self, args: EngineArgs | dict) -> None:
         self.args = EngineArgs.model_validate(args)
+        lifeline.arm()  # vLLM's processes die with this replica, however it ends
         _configure_cpu(self.args)
         from vllm import SamplingParams
         from vllm.engine.arg_utils import AsyncEngineArgs

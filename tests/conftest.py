@@ -90,17 +90,18 @@ class ServeProcess:
     """`serve run --address local` on a copy of configs/cpu.yaml bound to 127.0.0.1, two ingress replicas."""
 
     def __init__(self, tmp: Path, licensing: Licensing, env: dict[str, str], args: dict | None = None,
-                 http: dict | None = None) -> None:
+                 http: dict | None = None, config: dict | None = None) -> None:
         self.tmp, self.port = tmp, free_port()
-        config = yaml.safe_load((ROOT / "configs/cpu.yaml").read_text())
+        base = config is None
+        config = yaml.safe_load((ROOT / "configs/cpu.yaml").read_text()) if base else config
         config["http_options"].update(host="127.0.0.1", port=self.port, **(http or {}))
         # HTTPS when given a certificate (Serve's ssl_* options); clients then trust that certificate.
         self.verify: str | bool = (http or {}).get("ssl_certfile", True)
         app = config["applications"][0]
         for section, values in (args or {}).items():
-            app["args"][section].update(values)
-        # Two ingress replicas: limits and usage must hold across replicas, not per replica.
-        next(d for d in app["deployments"] if d["name"] == "Ingress")["num_replicas"] = 2
+            app["args"].setdefault(section, {}).update(values)
+        if base:  # two ingress replicas: limits and usage must hold across replicas, not per replica
+            next(d for d in app["deployments"] if d["name"] == "Ingress")["num_replicas"] = 2
         (tmp / "config.yaml").write_text(yaml.safe_dump(config))
         self.env = {
             **os.environ,
@@ -192,7 +193,9 @@ def licensing(tmp_path_factory: pytest.TempPathFactory) -> Licensing:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory, licensing: Licensing) -> Iterator[Server]:
     """The CPU config (with two ingress replicas, embedded usage store), started once."""
-    process = ServeProcess(tmp_path_factory.mktemp("server"), licensing, {})
+    # Short deadlines so the hostile-input tests (a dripping URL, a trickling body) finish quickly.
+    args = {"ingress": {"url_timeout_s": 10, "body_idle_s": 5}}
+    process = ServeProcess(tmp_path_factory.mktemp("server"), licensing, {}, args=args)
     try:
         process.start()
         yield Server(process.url, licensing.issuer.issue(), process.log, licensing)

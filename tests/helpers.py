@@ -114,15 +114,15 @@ class Issuer:
     def public_line(self) -> str:
         return base64.b64encode(public_key_bytes(self.private_key.public_key())).decode()
 
-    def claims(self, days: float = 30, **limits: float) -> LicenseClaims:
+    def claims(self, days: float = 30, environment: str = "dev", **limits: float) -> LicenseClaims:
         now = datetime.now(timezone.utc).replace(microsecond=0)
         return LicenseClaims(
-            kid=new_key_id(), iss=issuer_id(self.private_key.public_key()), customer="test", environment="dev",
+            kid=new_key_id(), iss=issuer_id(self.private_key.public_key()), customer="test", environment=environment,
             issued_at=now, expires_at=now + timedelta(days=days), limits=Limits(**limits),
         )
 
-    def issue(self, days: float = 30, **limits: float) -> str:
-        return sign(self.claims(days, **limits), self.private_key)
+    def issue(self, days: float = 30, environment: str = "dev", **limits: float) -> str:
+        return sign(self.claims(days, environment, **limits), self.private_key)
 
 
 @dataclass

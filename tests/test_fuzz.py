@@ -145,7 +145,7 @@ def requests_(draw: st.DrawFn) -> tuple[str, str, dict[str, str], bytes]:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    ingress = make_ingress(FakeEngine(), tmp_path_factory.mktemp("fuzz"), {"max_body_mb": 1})
+    ingress = make_ingress(FakeEngine(), tmp_path_factory.mktemp("fuzz"), {"max_body_mb": 1, "auth_failures_per_minute": None})
     with TestClient(ingress.__serve_build_asgi_app__(), raise_server_exceptions=True) as c:
         yield c
 
