@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
+import psutil
 import pytest
 import requests
 
@@ -21,6 +23,37 @@ pytestmark = pytest.mark.e2e
 SECONDS, CONCURRENCY = 20.0, 4
 
 
+def _engine_processes(nodes: Cluster) -> list[psutil.Process]:
+    """vLLM's EngineCore processes of this cluster (they inherit its Ray token in their environment)."""
+    found = []
+    for proc in psutil.process_iter(["name"]):
+        try:
+            if proc.info["name"].startswith("VLLM::EngineCor") and proc.environ().get("RAY_AUTH_TOKEN") == nodes.token:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _vllm_processes(token: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["name"]):
+        try:
+            if proc.info["name"].startswith("VLLM::") and proc.environ().get("RAY_AUTH_TOKEN") == token:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _settled(count: Callable[[], int], expected: Callable[[], int], timeout_s: float = 60) -> tuple[int, int]:
+    """(engine processes, engine replicas) once they agree, or as they stand after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while (found := count()) != (want := expected()) and time.monotonic() < deadline:
+        time.sleep(1)
+    return found, want
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[tuple[Cluster, str, Path]]:
     with tempfile.TemporaryDirectory(prefix="stt-resilience-") as tmp:
@@ -29,6 +62,18 @@ def cluster() -> Iterator[tuple[Cluster, str, Path]]:
             yield nodes, key, Path(tmp)
         finally:
             nodes.stop()
+        # No engine process outlives the cluster that started it.
+        assert _settled(lambda: len(_vllm_processes(nodes.token)), lambda: 0, 30) == (0, 0)
+
+
+@pytest.fixture(autouse=True)
+def one_engine_per_replica(cluster: tuple[Cluster, str, Path]) -> Iterator[None]:
+    """After each fault or upgrade, the EngineCore processes are exactly the running engine replicas':
+    none survives the replica it belonged to."""
+    yield
+    nodes = cluster[0]
+    found, replicas = _settled(lambda: len(_engine_processes(nodes)), lambda: len(nodes.replicas("WhisperEngine")))
+    assert found == replicas, f"{found} EngineCore processes for {replicas} engine replicas"
 
 
 def _transcribes(nodes: Cluster, key: str) -> bool:
