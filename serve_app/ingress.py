@@ -307,10 +307,13 @@ class Ingress:
             ctx = Context(uuid.uuid4().hex, info.model, options)
             limits = self.args.stream
             session = Session(
-                ws, protocol, ctx, open_input(options.encoding, options.sample_rate, options.channels),
+                ws, protocol, ctx, open_input(options.encoding, options.sample_rate, options.channels, limits.buffered_s, limits.buffered_kb * 1024),
                 Segmenter(vad, options.endpoint_s, info.window_s, options.utterance_end_s),
                 self._stream_decoder(options),
-                StreamLimits(limits.idle_timeout_s, limits.interim_every_s, limits.decodes_in_flight, quota_s, self._interims),
+                StreamLimits(
+                    limits.idle_timeout_s, limits.interim_every_s, limits.decodes_in_flight, quota_s, self._interims,
+                    max_frame_bytes=limits.max_frame_kb * 1024, max_duration_s=limits.max_duration_s,
+                ),
             )
             try:
                 await session.run()

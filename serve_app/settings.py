@@ -59,6 +59,18 @@ class StreamArgs(_Strict):
     interims_in_flight: int = Field(
         2, ge=0, description="interim decodes at once across an ingress replica's streams (optional work; raise on GPUs)"
     )
+    max_frame_kb: int = Field(
+        1024, ge=16, le=16384, description="largest WebSocket message; a larger one ends the stream (close 1009, FILE_TOO_LARGE)"
+    )
+    buffered_s: float = Field(
+        10, ge=1, le=600, description="decoded audio a stream may hold for its segmenter; beyond, the server stops reading it"
+    )
+    buffered_kb: int = Field(
+        1024, ge=64, le=65536, description="container (webm/ogg) bytes a stream may hold ahead of FFmpeg, and FFmpeg past its last audio"
+    )
+    max_duration_s: float = Field(
+        10800, gt=0, description="longest stream, in audio and in time: then its finals, FILE_TOO_LARGE and close 1008"
+    )
 
 
 class IngressArgs(_Strict):

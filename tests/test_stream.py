@@ -10,6 +10,7 @@ import io
 import json
 import time
 from typing import Any, Iterator
+from urllib.parse import quote
 
 import av
 import numpy as np
@@ -22,8 +23,8 @@ from serve_app import ingress as ingress_module
 from serve_app.audio import SAMPLE_RATE
 from serve_app.audio.decode import decode
 from serve_app.errors import InvalidRequest, UnsupportedFormat
-from serve_app.stream.audio_in import END, ContainerInput, PcmInput
-from serve_app.stream.protocol import CLOSE, FINALIZE, KEEP_ALIVE, Deepgram, control
+from serve_app.stream.audio_in import END, MATROSKA, ContainerInput, PcmInput
+from serve_app.stream.protocol import CLOSE, FINALIZE, KEEP_ALIVE, Deepgram, Smallest, control
 from serve_app.stream.segment import FRAME, Segmenter, SpeechStarted, Utterance, UtteranceEnd
 
 from .helpers import JFK_FLAC
@@ -130,9 +131,12 @@ def _drain(make: Any, pieces: list[bytes], mark_after: int | None = None) -> lis
         items = []
         while (item := await asyncio.wait_for(source.get(), 10)) is not END:
             items.append(item)
-            if isinstance(item, Exception):
+            if isinstance(item, Exception):  # as a session does: the rest is not read
+                producer.cancel()
+                if isinstance(source, ContainerInput):
+                    source.stop()
                 break
-        await producer
+        await asyncio.gather(producer, return_exceptions=True)
         return items
 
     return asyncio.run(go())
@@ -149,11 +153,13 @@ def test_pcm_at_another_rate_and_two_channels_becomes_16k_mono() -> None:
     assert np.corrcoef(audio[2000:150000], JFK[2000:150000])[0, 1] > 0.9
 
 
-def _opus(container: str) -> bytes:
+def _opus(container: str, comment: str | None = None) -> bytes:
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=container) as out:
         stream = out.add_stream("libopus", rate=48000)
         stream.layout = "mono"
+        if comment is not None:  # a tag in the header, before any audio
+            stream.metadata["comment"] = comment
         resampler = av.AudioResampler(format="s16", layout="mono", rate=48000)
         frame = av.AudioFrame.from_ndarray((JFK * 32767).astype(np.int16).reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = SAMPLE_RATE
@@ -182,6 +188,90 @@ def test_garbage_in_a_container_stream_is_an_error() -> None:
     assert isinstance(items[-1], UnsupportedFormat)
 
 
+# FFmpeg, left to guess, would open the file these name (ffconcat did: the JFK clip came out)
+PLAYLISTS = {
+    "ffconcat": b"ffconcat version 1.0\nfile tests/data/whisper_jfk.flac\n",
+    "m3u8": b"#EXTM3U\n#EXT-X-TARGETDURATION:11\n#EXTINF:11.0,\ntests/data/whisper_jfk.flac\n#EXT-X-ENDLIST\n",
+}
+
+
+@pytest.mark.parametrize("name", PLAYLISTS)
+def test_playlists_are_refused_not_followed(name: str, monkeypatch: Any) -> None:
+    monkeypatch.chdir(JFK_FLAC.parents[2])  # where the relative path names a real file
+    items = _drain(ContainerInput, [PLAYLISTS[name]])
+    assert len(items) == 1 and isinstance(items[0], UnsupportedFormat)  # not one sample of the file
+
+
+def test_the_first_bytes_name_the_container_within_what_encoding_allows() -> None:
+    items = _drain(lambda: ContainerInput((MATROSKA,)), [_opus("ogg")])  # encoding=webm, Ogg sent
+    assert len(items) == 1 and isinstance(items[0], UnsupportedFormat) and items[0].extra["parameter"] == "encoding"
+    webm = _opus("webm")
+    assert sum(a.size for a in _drain(lambda: ContainerInput((MATROSKA,)), [webm])) == pytest.approx(JFK.size, abs=400)
+
+
+def test_a_container_read_on_without_audio_is_refused() -> None:
+    data = _opus("ogg", comment="x" * 300_000)  # a header tag bigger than the bound: FFmpeg would hold it all
+    pieces = [data[i : i + 4096] for i in range(0, len(data), 4096)]
+    items = _drain(lambda: ContainerInput(max_bytes=64 * 1024), pieces)
+    assert len(items) == 1 and isinstance(items[0], UnsupportedFormat)
+    assert sum(a.size for a in _drain(ContainerInput, pieces)) == pytest.approx(JFK.size, abs=400)  # within the default
+
+
+def test_a_fast_sender_waits_instead_of_growing_the_buffer() -> None:
+    """Ten frames of 11 s sent at once through a one-second buffer: `feed` waits (so the receiver
+    stops reading the socket) and what waits for the segmenter never passes the bound."""
+    bound, frame = SAMPLE_RATE, (JFK[::2] * 32767).astype("<i2").tobytes()  # 8 kHz: 4x its bytes once decoded
+
+    async def go() -> tuple[list[int], int, int]:
+        source, fed = PcmInput(8000, 1, max_samples=bound), []
+
+        async def produce() -> None:
+            for _ in range(10):
+                await source.feed(frame)
+                fed.append(len(frame))
+            await source.close()
+
+        producer = asyncio.create_task(produce())
+        await asyncio.sleep(0.2)  # nobody reads: not even the first frame is taken in whole
+        before, peak, total = list(fed), 0, 0
+        while (item := await source.get()) is not END:
+            peak = max(peak, source.buffer.samples + item.size)  # buffered just before this item left
+            total += item.size
+            await asyncio.sleep(0.001)  # a segmenter slower than the sender
+        await producer
+        return before, peak, total
+
+    before, peak, total = asyncio.run(go())
+    assert before == [] and bound / 2 < peak <= bound
+    assert total == pytest.approx(10 * JFK.size, abs=100)  # all 110 s came through, none of it lost
+
+
+def test_a_container_stream_holds_at_most_its_byte_bound() -> None:
+    data, bound = _opus("ogg"), 16 * 1024
+
+    async def go() -> tuple[bool, int, int, int]:
+        source, peak = ContainerInput(max_samples=SAMPLE_RATE, max_bytes=bound), 0
+        producer = asyncio.create_task(_feed_then_close(source, [data[i : i + 1000] for i in range(0, len(data), 1000)]))
+        for _ in range(30):  # nobody reads: the decoder fills its one second, then the pipe fills
+            await asyncio.sleep(0.01)
+            peak = max(peak, source.buffered_bytes)
+        held, samples, total = not producer.done(), source.buffer.samples, 0
+        while (item := await asyncio.wait_for(source.get(), 10)) is not END:
+            peak, total = max(peak, source.buffered_bytes), total + item.size
+        await producer
+        return held, peak, samples, total
+
+    held, peak, samples, total = asyncio.run(go())
+    assert held and bound / 2 < peak <= bound and samples <= SAMPLE_RATE
+    assert total == pytest.approx(JFK.size, abs=400)
+
+
+async def _feed_then_close(source: ContainerInput, pieces: list[bytes]) -> None:
+    for piece in pieces:
+        await source.feed(piece)
+    await source.close()
+
+
 def test_control_messages() -> None:
     assert control('{"type": "KeepAlive"}') == KEEP_ALIVE
     assert control('{"type": "Finalize"}') == control('{"type": "finalize"}') == FINALIZE
@@ -189,6 +279,24 @@ def test_control_messages() -> None:
     for bad in ("hello", "[]", '{"type": "Dance"}', '{"type": 3}', "[" * 100_000):
         with pytest.raises(InvalidRequest):
             control(bad)
+
+
+CANARY = "c4n4ry<b>x</b>"  # sent as a value: an error must never say it back
+
+
+def test_errors_name_the_parameter_not_the_value_sent() -> None:
+    for text in (f'{{"type": "{CANARY}"}}', f"not json {CANARY}", f'["{CANARY}"]'):
+        with pytest.raises(InvalidRequest) as raised:
+            control(text)
+        assert "c4n4ry" not in json.dumps(raised.value.body())
+    deepgram = ("encoding", "sample_rate", "channels", "language", "endpointing", "utterance_end_ms", "interim_results", "vad_events")
+    smallest = ("encoding", "sample_rate", "channels", "language", "eou_timeout_ms", "word_timestamps", "full_transcript")
+    for protocol, names in ((Deepgram(), deepgram), (Smallest(), smallest)):
+        for name in names:
+            with pytest.raises(InvalidRequest) as raised:
+                protocol.parse({name: CANARY, "interim_results": "true"} if name == "utterance_end_ms" else {name: CANARY}, 0.3)
+            body = json.dumps(raised.value.body())
+            assert "c4n4ry" not in body and raised.value.extra["parameter"] == name, body
 
 
 def test_handshake_options() -> None:
@@ -358,6 +466,57 @@ def test_bad_messages_are_reported_and_the_stream_goes_on(client: TestClient) ->
         ws.send_text('{"type": "CloseStream"}')
         messages, code = _messages(ws)
     assert code == 1000 and any(m["type"] == "Results" for m in messages)
+
+
+def test_stream_errors_do_not_echo_what_was_sent(client: TestClient) -> None:
+    with client.websocket_connect(DG, headers=AUTH) as ws:
+        ws.send_text(json.dumps({"type": CANARY}))
+        error = ws.receive_json()
+        ws.send_text('{"type": "CloseStream"}')
+        _messages(ws)
+    assert error["code"] == "INVALID_REQUEST" and error["parameter"] == "type" and "c4n4ry" not in json.dumps(error)
+    for name in ("encoding", "sample_rate", "endpointing"):
+        denied = _refused(client, f"{DG}&{name}={quote(CANARY)}", AUTH)
+        assert denied.status_code == 400 and denied.json()["parameter"] == name and "c4n4ry" not in denied.text
+
+
+@pytest.mark.parametrize("name", PLAYLISTS)
+def test_a_playlist_stream_is_refused_without_a_transcript(name: str, client: TestClient, engine: FakeEngine, monkeypatch: Any) -> None:
+    monkeypatch.chdir(JFK_FLAC.parents[2])
+    with client.websocket_connect("/v1/listen", headers=AUTH) as ws:
+        ws.send_bytes(PLAYLISTS[name])
+        ws.send_text('{"type": "CloseStream"}')
+        messages, code = _messages(ws)
+    assert code == 1008 and messages[-1]["code"] == "UNSUPPORTED_FORMAT"
+    assert not any(m.get("type") == "Results" for m in messages) and not engine.calls
+
+
+def test_an_oversized_frame_ends_the_stream_after_the_audio_before_it(client: TestClient) -> None:
+    with client.websocket_connect(DG, headers=AUTH) as ws:
+        _stream(ws, JFK_PCM[:64000])  # two seconds
+        ws.send_bytes(bytes(2**20 + 2))  # just over the 1 MiB default
+        messages, code = _messages(ws)
+    assert code == 1009 and messages[-1]["code"] == "FILE_TOO_LARGE" and messages[-1]["max_frame_bytes"] == 2**20
+    metadata = next(m for m in messages if m["type"] == "Metadata")  # the big frame was never taken in
+    assert metadata["duration"] == pytest.approx(2.0, abs=0.01) and metadata["sha256"] == hashlib.sha256(JFK_PCM[:64000]).hexdigest()
+    assert any(m["type"] == "Results" and m["is_final"] and m["channel"]["alternatives"][0]["transcript"] for m in messages)
+
+
+def test_a_stream_past_its_length_limit_gets_its_finals_then_an_error(engine: FakeEngine, tmp_path: Any) -> None:
+    ingress = make_ingress(engine, tmp_path, {"stream": {"idle_timeout_s": 5, "max_duration_s": 4}})
+    with TestClient(ingress.__serve_build_asgi_app__()) as client:
+        messages, code = _whole_stream(client, DG)
+        assert code == 1008 and messages[-1]["code"] == "FILE_TOO_LARGE" and messages[-1]["max_duration_s"] == 4
+        assert any(m["type"] == "Results" and m["is_final"] and m["duration"] > 1 for m in messages)
+        assert 4 <= next(m for m in messages if m["type"] == "Metadata")["duration"] < 5  # of the 11 s sent
+        assert 4 <= _metered(client, AUTH) < 5
+    ingress = make_ingress(engine, tmp_path, {"stream": {"idle_timeout_s": 5, "max_duration_s": 1}})
+    with TestClient(ingress.__serve_build_asgi_app__()) as client:
+        with client.websocket_connect(DG, headers=AUTH) as ws:  # in time too: the idle timeout is further off
+            ws.send_text('{"type": "KeepAlive"}')
+            started = time.monotonic()
+            messages, code = _messages(ws)
+    assert code == 1008 and messages[-1]["code"] == "FILE_TOO_LARGE" and time.monotonic() - started < 4
 
 
 def test_garbage_audio_closes_with_a_clear_error(client: TestClient) -> None:

@@ -7,11 +7,18 @@ is demuxed by FFmpeg in a thread of its own, because FFmpeg reads it through a b
 
 Both hand out, in order, audio arrays, markers (control messages placed between audio, such as
 Finalize) and finally `END` (or the error that ended the audio) from `get()`.
+
+What a stream holds here is bounded in bytes and samples, not in messages: decoded audio waiting
+for the segmenter is at most `max_samples`; a container stream's bytes FFmpeg has not read are at
+most `max_bytes`, and FFmpeg may read at most `max_bytes` past the last audio it decoded (a
+container packet, unlike a WebSocket frame, can claim any size). A full buffer makes `feed` wait,
+so the receiver stops reading the socket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from typing import Any, Callable
 
@@ -19,41 +26,80 @@ import av
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+from ..audio.decode import NO_PROTOCOLS
 from ..errors import InvalidRequest, ServiceError, UnsupportedFormat
 
 END = object()  # no more audio
-MAX_BUFFERED = 64  # decoded pieces waiting for the segmenter: the decoder thread waits beyond this
-MAX_PIPE_BYTES = 4 * 2**20  # container bytes FFmpeg has not read yet: the receiver waits beyond this
+BUFFERED_S = 10.0  # decoded audio waiting for the segmenter (the segmenter runs ~60x real time)
+BUFFERED_BYTES = 2**20  # container bytes FFmpeg has not read yet
+PIECE_S = 0.5  # a PCM frame is converted this much audio at a time: no frame becomes one huge array
+
+OGG, MATROSKA = "ogg", "matroska"
+# FFmpeg is told the container, never left to guess it from the bytes: its guesses include
+# playlists and concat lists (HLS, ffconcat, ...) that make it open files or URLs they name.
+MAGIC = {b"OggS": OGG, b"\x1a\x45\xdf\xa3": MATROSKA}
+CODECS = ("opus", "vorbis")  # what MediaRecorder puts in them: no other FFmpeg decoder sees client bytes
+# encoding -> the containers it may arrive in; none: raw PCM
+ENCODINGS: dict[str, tuple[str, ...]] = {
+    "linear16": (), "opus": (OGG, MATROSKA), "ogg-opus": (OGG,), "ogg_opus": (OGG,), "webm": (MATROSKA,), "webm-opus": (MATROSKA,),
+}
+
+
+class _Buffer:
+    """Items for the segmenter, bounded by the samples they hold (an item can be of any size):
+    `put` waits until an array fits. Markers, END and errors take no room."""
+
+    def __init__(self, max_samples: int) -> None:
+        self._items: asyncio.Queue[Any] = asyncio.Queue()
+        self._room = asyncio.Event()
+        self.max_samples, self.samples = max_samples, 0
+
+    async def put(self, item: Any) -> None:
+        if isinstance(item, np.ndarray):
+            while self.samples and self.samples + item.size > self.max_samples:
+                self._room.clear()
+                await self._room.wait()
+            self.samples += item.size
+        self._items.put_nowait(item)
+
+    async def get(self) -> Any:
+        item = await self._items.get()
+        if isinstance(item, np.ndarray):
+            self.samples -= item.size
+            self._room.set()
+        return item
 
 
 class PcmInput:
-    def __init__(self, sample_rate: int, channels: int) -> None:
+    def __init__(self, sample_rate: int, channels: int, max_samples: int = int(BUFFERED_S * SAMPLE_RATE)) -> None:
         self.sample_rate, self.channels = sample_rate, channels
         self._rest = b""  # bytes short of a whole sample frame
         self.seconds = 0.0  # audio received
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(MAX_BUFFERED)
+        self.buffer = _Buffer(max_samples)
+        self._piece = max(1, int(PIECE_S * sample_rate)) * 2 * channels  # bytes converted at a time
         self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE) if sample_rate != SAMPLE_RATE else None
 
     async def feed(self, data: bytes) -> None:
         data = self._rest + data
-        size = 2 * self.channels
-        whole = len(data) - len(data) % size
+        whole = len(data) - len(data) % (2 * self.channels)
         self._rest = data[whole:]
-        if whole:
-            samples = np.frombuffer(data[:whole], "<i2").reshape(-1, self.channels).mean(axis=1, dtype=np.float32) / 32768.0
+        view = memoryview(data)
+        for at in range(0, whole, self._piece):
+            piece = np.frombuffer(view[at : min(at + self._piece, whole)], "<i2")
+            samples = piece.reshape(-1, self.channels).mean(axis=1, dtype=np.float32) / 32768.0
             self.seconds += samples.size / self.sample_rate
-            await self._queue.put(self._resample(samples))
+            await self.buffer.put(self._resample(samples))
 
     async def mark(self, marker: object) -> None:
-        await self._queue.put(marker)
+        await self.buffer.put(marker)
 
     async def close(self) -> None:
         if self._resampler is not None:
-            await self._queue.put(_to_array(self._resampler.resample(None)))
-        await self._queue.put(END)
+            await self.buffer.put(_to_array(self._resampler.resample(None)))
+        await self.buffer.put(END)
 
     async def get(self) -> Any:
-        return await self._queue.get()
+        return await self.buffer.get()
 
     def _resample(self, samples: np.ndarray) -> np.ndarray:
         if self._resampler is None:
@@ -73,15 +119,18 @@ class _Pipe:
     when FFmpeg asks for the bytes after it: it has then taken in all the audio before it (reads
     never cross a marker, so what FFmpeg buffers ahead cannot pass one)."""
 
-    def __init__(self, on_marks: Callable[[list[object]], None]) -> None:
+    def __init__(self, on_marks: Callable[[list[object]], None], max_bytes: int) -> None:
         self._cond = threading.Condition()
         self._data = bytearray()
         self._written = self._read = 0
         self._marks: list[tuple[int, object]] = []  # (byte position, marker), in order
         self._eof = self.stopped = False
         self._on_marks = on_marks
+        self.max_bytes = max_bytes
+        self.audio_at = 0  # read position when the decoder last put out audio
+        self.refusal: UnsupportedFormat | None = None  # set when FFmpeg read too far without audio; reads then end
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         with self._cond:
             self._data += data
             self._written += len(data)
@@ -105,10 +154,23 @@ class _Pipe:
             self._cond.notify_all()
 
     @property
-    def buffered(self) -> int:
-        return len(self._data)
+    def room(self) -> int:
+        return self.max_bytes - len(self._data)
+
+    @property
+    def position(self) -> int:
+        return self._read
+
+    def peek(self, size: int) -> bytes:
+        """The first `size` bytes not read yet (fewer at the end), without reading them."""
+        with self._cond:
+            self._cond.wait_for(lambda: len(self._data) >= size or self._eof)
+            return bytes(self._data[:size])
 
     def read(self, size: int = -1) -> bytes:
+        if self._read - self.audio_at > self.max_bytes:  # an end of file, not an exception: FFmpeg retries those
+            self.refusal = UnsupportedFormat("The container stream carries no audio the server can decode")
+            return b""
         while True:
             with self._cond:
                 due = [m for at, m in self._marks if at <= self._read]
@@ -132,18 +194,33 @@ class _Pipe:
 
 
 class ContainerInput:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        containers: tuple[str, ...] = (OGG, MATROSKA),
+        max_samples: int = int(BUFFERED_S * SAMPLE_RATE),
+        max_bytes: int = BUFFERED_BYTES,
+    ) -> None:
         self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.buffer = _Buffer(max_samples)
+        self.containers = containers
         self.seconds = 0.0  # audio decoded from what was received
-        self._pipe = _Pipe(lambda marks: [self._emit(m) for m in marks])
+        self._pipe = _Pipe(lambda marks: [self._emit(m) for m in marks], max_bytes)
         self._thread = threading.Thread(target=self._run, name="stream-demux", daemon=True)
         self._thread.start()
 
+    @property
+    def buffered_bytes(self) -> int:
+        return self._pipe.max_bytes - self._pipe.room
+
     async def feed(self, data: bytes) -> None:
-        while self._pipe.buffered > MAX_PIPE_BYTES:  # FFmpeg is behind: hold the client back
-            await asyncio.sleep(0.01)
-        self._pipe.write(data)
+        view = memoryview(data)
+        while view:
+            room = self._pipe.room
+            if room <= 0:  # FFmpeg is behind: the receiver waits (and stops reading the socket)
+                await asyncio.sleep(0.01)
+                continue
+            self._pipe.write(view[:room])
+            view = view[room:]
 
     async def mark(self, marker: object) -> None:
         self._pipe.mark(marker)
@@ -152,46 +229,73 @@ class ContainerInput:
         self._pipe.close()
 
     async def get(self) -> Any:
-        return await self._queue.get()
+        return await self.buffer.get()
 
     def stop(self) -> None:
         """The session is over: the thread ends at its next read."""
         self._pipe.stop()
 
     def _emit(self, item: Any) -> None:
-        while self._queue.qsize() > MAX_BUFFERED and not self._pipe.stopped:
-            threading.Event().wait(0.01)  # the segmenter is behind: hold the decoder back
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        """Hand an item to the event loop, waiting while the buffer is full (the decoder then stops
+        reading the pipe, which fills and holds the receiver back) unless the session ends."""
+        if self._pipe.stopped:
+            return
+        put = asyncio.run_coroutine_threadsafe(self.buffer.put(item), self._loop)
+        while not self._pipe.stopped:
+            try:
+                put.result(0.05)
+                return
+            except concurrent.futures.TimeoutError:
+                continue
+        put.cancel()
 
     def _run(self) -> None:
         try:
+            container_format = _container(self._pipe.peek(4), self.containers)
             # A small probe: FFmpeg's default would wait for 5 MB before the first frame.
-            with av.open(self._pipe, mode="r", options={"probesize": "32"}, metadata_errors="ignore") as container:
-                if not container.streams.audio or container.streams.audio[0].codec_context is None:
-                    raise UnsupportedFormat("No audio stream found in the container stream")
-                stream = container.streams.audio[0]
-                resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-                for packet in container.demux(stream):
-                    for frame in packet.decode():
-                        frame.pts = None
-                        self.seconds += frame.samples / frame.sample_rate
-                        self._emit(_to_array(resampler.resample(frame)))
-                self._emit(_to_array(resampler.resample(None)))
+            options = {"probesize": "32", **NO_PROTOCOLS}
+            with av.open(self._pipe, mode="r", format=container_format, options=options, metadata_errors="ignore") as container:
+                self._decode(container)
             self._pipe.read(0)  # hands out the markers placed after the last bytes
-            self._emit(END)
+            self._emit(self._pipe.refusal or END)
         except ServiceError as exc:
             self._emit(exc)
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError, IndexError) as exc:
             if not self._pipe.stopped:
-                self._emit(UnsupportedFormat(f"Could not decode the audio stream: {type(exc).__name__}"))
+                self._emit(self._pipe.refusal or UnsupportedFormat(f"Could not decode the audio stream: {type(exc).__name__}"))
+
+    def _decode(self, container: Any) -> None:
+        audio = container.streams.audio
+        if not audio or audio[0].codec_context is None or audio[0].codec_context.name not in CODECS:
+            raise UnsupportedFormat("Container streams must carry Opus (or Vorbis) audio")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        for packet in container.demux(audio[0]):
+            for frame in packet.decode():
+                frame.pts = None
+                self.seconds += frame.samples / frame.sample_rate
+                self._pipe.audio_at = self._pipe.position
+                self._emit(_to_array(resampler.resample(frame)))
+        self._emit(_to_array(resampler.resample(None)))
 
 
-ENCODINGS = {"linear16": "pcm", "opus": "container", "ogg-opus": "container", "ogg_opus": "container", "webm": "container", "webm-opus": "container"}
+def _container(head: bytes, allowed: tuple[str, ...]) -> str:
+    """The FFmpeg demuxer for a stream, by its first bytes, from those its encoding allows."""
+    found = MAGIC.get(head)
+    if found is None:
+        raise UnsupportedFormat("Container streams must be Ogg or WebM (Matroska); send raw PCM with encoding=linear16")
+    if found not in allowed:
+        raise UnsupportedFormat("The stream's container is not the one its encoding names", parameter="encoding")
+    return found
 
 
-def open_input(encoding: str | None, sample_rate: int, channels: int) -> PcmInput | ContainerInput:
-    """`encoding` None: a container FFmpeg recognises by itself (Deepgram's rule for omitted encoding)."""
-    kind = "container" if encoding is None else ENCODINGS.get(encoding)
-    if kind is None:
+def open_input(
+    encoding: str | None, sample_rate: int, channels: int, buffered_s: float = BUFFERED_S, buffered_bytes: int = BUFFERED_BYTES
+) -> PcmInput | ContainerInput:
+    """`encoding` None: an Ogg or WebM container (Deepgram's rule for omitted encoding)."""
+    if encoding is not None and encoding not in ENCODINGS:
         raise InvalidRequest(f"encoding must be one of {', '.join(ENCODINGS)} (or omitted for webm/ogg)", parameter="encoding")
-    return PcmInput(sample_rate, channels) if kind == "pcm" else ContainerInput()
+    max_samples = int(buffered_s * SAMPLE_RATE)
+    containers = (OGG, MATROSKA) if encoding is None else ENCODINGS[encoding]
+    if not containers:
+        return PcmInput(sample_rate, channels, max_samples)
+    return ContainerInput(containers, max_samples, buffered_bytes)

@@ -61,14 +61,15 @@ class Context:
 
 
 def control(text: str) -> str:
-    """A client's text message -> KEEP_ALIVE, FINALIZE or CLOSE; anything else is a 400."""
+    """A client's text message -> KEEP_ALIVE, FINALIZE or CLOSE; anything else is a 400. Errors
+    never quote what was sent: a client's text echoed back is a reflection channel."""
     try:
         kind = json.loads(text).get("type")
     except (ValueError, AttributeError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
         raise InvalidRequest("Text messages must be JSON objects with a type (KeepAlive, Finalize, CloseStream)") from exc
-    name = _CONTROLS.get(str(kind).lower()) if isinstance(kind, str) else None
+    name = _CONTROLS.get(kind.lower()) if isinstance(kind, str) else None
     if name is None:
-        raise InvalidRequest(f"Unknown message type {kind!r}: expected KeepAlive, Finalize or CloseStream")
+        raise InvalidRequest("Unknown message type: expected KeepAlive, Finalize or CloseStream", parameter="type")
     return name
 
 

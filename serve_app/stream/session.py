@@ -7,8 +7,22 @@
 - send: awaits each outgoing item in order and writes it, so a final always follows the interims
   of its utterance and precedes the next one's, however the decodes finish.
 
-The stream ends on close (CloseStream / close_stream, or a client gone), idle timeout, quota, or
-an error; everything the client already sent is decoded and answered before a deliberate close.
+The stream ends on close (CloseStream / close_stream, or a client gone), idle timeout, quota, its
+length limit, a message over the size limit, or an error; everything the client already sent is
+decoded and answered before a deliberate close.
+
+Memory: every stage is bounded in bytes, not in messages, so a stream holds at most (defaults in
+brackets; W is the engine's window as 16 kHz float32: 0.96 MB for 15 s, 1.9 MB for 30 s):
+- the WebSocket message in hand: `max_frame_bytes` [1 MiB], twice while a leftover odd byte is
+  joined to it (PCM is then converted 0.5 s at a time, never as one array);
+- decoded audio waiting for the segmenter: `buffered_s` [10 s = 0.64 MB];
+- a container stream's bytes FFmpeg has not read, and those it read past its last audio:
+  `buffered_bytes` each [1 MiB + 1 MiB];
+- the segmenter's open utterance: W (+ 0.3 s pre-roll), twice while a piece is appended;
+- audio being decoded: `decodes_in_flight` finals [4] and one interim, W each;
+- `OUTGOING` results waiting for a slow client, as text (their audio is not kept).
+That is 4.8 MB + 7 W: about 11.5 MB with a 15 s window, 18 MB with 30 s. The WebSocket server in
+front (uvicorn, Ray Serve's proxy) holds frames of its own before they reach the session.
 """
 
 from __future__ import annotations
@@ -23,7 +37,7 @@ import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ..audio import SAMPLE_RATE
-from ..errors import EngineBusy, InvalidRequest, QuotaExceeded, ServiceError, StreamIdle
+from ..errors import EngineBusy, FileTooLarge, InvalidRequest, QuotaExceeded, ServiceError, StreamIdle
 from ..transcript import Transcript
 from .audio_in import END, ContainerInput, PcmInput
 from .protocol import CLOSE, FINALIZE, Context, Deepgram, Result, Smallest, control
@@ -32,7 +46,8 @@ from .segment import Segmenter, SpeechStarted, Utterance, UtteranceEnd
 logger = logging.getLogger("ray.serve")
 
 Decode = Callable[[Utterance, bool], Awaitable[Transcript]]  # (utterance, final) -> transcript in stream time
-NORMAL, POLICY, SERVER_ERROR = 1000, 1008, 1011  # WebSocket close codes
+NORMAL, POLICY, MESSAGE_TOO_BIG, SERVER_ERROR = 1000, 1008, 1009, 1011  # WebSocket close codes
+OUTGOING = 16  # results waiting for a client that reads slowly: beyond, the stream waits for it
 # Utterances with less speech than this (Silero's own minimum) are a click or a breath: answered
 # empty without asking the engine, which would only make up words such as "[BLANK_AUDIO]".
 MIN_SPEECH_S = 0.25
@@ -63,6 +78,8 @@ class StreamLimits:
     decodes_in_flight: int = 4  # finals of one stream decoding at once (a fast sender waits)
     quota_s: float | None = None  # audio seconds left on the key's quota when the stream opened
     interims: InterimBudget = field(default_factory=lambda: InterimBudget(2))  # shared by a replica's streams
+    max_frame_bytes: int = 2**20  # a larger message (binary or text) ends the stream (close 1009)
+    max_duration_s: float = 3 * 3600.0  # audio or time past this ends the stream after its finals (close 1008)
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,20 @@ class _ClientGone(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class _Span:
+    """Where an utterance lies, without its audio: a result waiting to be sent holds only this."""
+
+    start: float
+    duration: float
+    speech_final: bool
+    from_finalize: bool
+
+
+def _span(utterance: Utterance) -> _Span:
+    return _Span(utterance.start, utterance.end - utterance.start, utterance.speech_final, utterance.from_finalize)
+
+
 class Session:
     def __init__(
         self,
@@ -96,9 +127,9 @@ class Session:
     ) -> None:
         self.ws, self.protocol, self.ctx, self.audio, self.segmenter = ws, protocol, ctx, audio, segmenter
         self.decode, self.limits = decode, limits
-        self.outgoing: asyncio.Queue[Any] = asyncio.Queue()
+        self.outgoing: asyncio.Queue[Any] = asyncio.Queue(OUTGOING)
         self.sha256 = hashlib.sha256()
-        self._ending: ServiceError | None = None  # why the receiver closed the audio, if not the client
+        self._ending = _Close(NORMAL)  # how the stream closes once its audio is answered
         self._slots = asyncio.Semaphore(limits.decodes_in_flight)
         self._decodes: set[asyncio.Task] = set()  # engine calls under way
         self._interim_at = 0.0  # length of the open utterance at its last interim
@@ -109,15 +140,13 @@ class Session:
     @property
     def audio_seconds(self) -> float:
         """The metered amount: audio received (a client that leaves has sent what it sent), except
-        what came after its quota ran out, which is refused."""
+        what came after its quota or length limit ran out, which is refused."""
         return min(self.audio.seconds, self._refused_after)
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(t) for t in (self._receive(), self._process(), self._send())]
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            errors = [t.exception() for t in done]  # every one retrieved, so none is reported as lost
-            failed = next((e for e in errors if e is not None), None)
+            failed = await _until_over(tasks, sender=tasks[2])
         finally:
             for task in [*tasks, *self._decodes]:  # a client gone: its decodes are not wanted either
                 task.cancel()
@@ -135,33 +164,45 @@ class Session:
         await self._close(_closing(failed))
 
     async def _receive(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.max_duration_s  # KeepAlives cannot hold a stream open for ever either
         while True:
             try:
-                message = await asyncio.wait_for(self.ws.receive(), timeout=self.limits.idle_timeout_s)
+                timeout = max(0.0, min(self.limits.idle_timeout_s, deadline - loop.time()))
+                message = await asyncio.wait_for(self.ws.receive(), timeout=timeout)
             except asyncio.TimeoutError:
-                self._ending = StreamIdle()
+                self._end(_closing(self._too_long() if loop.time() >= deadline else StreamIdle()))
                 await self.audio.close()
                 return
             if message["type"] == "websocket.disconnect":
                 raise _ClientGone()
-            data, text = message.get("bytes"), message.get("text")
-            if data:
-                self.sha256.update(data)
-                await self.audio.feed(data)
-            elif data is not None:  # an empty binary frame: Deepgram's old way to close a stream
+            ending = await self._take(message.get("bytes"), message.get("text"))
+            if ending is not None:
+                self._end(ending)
                 await self.audio.close()
                 return
-            elif text is not None:
-                try:
-                    kind = control(text)
-                except InvalidRequest as exc:
-                    await self.outgoing.put(self.protocol.error(exc))  # reported; the stream goes on
-                    continue
-                if kind == CLOSE:
-                    await self.audio.close()
-                    return
-                if kind == FINALIZE:
-                    await self.audio.mark(FINALIZE)
+
+    async def _take(self, data: bytes | None, text: str | None) -> _Close | None:
+        """One client message: None while the stream goes on, else how it ends."""
+        if len(data or text or "") > self.limits.max_frame_bytes:  # refused before it is converted or parsed
+            limit = self.limits.max_frame_bytes
+            return _Close(MESSAGE_TOO_BIG, FileTooLarge(f"WebSocket messages must be at most {limit} bytes", max_frame_bytes=limit))
+        if data:
+            self.sha256.update(data)
+            await self.audio.feed(data)
+        elif data is not None:  # an empty binary frame: Deepgram's old way to close a stream
+            return _Close(NORMAL)
+        elif text is not None:
+            try:
+                kind = control(text)
+            except InvalidRequest as exc:
+                await self.outgoing.put(self.protocol.error(exc))  # reported; the stream goes on
+                return None
+            if kind == CLOSE:
+                return _Close(NORMAL)
+            if kind == FINALIZE:
+                await self.audio.mark(FINALIZE)
+        return None
 
     async def _process(self) -> None:
         while (item := await self.audio.get()) is not END:
@@ -172,8 +213,8 @@ class Session:
                 continue
             for event in await asyncio.to_thread(self.segmenter.push, item):
                 await self._event(event)
-            if self.limits.quota_s is not None and self.segmenter.seconds >= self.limits.quota_s:
-                self._ending = QuotaExceeded("Audio quota used up during the stream", quota="audio_hours")
+            if (over := self._over_limit()) is not None:
+                self._end(_closing(over))
                 self._refused_after = self.segmenter.seconds
                 break
             self._maybe_interim()
@@ -182,7 +223,23 @@ class Session:
         metadata = self.protocol.metadata(self.ctx, self.sha256.hexdigest(), self.audio_seconds)
         if metadata is not None:
             await self.outgoing.put(metadata)
-        await self.outgoing.put(_closing(self._ending))
+        await self.outgoing.put(self._ending)
+
+    def _over_limit(self) -> ServiceError | None:
+        """The audio taken in reached the key's quota or the stream's length limit."""
+        seconds = self.segmenter.seconds
+        if self.limits.quota_s is not None and seconds >= self.limits.quota_s:
+            return QuotaExceeded("Audio quota used up during the stream", quota="audio_hours")
+        return self._too_long() if seconds >= self.limits.max_duration_s else None
+
+    def _too_long(self) -> FileTooLarge:
+        limit = self.limits.max_duration_s
+        return FileTooLarge(f"Streams are limited to {limit:g} s (of audio, and of time)", max_duration_s=limit)
+
+    def _end(self, close: _Close) -> None:
+        """The first reason to end the stream is the one the client is told."""
+        if self._ending.error is None:
+            self._ending = close
 
     async def _event(self, event: SpeechStarted | Utterance | UtteranceEnd) -> None:
         if isinstance(event, Utterance):
@@ -201,7 +258,7 @@ class Session:
         self._interim_at = 0.0
         if utterance is None:
             empty = Utterance(self.segmenter.seconds, np.zeros(0, np.float32), from_finalize=from_finalize)
-            await self.outgoing.put(self._decoded(empty, _ready(self._empty(0.0)), is_last))
+            await self.outgoing.put(self._decoded(_span(empty), _ready(self._empty(0.0)), is_last))
             return
         if self._interim is not None:  # the utterance's interim is obsolete: free the engine for its final
             self._interim.cancel()
@@ -209,11 +266,11 @@ class Session:
         await self._slots.acquire()  # released when the decode ends
         task = self._start(utterance, final=True)
         task.add_done_callback(lambda _: self._slots.release())
-        await self.outgoing.put(self._decoded(utterance, task, is_last))
+        await self.outgoing.put(self._decoded(_span(utterance), task, is_last))
 
     def _maybe_interim(self) -> None:
-        if not self.ctx.options.interim_results or self._decodes:
-            return  # one decode at a time per stream for interims: they are optional work
+        if not self.ctx.options.interim_results or self._decodes or self.outgoing.full():
+            return  # one decode at a time per stream for interims, and none for a client behind: they are optional work
         current = self.segmenter.current()
         if current is None or current.audio.size / SAMPLE_RATE - self._interim_at < self.limits.interim_every_s:
             return
@@ -223,7 +280,7 @@ class Session:
         self._interim = self._start(current, final=False)
         if current.speech_s >= MIN_SPEECH_S:
             self._interim.add_done_callback(self.limits.interims.give)
-        self.outgoing.put_nowait(self._decoded(current, self._interim, interim=True))
+        self.outgoing.put_nowait(self._decoded(_span(current), self._interim, interim=True))
 
     def _start(self, utterance: Utterance, final: bool) -> asyncio.Task:
         if utterance.speech_s < MIN_SPEECH_S:
@@ -233,7 +290,7 @@ class Session:
         task.add_done_callback(self._decodes.discard)
         return task
 
-    async def _decoded(self, utterance: Utterance, transcript: Awaitable[Transcript], is_last: bool = False, interim: bool = False) -> dict[str, Any] | None:
+    async def _decoded(self, span: _Span, transcript: Awaitable[Transcript], is_last: bool = False, interim: bool = False) -> dict[str, Any] | None:
         """The message for a decode, built when the sender reaches it (full text in stream order)."""
         try:
             result = await transcript
@@ -245,12 +302,12 @@ class Session:
             if interim and not asyncio.current_task().cancelling():  # type: ignore[union-attr]
                 return None  # overtaken by its final
             raise
-        if not interim:
+        if not interim and self.ctx.options.full_transcript:  # kept only when asked for: it grows with the stream
             self._finals.append(result.text)
         return self.protocol.result(
             Result(
-                result, utterance.start, utterance.end - utterance.start, is_final=not interim,
-                speech_final=utterance.speech_final, from_finalize=utterance.from_finalize, is_last=is_last,
+                result, span.start, span.duration, is_final=not interim,
+                speech_final=span.speech_final, from_finalize=span.from_finalize, is_last=is_last,
                 full_text=" ".join(t for t in self._finals if t),
             ),
             self.ctx,
@@ -289,4 +346,17 @@ class Session:
 
 async def _ready(value: Transcript) -> Transcript:
     return value
+
+
+async def _until_over(tasks: list[asyncio.Task], sender: asyncio.Task) -> BaseException | None:
+    """Wait until the sender has closed the stream or a task failed (the error). The receiver may
+    still be waiting for room in a full buffer then: it is not waited for."""
+    pending = set(tasks)
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        errors = [t.exception() for t in done]  # every one retrieved, so none is reported as lost
+        failed = next((e for e in errors if e is not None), None)
+        if failed is not None or sender in done:
+            return failed
+    return None
 
