@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import random
 import time
@@ -39,14 +38,16 @@ from .audio.decode import decode
 from .audio.fetch import Fetcher, FetchLimits, UrlPolicy
 from .audio.source import AudioSource, BodyLimits, Options, flag, parse_source
 from .auth import UNVERIFIED, Authenticator, FailureThrottle, Principal, Refusal
+from .callback import Callbacks, failure
 from .callback import check as check_callback
-from .callback import deliver as deliver_callback
 from .engine import ChunkTranscript, EngineInfo
 from .errors import EngineBusy, HeadersTooLarge, InvalidRequest, MethodNotAllowed, NotFound, RateLimited, ServiceError, ServiceUnavailable
 from .formats import FORMATS, ROUTE_FORMATS, TIMED, Formatter, RequestMeta
 from .license import iso
 from .limits import Admission, Limiter, has_quota, remaining_audio_seconds
 from .metrics import Metrics, RayMetrics
+from .outbox import OutboxStore
+from .outbox import beside as outbox_beside
 from .settings import IngressArgs
 from .stream.audio_in import open_input
 from .stream.protocol import Context, Deepgram, Smallest, StreamOptions
@@ -77,6 +78,7 @@ class Ingress:
         limiter: Limiter,
         url_policy: UrlPolicy,
         metrics: Metrics | None = None,
+        outbox: OutboxStore | None = None,
     ) -> None:
         self.engine = engine  # DeploymentHandle to WhisperEngine (a fake in unit tests)
         self.args = IngressArgs.model_validate(args)
@@ -90,6 +92,9 @@ class Ingress:
         self.fetcher = Fetcher(url_policy, limits, self.args.url_fetch_workers)  # its own threads: slow URLs wait there
         self._info: EngineInfo | None = None
         self._background: set[asyncio.Task] = set()  # callback requests in progress
+        # Pending callbacks live in the usage store's backend unless told otherwise (outbox.py).
+        self.callbacks = Callbacks(outbox if outbox is not None else outbox_beside(limiter.store), url_policy, self.args.callbacks)
+        self.callbacks.start()  # under Serve, on the replica's event loop; in tests, at the first callback request
         self.engine_watch = ReplicaWatch("WhisperEngine")
         self.started = time.monotonic()
         self._interims = InterimBudget(self.args.stream.interims_in_flight)
@@ -186,6 +191,8 @@ class Ingress:
             info = await self._engine_info()
             job = _Job(principal, source, name, formatter, info, self._language(source, info), uuid.uuid4().hex)
             callback = await asyncio.to_thread(check_callback, options.callback, self.url_policy) if options.callback is not None else None
+            if callback is not None:  # into the outbox, or refused (503/429) before any work
+                await self.callbacks.accept(job.request_id, principal.key_id, callback)
         except BaseException:
             await admitted.aclose()
             raise
@@ -193,7 +200,7 @@ class Ingress:
             async with admitted:
                 transcript, data = await self._run(job, admission)
             return await self._respond(job, transcript, data)
-        task = asyncio.create_task(self._run_and_deliver(job, admitted, admission, callback))
+        task = asyncio.create_task(self._run_and_deliver(job, admitted, admission))
         self._background.add(task)  # a reference, or the event loop may drop the task
         task.add_done_callback(self._background.discard)
         return JSONResponse({"request_id": job.request_id, "status": "processing"})
@@ -262,8 +269,9 @@ class Ingress:
         meta = RequestMeta(job.request_id, hashlib.sha256(data).hexdigest(), job.info.model, datetime.now(timezone.utc))
         return job.formatter(transcript, meta, job.source.options)
 
-    async def _run_and_deliver(self, job: "_Job", admitted: AsyncExitStack, admission: Admission, url: str) -> None:
-        """A callback request after its 200: transcribe, then POST the result (or the error) to `url`."""
+    async def _run_and_deliver(self, job: "_Job", admitted: AsyncExitStack, admission: Admission) -> None:
+        """A callback request after its 200: transcribe, then hand the result (or the error) to the
+        outbox, from which a delivery loop POSTs it (callback.py)."""
         try:
             async with admitted:
                 transcript, data = await self._run(job, admission)
@@ -272,10 +280,8 @@ class Ingress:
         except Exception as exc:
             if not isinstance(exc, ServiceError):
                 logger.exception("callback request %s failed", job.request_id)
-            error = exc if isinstance(exc, ServiceError) else ServiceError()
-            body, content_type = json.dumps({"request_id": job.request_id, "status": "failed", **error.body()}).encode(), "application/json"
-        if not await deliver_callback(url, body, content_type, self.url_policy):
-            logger.warning("callback for request %s was not delivered", job.request_id)
+            body, content_type = failure(job.request_id, exc if isinstance(exc, ServiceError) else ServiceError()), "application/json"
+        await self.callbacks.finish(job.request_id, body, content_type)
 
     def _streaming(self, protocol: Deepgram | Smallest) -> Callable[[WebSocket], Awaitable[None]]:
         async def handler(ws: WebSocket) -> None:

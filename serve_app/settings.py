@@ -73,6 +73,28 @@ class StreamArgs(_Strict):
     )
 
 
+class CallbackArgs(_Strict):
+    pending_per_replica: int = Field(
+        256, ge=1, description="callback requests transcribing at once in one ingress replica (503 + retry_after beyond)"
+    )
+    pending_per_key: int = Field(
+        16, ge=1, description="a key's callbacks not yet delivered, across replicas (429 RATE_LIMIT_EXCEEDED beyond)"
+    )
+    attempts: int = Field(5, ge=1, description="deliveries tried before a result is dropped")
+    backoff_s: float = Field(1.0, gt=0, description="wait before the second attempt; it doubles after each")
+    attempt_timeout_s: float = Field(
+        10, gt=0, description="one deadline per attempt: resolve, connect, send and the reply's status line"
+    )
+    max_result_mb: float = Field(
+        64, gt=0, description="largest stored result (2 h of mono audio with every option is under 40); beyond, RESULT_TOO_LARGE is sent"
+    )
+    lease_s: float = Field(
+        60, gt=0, description="a replica that dies while transcribing: its callbacks are reported failed after this"
+    )
+    poll_s: float = Field(1.0, gt=0, description="how often each ingress replica looks for callbacks due")
+    deliveries_in_flight: int = Field(4, ge=1, description="deliveries one ingress replica makes at once")
+
+
 class IngressArgs(_Strict):
     max_body_mb: float = Field(100, gt=0, description="largest accepted upload or fetched file (413 beyond)")
     max_duration_s: float = Field(7200, gt=0, description="longest accepted audio (413 beyond)")
@@ -97,6 +119,9 @@ class IngressArgs(_Strict):
         16, ge=1, description="chunks of one request sent to the engine at once: a long file cannot fill its queue"
     )
     stream: StreamArgs = Field(default_factory=StreamArgs, description="live transcription over WebSocket")
+    callbacks: CallbackArgs = Field(
+        default_factory=CallbackArgs, description="asynchronous results (`callback`): bounds and delivery, kept in the usage store's backend"
+    )
     auth_failures_per_minute: int | None = Field(
         20, ge=1, description="failed authentications from one client address in a minute before its requests "
         "are refused with 429 until the minute ends (per ingress replica; None: off, e.g. behind a proxy that hides addresses)"
