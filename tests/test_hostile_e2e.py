@@ -6,9 +6,12 @@ replicas' memory stays within a stated bound. Only loopback addresses are ever c
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import http.client
+import json
 import socket
+import sqlite3
 import threading
 import time
 from typing import Iterator
@@ -154,6 +157,19 @@ def test_a_dripping_url_is_cut_at_its_deadline_and_others_are_served(server: Ser
 def test_forged_tokens_are_refused_and_never_metered_under_their_claim(server: Server, token: str) -> None:
     response = _listen(server, JFK_FLAC.read_bytes(), "audio/flac", key=token)
     assert response.status_code == 401 and response.json()["code"] == "INVALID_LICENSE"
+
+
+def test_a_forged_claim_writes_nothing(server: Server) -> None:
+    """A token naming a key id of the attacker's choosing: refused, and no usage row or metric label
+    is ever made for that id."""
+    claims = base64.urlsafe_b64encode(json.dumps({"kid": "forged-by-attacker", "iss": "x"}).encode()).rstrip(b"=").decode()
+    forged = f"stt1.{claims}.{'A' * 86}"
+    for _ in range(3):
+        assert _listen(server, JFK_FLAC.read_bytes(), "audio/flac", key=forged).status_code == 401
+    with sqlite3.connect(server.log.parent / "usage.sqlite3") as db:
+        rows = db.execute("SELECT COUNT(*) FROM counters WHERE key_id LIKE '%forged%'").fetchone()[0]
+    assert rows == 0
+    assert "forged-by-attacker" not in server.log.read_text()
 
 
 def test_a_tampered_key_is_refused(server: Server) -> None:

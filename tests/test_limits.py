@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timezone
 from typing import Any
 
@@ -191,3 +192,31 @@ def test_store_down_is_503_not_500(tmp_path: Any) -> None:
         response = post(c, ISSUER.issue(requests_per_minute=10))
     assert response.status_code == 503
     assert response.json()["code"] == "SERVICE_UNAVAILABLE" and response.headers["Retry-After"] == "5"
+
+
+def _settled_after(tmp_path: Any, clock: Clock, ending: BaseException | None) -> float:
+    """Audio billed for an 11 s request (on a 20 s daily quota) that ends with `ending` raised inside it."""
+    store = SqliteStore(tmp_path / f"{type(ending).__name__}.db")
+    limiter = Limiter(store, clock=clock)
+    key = ISSUER.issue(audio_hours_per_day=20 / 3600)
+    principal = LicenseAuthenticator(PublicKeys.from_lines([ISSUER.public_line()]), RevocationList(None)).authenticate(f"Token {key}")
+
+    async def request() -> None:
+        async with limiter.admit(principal) as admission:
+            await admission.reserve(11.0)
+            if ending is not None:
+                raise ending
+            admission.audio_seconds = 11.0
+
+    with contextlib.suppress(BaseException):
+        asyncio.run(request())
+    return store.usage(principal.key_id, clock()).audio_seconds_today
+
+
+@pytest.mark.parametrize("ending, billed", [
+    (None, 11.0),  # answered
+    (RuntimeError("engine bug"), 0.0),  # the server failed it: refunded
+    (asyncio.CancelledError(), 11.0),  # the client hung up (or the replica is going away): the work was under way
+])
+def test_what_a_request_is_billed_when_it_ends(tmp_path: Any, clock: Clock, ending: BaseException | None, billed: float) -> None:
+    assert _settled_after(tmp_path, clock, ending) == billed

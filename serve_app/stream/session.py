@@ -51,6 +51,7 @@ OUTGOING = 16  # results waiting for a client that reads slowly: beyond, the str
 # Utterances with less speech than this (Silero's own minimum) are a click or a breath: answered
 # empty without asking the engine, which would only make up words such as "[BLANK_AUDIO]".
 MIN_SPEECH_S = 0.25
+QUOTA_BLOCK_S = 30.0  # audio billed ahead of a stream at a time: one store write per 30 s streamed
 
 
 class InterimBudget:
@@ -76,7 +77,9 @@ class StreamLimits:
     idle_timeout_s: float = 10.0  # no audio or message for this long closes the stream
     interim_every_s: float = 1.0  # new audio in an utterance before its next interim result
     decodes_in_flight: int = 4  # finals of one stream decoding at once (a fast sender waits)
-    quota_s: float | None = None  # audio seconds left on the key's quota when the stream opened
+    # Bills audio seconds ahead of the stream (as much as the quota has left, up to the amount
+    # asked) and returns what it billed; None: the stream is not metered (tests).
+    reserve: Callable[[float], Awaitable[float]] | None = None
     interims: InterimBudget = field(default_factory=lambda: InterimBudget(2))  # shared by a replica's streams
     max_frame_bytes: int = 2**20  # a larger message (binary or text) ends the stream (close 1009)
     max_duration_s: float = 3 * 3600.0  # audio or time past this ends the stream after its finals (close 1008)
@@ -135,6 +138,7 @@ class Session:
         self._interim_at = 0.0  # length of the open utterance at its last interim
         self._finals: list[str] = []
         self._refused_after = float("inf")
+        self._billed = 0.0  # audio seconds reserved against the key's quota so far
         self._interim: asyncio.Task | None = None  # the latest interim decode
 
     @property
@@ -213,9 +217,9 @@ class Session:
                 continue
             for event in await asyncio.to_thread(self.segmenter.push, item):
                 await self._event(event)
-            if (over := self._over_limit()) is not None:
+            if (over := self._over_limit() or await self._quota_gone()) is not None:
                 self._end(_closing(over))
-                self._refused_after = self.segmenter.seconds
+                self._refused_after = min(self.segmenter.seconds, self._billed)
                 break
             self._maybe_interim()
         last = self.segmenter.finalize()
@@ -226,11 +230,21 @@ class Session:
         await self.outgoing.put(self._ending)
 
     def _over_limit(self) -> ServiceError | None:
-        """The audio taken in reached the key's quota or the stream's length limit."""
-        seconds = self.segmenter.seconds
-        if self.limits.quota_s is not None and seconds >= self.limits.quota_s:
-            return QuotaExceeded("Audio quota used up during the stream", quota="audio_hours")
-        return self._too_long() if seconds >= self.limits.max_duration_s else None
+        """The audio taken in reached the stream's length limit."""
+        return self._too_long() if self.segmenter.seconds >= self.limits.max_duration_s else None
+
+    async def _quota_gone(self) -> QuotaExceeded | None:
+        """Audio is billed in blocks ahead of what arrives, each block in one atomic step against the
+        key's quota (so parallel streams and requests share it honestly); the stream ends when the
+        quota has no block left. What the last block did not use is given back when the stream ends."""
+        if self.limits.reserve is None:
+            return None
+        while self.segmenter.seconds >= self._billed:
+            granted = await self.limits.reserve(QUOTA_BLOCK_S)
+            if granted <= 0:
+                return QuotaExceeded("Audio quota used up during the stream", quota="audio_hours")
+            self._billed += granted
+        return None
 
     def _too_long(self) -> FileTooLarge:
         limit = self.limits.max_duration_s
