@@ -301,7 +301,6 @@ class Ingress:
             info = await self._engine_info()
             _supported(options.language, info)
             admission = await admitted.enter_async_context(self.limiter.admit(principal))
-            quota_s = await self._quota_left(principal)
             vad = await asyncio.to_thread(SileroVad)
         except ServiceError as exc:
             await admitted.aclose()
@@ -317,7 +316,8 @@ class Ingress:
                 Segmenter(vad, options.endpoint_s, info.window_s, options.utterance_end_s),
                 self._stream_decoder(options),
                 StreamLimits(
-                    limits.idle_timeout_s, limits.interim_every_s, limits.decodes_in_flight, quota_s, self._interims,
+                    limits.idle_timeout_s, limits.interim_every_s, limits.decodes_in_flight,
+                    lambda seconds: admission.reserve(seconds, partial=True), self._interims,
                     max_frame_bytes=limits.max_frame_kb * 1024, max_duration_s=limits.max_duration_s,
                 ),
             )
@@ -341,14 +341,6 @@ class Ingress:
             return transcript if options.punctuate else unpunctuated(transcript)
 
         return decode
-
-    async def _quota_left(self, principal: Principal) -> float | None:
-        """Audio seconds the key may still stream (None: no quota); admission refused it at 0."""
-        limits = principal.claims.limits
-        if not has_quota(limits):
-            return None
-        left = [s for s in remaining_audio_seconds(limits, await self.limiter.usage(principal.key_id)).values() if s is not None]
-        return min(left)
 
     async def usage(self, request: Request) -> Response:
         """A key holder's own usage, limits and remaining quota."""
@@ -514,7 +506,7 @@ async def _refuse(ws: WebSocket, error: ServiceError, subprotocol: str | None) -
 def _supported(language: str, info: EngineInfo) -> str:
     if language not in info.languages:
         detail = "is English-only" if not info.multilingual else "does not support this language"
-        raise InvalidRequest(f"Model {info.model} {detail}: language={language!r}", parameter="language")
+        raise InvalidRequest(f"Model {info.model} {detail}: choose a language it serves", parameter="language")  # the value sent is not echoed
     return language
 
 

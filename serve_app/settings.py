@@ -103,10 +103,10 @@ class IngressArgs(_Strict):
         8000, ge=0, description="once body_idle_s has passed, a body arriving slower than this on average is refused (408)"
     )
     url_timeout_s: float = Field(30, gt=0, description="deadline for a whole audio URL fetch: connect, redirects, headers, body")
+    url_max_redirects: int = Field(5, ge=0)
     url_fetch_workers: int = Field(
         8, ge=1, description="audio URL downloads at once per ingress replica, on their own threads; more wait (within url_timeout_s)"
     )
-    url_max_redirects: int = Field(5, ge=0)
     word_timestamps: bool = Field(
         False, description="align word times with the model unless a request says (costs ~half a transcription)"
     )

@@ -184,7 +184,7 @@ async def parse_source(request: Request, limits: BodyLimits) -> AudioSource:
         return await _from_multipart(request, limits, query)
     if not content_type:
         raise InvalidRequest("Missing Content-Type: send application/json with a url, audio/*, or multipart/form-data")
-    raise UnsupportedFormat(f"Unsupported Content-Type {content_type!r}")
+    raise UnsupportedFormat("Unsupported Content-Type: send application/json, audio/*, or multipart/form-data")
 
 
 def _from_json(raw: bytes, query: dict[str, str]) -> AudioSource:
