@@ -52,4 +52,5 @@ if [ -d "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()[
   pip uninstall -q -y httptools >/dev/null
 fi
 echo "==> preparing models"
-"$VENV/bin/python" scripts/prepare_models.py "$@"
+# From the repository root, so that `tools` is found even before the editable install knows it.
+"$VENV/bin/python" -m tools.models.prepare "$@"

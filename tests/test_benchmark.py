@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 def test_benchmark_smoke(server: Server, tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, ROOT / "scripts/benchmark.py", "--url", server.url, "--key", server.key, "--engines", "service",
+        [sys.executable, "-m", "tools.bench.benchmark", "--url", server.url, "--key", server.key, "--engines", "service",
          "--levels", "1,2", "--min-requests", "2", "--clips", "2", "--manifest", ROOT / "tests/data/manifest.jsonl",
          "--min-s", "1", "--max-s", "15", "--out", tmp_path],
         check=True, cwd=ROOT, capture_output=True, timeout=600,

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Iterator
 
 import pytest
-from deepgram import DeepgramClient
-from deepgram.environment import DeepgramClientEnvironment
 
 from .conftest import Server
 from .helpers import DATA, JFK_FLAC, FileServer, manifest, normalize, serving
+from .support import deepgram_client
 
 pytestmark = pytest.mark.e2e
 
@@ -19,14 +18,8 @@ def storage() -> Iterator[FileServer]:
     yield from serving("127.0.0.2", {"/jfk.flac": JFK_FLAC.read_bytes()})
 
 
-def _client(server: Server) -> DeepgramClient:
-    ws = server.url.replace("http", "ws")
-    env = DeepgramClientEnvironment(base=server.url, production=ws, agent=ws, agent_rest=server.url)
-    return DeepgramClient(api_key=server.key, environment=env)
-
-
 def test_transcribe_url_and_file(server: Server, storage: FileServer) -> None:
-    client = _client(server)
+    client = deepgram_client(server)
     expected = normalize(manifest()["whisper_jfk.flac"]["text"])
     by_url = client.listen.v1.media.transcribe_url(url=storage.url("/jfk.flac"), model="nova-3")
     by_file = client.listen.v1.media.transcribe_file(request=JFK_FLAC.read_bytes(), model="nova-3")
@@ -36,7 +29,7 @@ def test_transcribe_url_and_file(server: Server, storage: FileServer) -> None:
 
 
 def test_utterances_and_paragraphs_parse(server: Server) -> None:
-    result = _client(server).listen.v1.media.transcribe_file(request=JFK_FLAC.read_bytes(), model="nova-3", utterances=True, paragraphs=True)
+    result = deepgram_client(server).listen.v1.media.transcribe_file(request=JFK_FLAC.read_bytes(), model="nova-3", utterances=True, paragraphs=True)
     expected = normalize(manifest()["whisper_jfk.flac"]["text"])
     assert normalize(" ".join(u.transcript for u in result.results.utterances)) == expected
     assert all(u.start < u.end for u in result.results.utterances)
@@ -46,7 +39,7 @@ def test_utterances_and_paragraphs_parse(server: Server) -> None:
 
 def test_diarized_words_parse(server: Server) -> None:
     call = (DATA / "pyannote_sample.wav").read_bytes()
-    result = _client(server).listen.v1.media.transcribe_file(request=call, model="nova-3", diarize=True, utterances=True)
+    result = deepgram_client(server).listen.v1.media.transcribe_file(request=call, model="nova-3", diarize=True, utterances=True)
     words = result.results.channels[0].alternatives[0].words
     assert {w.speaker for w in words} == {0, 1}
     assert {u.speaker for u in result.results.utterances} == {0, 1}

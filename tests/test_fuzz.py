@@ -25,7 +25,7 @@ from serve_app.audio.source import Options
 from serve_app.errors import ServiceError
 
 from .helpers import JFK_FLAC
-from .test_ingress import AUTH, FakeEngine, make_ingress
+from .support import AUTH, FakeEngine, make_ingress
 
 SCALE = float(os.environ.get("FUZZ_EXAMPLES", "1"))
 

@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from .helpers import JFK_FLAC
-from .test_ingress import AUTH, FakeEngine, make_ingress
+from .support import AUTH, FakeEngine, make_ingress
 
 ROUTES = ["/v1/listen", "/waves/v1/stt/"]
 

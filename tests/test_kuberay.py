@@ -10,9 +10,7 @@ import ast
 import ipaddress
 import json
 import re
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -24,9 +22,7 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from serve_app.settings import ROOT
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import kuberay  # noqa: E402
+from tools import kuberay
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 KUBERNETES_VERSION = "1.33"
@@ -43,7 +39,7 @@ def _by_kind(environment: str, kind: str) -> list[dict]:
 
 def test_committed_manifests_are_what_the_generator_writes() -> None:
     stale = [str(path) for path, text in kuberay.outputs().items() if not path.exists() or path.read_text() != text]
-    assert stale == [], "run: .venv/bin/python scripts/kuberay.py"
+    assert stale == [], "run: .venv/bin/python -m tools.kuberay"
     assert {p.parent.name for p in kuberay.outputs()} == set(ENVIRONMENTS)
 
 

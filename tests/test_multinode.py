@@ -1,4 +1,4 @@
-"""Two Ray nodes on this machine (scripts/multinode.py): the engine replica runs on the second node;
+"""Two Ray nodes on this machine (tools/cluster/multinode.py): the engine replica runs on the second node;
 when that node stops, /health is unhealthy and requests get 503 with retry_after, quickly; when it
 comes back, the service resumes by itself."""
 
@@ -6,20 +6,16 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 import requests
 
 from serve_app.settings import ROOT
+from tools.cluster.multinode import Cluster, deployed
 
 from .helpers import JFK_FLAC, manifest, normalize
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from multinode import Cluster, deployed  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 

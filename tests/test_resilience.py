@@ -1,10 +1,9 @@
-"""Faults and upgrades under load (scripts/resilience.py, shorter): a killed engine replica costs
+"""Faults and upgrades under load (tools/cluster/resilience.py, shorter): a killed engine replica costs
 503s with retry_after until Serve replaces it, never a hang; a changed config deployed under load
 fails no request; a killed ingress replica loses only what it held in flight."""
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -14,10 +13,7 @@ import psutil
 import pytest
 import requests
 
-from serve_app.settings import ROOT
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from resilience import AUDIO, TIMEOUT_S, Cluster, kill_replica, start, upgrade  # noqa: E402
+from tools.cluster.resilience import AUDIO, TIMEOUT_S, Cluster, kill_replica, start, upgrade
 
 pytestmark = pytest.mark.e2e
 SECONDS, CONCURRENCY = 20.0, 4

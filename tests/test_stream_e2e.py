@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import requests
@@ -20,27 +20,15 @@ from deepgram.listen.v1.types import ListenV1Metadata, ListenV1Results, ListenV1
 from smallestai.waves.helpers import stream_speech_to_text
 from smallestai.waves.speech_to_text.types import CloseStream, FinalizeSignal
 
-from serve_app.audio.decode import decode
 from serve_app.settings import ROOT
 
 from .conftest import Server
 from .helpers import JFK_FLAC, normalize
-from .test_deepgram import _client as deepgram_client
-from .test_smallestai import _client as smallest_client
+from .support import JFK_PCM, deepgram_client, opus, paced, smallest_client
 
 pytestmark = pytest.mark.e2e
 
-JFK_PCM = (decode(JFK_FLAC.read_bytes(), 60) * 32767).astype("<i2").tobytes()
-FRAME = 3200  # 100 ms of 16 kHz 16-bit mono
 PAUSE = int(4.8 * 32000)  # bytes up to the pause after "ask not" (4.4 s to 5.4 s): where a voice agent's turn ends
-
-
-def paced(send: Callable[[bytes], Any], data: bytes = JFK_PCM) -> None:
-    """Frames at the pace of speech, as a microphone would send them."""
-    started = time.monotonic()
-    for k, at in enumerate(range(0, len(data), FRAME)):
-        time.sleep(max(0.0, started + k * 0.1 - time.monotonic()))
-        send(data[at : at + FRAME])
 
 
 def batch_words(server: Server) -> str:
@@ -90,14 +78,12 @@ def test_smallestai_streaming_helper(server: Server) -> None:
 
 def test_browser_style_webm_stream_with_key_as_subprotocol(server: Server) -> None:
     """What a browser sends: MediaRecorder's webm/opus, the key as the `token` subprotocol."""
-    from .test_stream import _opus
-
     url = server.url.replace("http", "ws") + "/v1/listen/stream?punctuate=false"
     expected = batch_words(server)  # first: a file transcribed is metered too
     before = streamed_seconds(server)
     with websockets.sync.client.connect(url, subprotocols=["token", server.key]) as ws:  # type: ignore[list-item]
         assert ws.subprotocol == "token"
-        paced(ws.send, _opus("webm"))  # about 10 frames a second of compressed audio: faster than real time
+        paced(ws.send, opus("webm"))  # about 10 frames a second of compressed audio: faster than real time
         ws.send(json.dumps({"type": "CloseStream"}))
         messages = [json.loads(m) for m in ws]
     finals = [m for m in messages if m["type"] == "Results" and m["is_final"]]
@@ -124,7 +110,7 @@ def test_stream_benchmark_smoke(server: Server, tmp_path: Path) -> None:
     """The benchmark runs and writes its results (latency itself is for the benchmark to show)."""
     out = tmp_path / "streaming.json"
     subprocess.run(
-        [sys.executable, ROOT / "scripts/stream_bench.py", "--url", server.url, "--key", server.key, "--levels", "1,2",
+        [sys.executable, "-m", "tools.bench.stream", "--url", server.url, "--key", server.key, "--levels", "1,2",
          "--seconds", "12", "--warmup-s", "4", "--target-s", "60", "--manifest", ROOT / "tests/data/manifest.jsonl", "--out", out],
         check=True, cwd=ROOT, capture_output=True, timeout=600,
     )

@@ -1,27 +1,24 @@
-"""Compute serve_app/speaker_background.npy: the mean speaker embedding of many voices.
+"""Compute serve_app/engine/speaker_background.npy: the mean speaker embedding of many voices.
 
 Diarization judges whether two groups of windows are different people after removing what every
 voice shares (Resemblyzer embeddings all sit in one positive cone). The mean is taken over speakers
 that no diarization measurement uses: the multilingual, Common Voice, ARCTIC, SpeechBrain and
 LibriVox clips of ../shared/audio, one mean per clip so that long clips do not weigh more.
 
-Usage: python scripts/speaker_background.py [--audio ../shared/audio] [--weights models/speaker/resemblyzer.pt]
+Usage: python -m tools.models.speaker_background [--audio ../shared/audio] [--weights models/speaker/resemblyzer.pt]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from serve_app.audio.decode import decode  # noqa: E402
-from serve_app.diarize import BACKGROUND, Diarizer, windows  # noqa: E402
+from serve_app.audio.decode import decode
+from serve_app.engine.diarize import BACKGROUND, Diarizer, windows
+from tools import ROOT
 
 SETS = ("multilingual", "commonvoice", "arctic", "speechbrain_asr", "librivox")
 

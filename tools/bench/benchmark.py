@@ -1,7 +1,7 @@
 """Benchmark the service against its peers on the same machine, weights and clips, in one run.
 
-  .venv/bin/python scripts/benchmark.py                      # service + bare vLLM + faster-whisper int8
-  .venv/bin/python scripts/benchmark.py --url URL --key KEY  # an already running service (no cold start)
+  .venv/bin/python -m tools.bench.benchmark                      # service + bare vLLM + faster-whisper int8
+  .venv/bin/python -m tools.bench.benchmark --url URL --key KEY  # an already running service (no cold start)
 
 For each engine and concurrency level it reports throughput (audio seconds per wall second),
 latency p50/p95/p99, errors by status, word error rate against the references, cold start (command
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -27,8 +26,9 @@ import requests
 import yaml
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import DEFAULT_MANIFEST, ROOT, Clip, LevelResult, RssSampler, cpu_seconds_by_role, load_clips, result_json, rss_mb_by_role, schedule  # noqa: E402
+from tools import ROOT
+from tools.bench.common import DEFAULT_MANIFEST, Clip, LevelResult, RssSampler, cpu_seconds_by_role, load_clips, result_json, rss_mb_by_role, schedule
+from tools.bench.report import markdown, plot
 
 PYTHON = sys.executable
 BIN = Path(sys.executable).parent
@@ -144,15 +144,13 @@ def run_peer(engine: str, plan: dict, workdir: Path) -> dict:
     out = workdir / f"{engine}.json"
     print(f"==> {engine}", flush=True)
     start = time.monotonic()
-    subprocess.run([PYTHON, ROOT / "scripts/bench_peers.py", engine, "--plan", workdir / "plan.json", "--out", out], check=True, cwd=ROOT)
+    subprocess.run([PYTHON, "-m", "tools.bench.peers", engine, "--plan", workdir / "plan.json", "--out", out], check=True, cwd=ROOT)
     result = json.loads(out.read_text())
     result["process_s"] = round(time.monotonic() - start, 1)
     return result
 
 
 def report(results: dict, out: Path) -> str:
-    from report import markdown, plot
-
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     md = markdown(results)

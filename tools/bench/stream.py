@@ -11,8 +11,8 @@ the target; the report names the most streams that stay under it, and each level
 ratio to one stream's. Streams without interim results run too, as the same run's peer: what the
 optional re-decoding costs.
 
-    .venv/bin/python scripts/stream_bench.py                     # starts configs/cpu.yaml itself
-    .venv/bin/python scripts/stream_bench.py --url http://127.0.0.1:7100 --key "$LICENSE_KEY"
+    .venv/bin/python -m tools.bench.stream                     # starts configs/cpu.yaml itself
+    .venv/bin/python -m tools.bench.stream --url http://127.0.0.1:7100 --key "$LICENSE_KEY"
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import json
 import os
 import random
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -32,12 +31,11 @@ from pathlib import Path
 import numpy as np
 import websockets.sync.client
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench_common import DEFAULT_MANIFEST, ROOT, Clip, load_clips, normalize  # noqa: E402
-
-from serve_app.audio import SAMPLE_RATE  # noqa: E402
-from serve_app.audio.decode import decode  # noqa: E402
+from serve_app.audio import SAMPLE_RATE
+from serve_app.audio.decode import decode
+from tools import ROOT
+from tools.bench.benchmark import Service
+from tools.bench.common import DEFAULT_MANIFEST, Clip, load_clips, normalize
 
 FRAME_S = 0.1
 GAP_S = (1.0, 2.5)  # silence between utterances: a turn-taking pause
@@ -163,8 +161,6 @@ def main() -> None:
     url, key = args.url, args.key
     tmp = tempfile.TemporaryDirectory(prefix="stt-stream-bench-")
     if url is None:
-        from benchmark import Service
-
         service = Service(Path(tmp.name), ROOT / "configs" / "cpu.yaml")
         print(f"==> starting the service: {service.start(clips[0][0]):.0f} s", flush=True)
         url, key = service.url, service.key

@@ -3,9 +3,9 @@ engine replica's process is killed, an ingress replica's process is killed, and 
 is deployed. Every request must end in 200 or 503 (with retry_after) within its timeout, Serve must
 bring the replicas back, and an upgrade must fail no request.
 
-  .venv/bin/python scripts/resilience.py [--seconds 60] [--concurrency 4]
+  .venv/bin/python -m tools.cluster.resilience [--seconds 60] [--concurrency 4]
 
-One Ray node on this machine (scripts/multinode.py's Cluster, head only, its own ports and token)
+One Ray node on this machine (tools/cluster/multinode.py's Cluster, head only, its own ports and token)
 serving configs/cpu.yaml with two ingress replicas. Prints a table and writes
 docs/resilience/results.json. tests/test_resilience.py runs the same scenarios, shorter.
 """
@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -27,8 +26,8 @@ from typing import Any, Callable
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from multinode import ROOT, Cluster, cpu_config, dev_key, write_config  # noqa: E402
+from tools import ROOT
+from tools.cluster.multinode import Cluster, cpu_config, dev_key, write_config
 
 AUDIO = (ROOT / "tests" / "data" / "whisper_jfk.flac").read_bytes()
 TIMEOUT_S = 120.0  # a client's timeout: no request may take longer

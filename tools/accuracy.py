@@ -7,9 +7,9 @@
                 references), one-speaker clips counted as one, and the phone call's words attributed
                 to the right speaker through the service (diarize=true)
 
-  .venv/bin/python scripts/accuracy.py                  # starts configs/cpu.yaml, then the same with base
-  .venv/bin/python scripts/accuracy.py --only timing,longform
-  .venv/bin/python scripts/accuracy.py --only diarization
+  .venv/bin/python -m tools.accuracy                  # starts configs/cpu.yaml, then the same with base
+  .venv/bin/python -m tools.accuracy --only timing,longform
+  .venv/bin/python -m tools.accuracy --only diarization
 
 Prints tables and writes docs/accuracy/results.{json,md}.
 """
@@ -21,7 +21,6 @@ import difflib
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,12 +32,11 @@ import requests
 import yaml
 from scipy.optimize import linear_sum_assignment
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import DEFAULT_MANIFEST, ROOT, Clip, normalize  # noqa: E402
-from benchmark import Service  # noqa: E402
-
-from serve_app.audio.decode import decode  # noqa: E402
-from serve_app.diarize import Diarizer  # noqa: E402
+from serve_app.audio.decode import decode
+from serve_app.engine.diarize import Diarizer
+from tools import ROOT
+from tools.bench.benchmark import Service
+from tools.bench.common import DEFAULT_MANIFEST, Clip, normalize
 
 LANGUAGES = ("de", "es", "fr", "pt")
 

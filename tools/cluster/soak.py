@@ -3,11 +3,11 @@ loop: arrivals do not wait for answers). Every request must end in 200, 429 or 5
 retry_after before its timeout, and the service's resident memory must stay flat (growth under
 10% from the first minute after warm-up to the last).
 
-  .venv/bin/python scripts/soak.py [--minutes 10] [--rate 9.4]
+  .venv/bin/python -m tools.cluster.soak [--minutes 10] [--rate 9.4]
 
 The default rate is twice the service's measured throughput on this machine (docs/benchmarks.md:
 52x real time at saturation, 11 s clips: 4.7 requests per second). One Ray node on this machine
-(scripts/resilience.py's cluster: two ingress replicas, one engine). Prints a table per minute and
+(tools/cluster/resilience.py's cluster: two ingress replicas, one engine). Prints a table per minute and
 writes docs/resilience/soak.json.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import threading
 import time
@@ -25,8 +24,8 @@ from pathlib import Path
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from resilience import ROOT, TIMEOUT_S, Cluster, Outcome, post, start  # noqa: E402
+from tools import ROOT
+from tools.cluster.resilience import TIMEOUT_S, Cluster, Outcome, post, start
 
 
 def cluster_rss_mb(cluster: Cluster) -> float:

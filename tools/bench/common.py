@@ -8,7 +8,6 @@ L in flight at a time. Audio decoding is part of every engine's work (each gets 
 from __future__ import annotations
 
 import json
-import os
 import re
 import statistics
 from dataclasses import dataclass, field
@@ -16,7 +15,8 @@ from pathlib import Path
 
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
+from tools import ROOT
+
 SHARED_MANIFEST = ROOT.parent / "shared" / "audio" / "manifest.jsonl"
 DEFAULT_MANIFEST = SHARED_MANIFEST if SHARED_MANIFEST.exists() else ROOT / "tests" / "data" / "manifest.jsonl"
 

@@ -2,9 +2,9 @@
 replicas, and back to 1 after the load ends. Replica counts come from Serve's own status (the
 dashboard's REST API) every 2 s.
 
-  .venv/bin/python scripts/autoscale.py [--load-s 90] [--concurrency 12]
+  .venv/bin/python -m tools.cluster.autoscale [--load-s 90] [--concurrency 12]
 
-One Ray node on this machine (scripts/multinode.py's Cluster, head only) serving configs/cpu.yaml
+One Ray node on this machine (tools/cluster/multinode.py's Cluster, head only) serving configs/cpu.yaml
 with autoscaling instead of one fixed engine replica. Prints a table and writes
 docs/autoscaling/results.{json,png}.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -23,8 +22,8 @@ from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from multinode import ROOT, Cluster, cpu_config, dev_key, write_config  # noqa: E402
+from tools import ROOT
+from tools.cluster.multinode import Cluster, cpu_config, dev_key, write_config
 
 AUTOSCALING = {
     "min_replicas": 1, "max_replicas": 2,

@@ -2,7 +2,7 @@
   vllm            our WhisperEngine class on vLLM directly: same weights, settings and decoding, no Ray, no HTTP
   faster-whisper  CTranslate2 int8 on the original tiny.en checkpoint (greedy, no timestamps, no VAD)
 
-Usage (benchmark.py calls this): python scripts/bench_peers.py ENGINE --plan plan.json --out result.json
+Usage (tools.bench.benchmark runs this): python -m tools.bench.peers ENGINE --plan plan.json --out result.json
 """
 
 from __future__ import annotations
@@ -16,18 +16,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench_common import Clip, LevelResult, RssSampler, result_json, schedule  # noqa: E402
-
-from serve_app.audio.decode import decode  # noqa: E402
+from serve_app.audio.decode import decode
+from tools.bench.common import Clip, LevelResult, RssSampler, result_json, schedule
 
 MAX_S = 7200
 
 
 async def run_vllm(clips: list[Clip], levels: list[int], min_requests: int, engine_args: dict) -> dict:
-    from serve_app.engine import WhisperEngine
+    from serve_app.engine.deployment import WhisperEngine
 
     start = time.monotonic()
     engine = WhisperEngine(engine_args)  # sets the same VLLM_CPU_* variables the service's engine does

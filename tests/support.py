@@ -1,0 +1,158 @@
+"""Fakes and drivers that several test modules share, so that no test module imports another: the
+ingress on a fake engine (the fast tests' service), paced live audio, the SDK clients pointed at a
+server, and the parallel-quota check that two end-to-end suites run. Kept apart from helpers.py,
+which conftest.py imports for every run: this module loads the ingress (Ray Serve) and PyAV."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+import av
+import numpy as np
+import pytest
+import requests
+
+from serve_app.audio import SAMPLE_RATE
+from serve_app.audio.decode import decode
+from serve_app.audio.fetch import UrlPolicy
+from serve_app.ingress import Ingress
+from serve_app.licensing.auth import LicenseAuthenticator, RevocationList
+from serve_app.licensing.keys import PublicKeys
+from serve_app.licensing.limits import Limiter
+from serve_app.licensing.usage import SqliteStore
+from serve_app.metrics import NoMetrics
+from serve_app.types import ChunkTranscript, EngineInfo, Token, Turn
+
+from .helpers import JFK_FLAC, Issuer
+
+if TYPE_CHECKING:  # conftest.py imports helpers.py; only the type is needed here
+    from deepgram import DeepgramClient
+    from smallestai import SmallestAI
+
+    from .conftest import Server
+
+ISSUER = Issuer()
+KEY = ISSUER.issue()
+AUTH = {"Authorization": f"Token {KEY}"}
+
+
+def make_ingress(engine: Any, tmp_path: Any, args: dict | None = None) -> Ingress:
+    auth = LicenseAuthenticator(PublicKeys.from_lines([ISSUER.public_line()]), RevocationList(None))
+    limiter = Limiter(SqliteStore(tmp_path / "usage.sqlite3"))
+    return Ingress(engine, args or {}, auth, limiter, UrlPolicy(["127.0.0.2/32"]), NoMetrics())
+
+
+class Method:
+    """A deployment handle's method, called in-process: `.remote(...)` runs `fn`."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def remote(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+
+class FakeEngine:
+    """Answers like WhisperEngine; records the chunks it was sent."""
+
+    def __init__(self, languages: list[str] = ["en"]) -> None:
+        self.calls: list[tuple[int, str]] = []
+        self.aligned: list[bool] = []
+        self.info = Method(self._info)
+        self.transcribe = Method(self._transcribe)
+        self.detect_language = Method(self._detect)
+        self.diarize = Method(self._diarize)
+        self.diarized: list[tuple[int, int | None]] = []
+        self.languages = languages
+
+    async def _info(self) -> EngineInfo:
+        return EngineInfo("fake-whisper", len(self.languages) > 1, self.languages, 30.0)
+
+    async def _detect(self, audio: np.ndarray) -> tuple[str, float]:
+        return (self.languages[-1], 0.8) if len(self.languages) > 1 else ("en", 1.0)
+
+    async def _diarize(self, audio: np.ndarray, num_speakers: int | None = None) -> list[Turn]:
+        self.diarized.append((audio.size, num_speakers))
+        return [Turn(0.0, 0.8, 0), Turn(0.8, 2.0, 1)]  # "Hello" is speaker 0, "world." speaker 1
+
+    async def _transcribe(self, audio: np.ndarray, language: str, align: bool = False) -> ChunkTranscript:
+        self.calls.append((audio.size, language))
+        self.aligned.append(align)
+        times = [(0.5, 0.9), (0.9, 1.4), (1.4, 1.5)] if align else [(None, None)] * 3
+        tokens = [Token(text, lp, *t) for (text, lp), t in zip([(" Hello", -0.1), (" world", -0.2), (".", -0.3)], times)]
+        return ChunkTranscript(" Hello world.", tokens, aligned=align)
+
+
+JFK_S = 11.0  # the JFK clip's duration
+JFK_AUDIO = decode(JFK_FLAC.read_bytes(), 60)
+JFK_PCM = (JFK_AUDIO * 32767).astype("<i2").tobytes()
+FRAME = 3200  # 100 ms of 16 kHz 16-bit mono
+
+
+def paced(send: Callable[[bytes], Any], data: bytes = JFK_PCM) -> None:
+    """Frames at the pace of speech, as a microphone would send them."""
+    started = time.monotonic()
+    for k, at in enumerate(range(0, len(data), FRAME)):
+        time.sleep(max(0.0, started + k * 0.1 - time.monotonic()))
+        send(data[at : at + FRAME])
+
+
+def opus(container: str, comment: str | None = None) -> bytes:
+    """The JFK clip as Opus in an `ogg` or `webm` container (what browsers record), whole."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=container) as out:
+        stream = out.add_stream("libopus", rate=48000)
+        stream.layout = "mono"
+        if comment is not None:  # a tag in the header, before any audio
+            stream.metadata["comment"] = comment
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=48000)
+        frame = av.AudioFrame.from_ndarray((JFK_AUDIO * 32767).astype(np.int16).reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        for f in resampler.resample(frame) + resampler.resample(None):
+            for packet in stream.encode(f):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buffer.getvalue()
+
+
+def deepgram_client(server: Server) -> DeepgramClient:
+    """`deepgram-sdk`'s client with every base URL on `server`."""
+    from deepgram import DeepgramClient  # the SDKs load only where the end-to-end tests use them
+    from deepgram.environment import DeepgramClientEnvironment
+
+    ws = server.url.replace("http", "ws")
+    env = DeepgramClientEnvironment(base=server.url, production=ws, agent=ws, agent_rest=server.url)
+    return DeepgramClient(api_key=server.key, environment=env)
+
+
+def smallest_client(server: Server) -> SmallestAI:
+    """`smallestai`'s client with every base URL on `server`."""
+    from smallestai import SmallestAI
+    from smallestai.environment import SmallestAIEnvironment
+
+    ws = server.url.replace("http", "ws")
+    env = SmallestAIEnvironment(atoms=server.url, waves=server.url, waves_ws=ws, payment=server.url)
+    return SmallestAI(api_key=server.key, environment=env)
+
+
+def parallel_quota_burst(server: Server, key: str, parallel: int = 8) -> None:
+    """`parallel` uploads of the 11 s clip at once against a 36 s daily quota: at most three fit, the
+    rest are 403 QUOTA_EXCEEDED, and the key is billed no more than its quota (the issue's bound is
+    the quota plus one request; reserving before the engine runs gives the quota itself)."""
+    headers = {"Authorization": f"Token {key}", "Content-Type": "audio/flac"}
+
+    def upload(_: int) -> requests.Response:
+        return requests.post(f"{server.url}/v1/listen", data=JFK_FLAC.read_bytes(), headers=headers, timeout=120)
+
+    with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+        responses = list(pool.map(upload, range(parallel)))
+    statuses = sorted(r.status_code for r in responses)
+    assert set(statuses) <= {200, 403} and statuses.count(200) <= 3 and statuses.count(200) >= 1, statuses
+    assert all(r.json()["code"] == "QUOTA_EXCEEDED" for r in responses if r.status_code == 403)
+    usage = requests.get(f"{server.url}/v1/usage", headers={"Authorization": f"Token {key}"}, timeout=30).json()
+    assert usage["usage"]["audio_seconds_today"] <= 36.0 + 1e-6
+    assert usage["usage"]["audio_seconds_today"] == pytest.approx(JFK_S * statuses.count(200), abs=0.05)
