@@ -6,7 +6,6 @@ the deployment options every config shares are the defaults below."""
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from typing import Any
 
@@ -14,14 +13,14 @@ from ray import serve
 from ray.serve import Application
 
 from .audio.fetch import UrlPolicy
-from .auth import LicenseAuthenticator, RevocationList
-from .engine import WhisperEngine
+from .licensing.auth import LicenseAuthenticator, RevocationList
+from .engine.deployment import WhisperEngine
 from .errors import ServiceError
 from .ingress import Ingress
-from .license import PublicKeys
-from .limits import Limiter
+from .licensing.keys import PublicKeys
+from .licensing.limits import Limiter
 from .settings import AppArgs, Environment, repo_path
-from .usage import RedisStore, SqliteStore, UsageStore
+from .licensing.usage import RedisStore, SqliteStore, UsageStore
 
 # What every config shares lives here; configs/*.yaml state only what depends on the hardware
 # (model, replicas or autoscaling, resources, slower GPU start-up), so no setting is copied between them.
@@ -29,7 +28,7 @@ EngineDeployment = serve.deployment(
     name="WhisperEngine",
     max_ongoing_requests=64,  # chunks in flight per replica; vLLM batches up to max_num_seqs of them
     # Beyond this many waiting chunks a new request is shed with 503 + retry_after. 64 waiting plus
-    # 64 running is under 30 s of work for tiny.en on two cores (scripts/soak.py): a client's
+    # 64 running is under 30 s of work for tiny.en on two cores (tools/cluster/soak.py): a client's
     # timeout is not reached in the queue. Requests under way wait instead (Ingress._patiently).
     max_queued_requests=64,
     health_check_period_s=10,
@@ -53,10 +52,10 @@ class ConfigError(ServiceError):
 
 
 def build_authenticator(args: AppArgs, env: Environment) -> LicenseAuthenticator:
-    keys_file = env.public_keys_file or args.license.public_keys_file
+    keys_file = env.license_public_keys or args.license.public_keys_file
     if keys_file is None:
         raise ConfigError("No issuer public keys: set license.public_keys_file or STT_LICENSE_PUBLIC_KEYS")
-    revocations = env.revocations_file or args.license.revocations_file
+    revocations = env.license_revocations or args.license.revocations_file
     return LicenseAuthenticator(
         PublicKeys.from_file(repo_path(keys_file)),
         RevocationList(repo_path(revocations) if revocations else None, args.license.revocations_check_s),
@@ -67,16 +66,15 @@ def build_authenticator(args: AppArgs, env: Environment) -> LicenseAuthenticator
 
 def build_store(args: AppArgs, env: Environment) -> UsageStore:
     if (env.usage_store or args.usage.store) == "redis":
-        url = os.environ.get(args.usage.redis_url_env)
-        if not url:
-            raise ConfigError(f"usage.store is redis but {args.usage.redis_url_env} is not set")
-        return RedisStore(url)
+        if env.redis_url is None:
+            raise ConfigError("usage.store is redis but STT_REDIS_URL is not set")
+        return RedisStore(env.redis_url.get_secret_value())
     return SqliteStore(repo_path(env.usage_db or args.usage.sqlite_path))
 
 
 def build_app(raw_args: dict[str, Any] | None = None) -> Application:
     args = AppArgs.model_validate(raw_args or {})
-    env = Environment.read()
+    env = Environment()
     engine = EngineDeployment.bind(args.engine.model_dump())
     limiter = Limiter(build_store(args, env), lease_s=args.usage.concurrency_lease_s)
     policy = UrlPolicy([*args.ingress.url_allowlist, *env.url_allowlist])

@@ -40,7 +40,7 @@ from .audio.fetch import UrlPolicy, host_header, split_url
 from .errors import InvalidRequest, RateLimited, ServiceError, ServiceUnavailable, UrlNotAllowed
 from .outbox import READY, OutboxStore, Pending
 from .settings import CallbackArgs
-from .usage import STORE_ERRORS
+from .licensing.usage import STORE_ERRORS
 
 logger = logging.getLogger("ray.serve")
 

@@ -20,6 +20,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from .engine.prompts import POSITIONS_PER_S
+
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: np.uint16}  # 5: bf16 bits
 
 
@@ -233,7 +235,6 @@ def _slow_tokenizer_files(tokenizer: dict, dest: Path) -> None:
 
 
 FULL_WINDOW_S = 30
-_POSITIONS_PER_S = 50  # the encoder's conv stack turns 100 mel frames a second into 50 positions
 
 
 def shorten_window(state: dict[str, np.ndarray], configs: dict[str, dict], window_s: int) -> None:
@@ -247,18 +248,13 @@ def shorten_window(state: dict[str, np.ndarray], configs: dict[str, dict], windo
     """
     if not 0 < window_s <= FULL_WINDOW_S:
         raise ConversionError(f"window must be 1-{FULL_WINDOW_S} s, not {window_s}")
-    positions = window_s * _POSITIONS_PER_S
+    positions = window_s * POSITIONS_PER_S
     state["model.encoder.embed_positions.weight"] = state["model.encoder.embed_positions.weight"][:positions]
     configs["config.json"]["max_source_positions"] = positions
     samples = window_s * configs["preprocessor_config.json"]["sampling_rate"]
     configs["preprocessor_config.json"].update(
         chunk_length=window_s, n_samples=samples, nb_max_frames=samples // configs["preprocessor_config.json"]["hop_length"]
     )
-
-
-def encoder_window_s(config: dict) -> float:
-    """The audio window (seconds) a converted checkpoint's encoder takes, from its config.json."""
-    return config["max_source_positions"] / _POSITIONS_PER_S
 
 
 def convert(

@@ -14,17 +14,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
 import time
 import uuid
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version as _version
-from typing import Any, Awaitable, Callable, Iterator, TypeVar
+from typing import Any, Awaitable, Callable, Iterator
 
-from ray.exceptions import RayActorError, TaskCancelledError
-from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
@@ -37,15 +34,16 @@ from .audio.chunk import Chunk, split
 from .audio.decode import decode
 from .audio.fetch import Fetcher, FetchLimits, UrlPolicy
 from .audio.source import AudioSource, BodyLimits, Options, flag, parse_source
-from .auth import UNVERIFIED, Authenticator, FailureThrottle, Principal, Refusal
+from .licensing.auth import UNVERIFIED, Authenticator, FailureThrottle, Principal, Refusal
 from .callback import Callbacks, failure
 from .callback import check as check_callback
-from .engine import ChunkTranscript, EngineInfo
-from .errors import EngineBusy, HeadersTooLarge, InvalidRequest, MethodNotAllowed, NotFound, RateLimited, ServiceError, ServiceUnavailable
+from .types import ChunkTranscript, EngineInfo
+from .errors import HeadersTooLarge, InvalidRequest, MethodNotAllowed, NotFound, RateLimited, ServiceError
 from .formats import FORMATS, ROUTE_FORMATS, TIMED, Formatter, RequestMeta
-from .license import iso
-from .limits import Admission, Limiter, has_quota, remaining_audio_seconds
+from .licensing.keys import iso
+from .licensing.limits import Admission, Limiter, has_quota, remaining_audio_seconds
 from .metrics import Metrics, RayMetrics
+from .pipeline.engine_client import EngineClient
 from .outbox import OutboxStore
 from .outbox import beside as outbox_beside
 from .settings import IngressArgs
@@ -54,19 +52,13 @@ from .stream.protocol import Context, Deepgram, Smallest, StreamOptions
 from .stream.segment import Segmenter, SileroVad, Utterance
 from .stream.session import Decode, InterimBudget, Session, StreamLimits
 from .transcript import Transcript, merge_channels, stitch, unpunctuated, with_speakers
-from .watch import ReplicaWatch
 
 logger = logging.getLogger("ray.serve")
 
 Handler = Callable[[Request], Awaitable[Response]]
-T = TypeVar("T")
-_UNAVAILABLE = (DeploymentUnavailableError, ReplicaUnavailableError, RayActorError, TaskCancelledError)  # BackPressureError: EngineBusy
 VERSION = _version("selfhost-stt")
-RETRY_AFTER_S = 5
 HEALTH_TIMEOUT_S = 3
-BUSY_RETRY_S = 1.0  # how soon a request under way asks a full engine queue again
 MAX_HEADER_BYTES = 16 * 1024  # a key and a few headers need under 2 KiB
-ENGINE_CHECK_S = 2.0  # how long an engine call waits before checking that a replica is running
 
 
 class Ingress:
@@ -80,8 +72,8 @@ class Ingress:
         metrics: Metrics | None = None,
         outbox: OutboxStore | None = None,
     ) -> None:
-        self.engine = engine  # DeploymentHandle to WhisperEngine (a fake in unit tests)
         self.args = IngressArgs.model_validate(args)
+        self.engine = EngineClient(engine, self.args.engine_timeout_s)  # engine: a DeploymentHandle (a fake in tests)
         self.auth = auth
         self.limiter = limiter
         self.url_policy = url_policy
@@ -95,7 +87,6 @@ class Ingress:
         # Pending callbacks live in the usage store's backend unless told otherwise (outbox.py).
         self.callbacks = Callbacks(outbox if outbox is not None else outbox_beside(limiter.store), url_policy, self.args.callbacks)
         self.callbacks.start()  # under Serve, on the replica's event loop; in tests, at the first callback request
-        self.engine_watch = ReplicaWatch("WhisperEngine")
         self.started = time.monotonic()
         self._interims = InterimBudget(self.args.stream.interims_in_flight)
         self.auth_throttle = FailureThrottle(self.args.auth_failures_per_minute)
@@ -123,7 +114,7 @@ class Ingress:
         detailed = flag(request.query_params, "detailed")
         try:
             # Ask the engine every time: a cached answer would stay "healthy" after the engine died.
-            self._info = await asyncio.wait_for(self._call(self.engine.info.remote()), timeout=HEALTH_TIMEOUT_S)
+            self._info = await asyncio.wait_for(self.engine.info(), timeout=HEALTH_TIMEOUT_S)
             reason = None
         except (asyncio.TimeoutError, ServiceError) as exc:
             reason = "engine not ready" if isinstance(exc, asyncio.TimeoutError) else exc.message
@@ -148,7 +139,7 @@ class Ingress:
         part: dict[str, Any] = {"status": "unhealthy", "reason": reason} if reason else {"status": "healthy"}
         if self._info is not None:
             part["model"] = self._info.model
-        running = await self.engine_watch.running()
+        running = await self.engine.replicas_running()
         if running is not None:  # unknown outside Serve
             part["replicas_running"] = running
         return part
@@ -221,7 +212,7 @@ class Ingress:
         channels = [split(channel, max_s=job.info.window_s) for channel in channel_audio]
         language, confidence = job.language, None
         if language is None:  # Whisper's way: identify on the first window, transcribe all in it
-            language, confidence = await self._call(self.engine.detect_language.remote(channels[0][0].audio))
+            language, confidence = await self.engine.detect_language(channels[0][0].audio)
         # Captions and word granularity need the model's times; otherwise the request or the server decides.
         align = (job.format in TIMED or options.needs_times
                  or (options.timestamps if options.timestamps is not None else self.args.word_timestamps))
@@ -247,11 +238,11 @@ class Ingress:
 
         async def rest(chunk: Chunk) -> ChunkTranscript:
             async with gate:
-                return await self._patiently(lambda: self._transcribe(chunk.audio, language, align))
+                return await self.engine.patiently(lambda: self.engine.transcribe(chunk.audio, language, align))
 
-        calls: list[Awaitable[Any]] = [self._transcribe(chunks[0].audio, language, align), *map(rest, chunks[1:])]
+        calls: list[Awaitable[Any]] = [self.engine.transcribe(chunks[0].audio, language, align), *map(rest, chunks[1:])]
         if options.diarize:
-            calls.append(self._patiently(lambda: self._call(self.engine.diarize.remote(audio, options.num_speakers))))
+            calls.append(self.engine.patiently(lambda: self.engine.diarize(audio, options.num_speakers)))
         tasks = [asyncio.ensure_future(call) for call in calls]
         try:
             results = await asyncio.gather(*tasks)
@@ -334,9 +325,9 @@ class Ingress:
 
         async def decode(utterance: Utterance, final: bool) -> Transcript:
             align = final and options.timestamps
-            call = lambda: self._transcribe(utterance.audio, options.language, align)  # noqa: E731
+            call = lambda: self.engine.transcribe(utterance.audio, options.language, align)  # noqa: E731
             with self._timed("stream_final" if final else "stream_interim"):
-                result = await (self._patiently(call) if final else call())
+                result = await (self.engine.patiently(call) if final else call())
             transcript = stitch([Chunk(utterance.start, utterance.audio)], [result], options.language)
             return transcript if options.punctuate else unpunctuated(transcript)
 
@@ -428,43 +419,8 @@ class Ingress:
 
     async def _engine_info(self) -> EngineInfo:
         if self._info is None:
-            self._info = await self._call(self.engine.info.remote())
+            self._info = await self.engine.info()
         return self._info
-
-    async def _transcribe(self, audio: Any, language: str, align: bool) -> ChunkTranscript:
-        return await self._call(self.engine.transcribe.remote(audio, language, align))
-
-    async def _patiently(self, call: Callable[[], Awaitable[T]]) -> T:
-        """`call` again while the engine's queue is full, up to the engine timeout."""
-        deadline = time.monotonic() + self.args.engine_timeout_s
-        while True:
-            try:
-                return await call()
-            except EngineBusy:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(BUSY_RETRY_S * (0.5 + random.random()))  # jitter: waiters do not return in step
-
-    async def _call(self, response: Awaitable[Any]) -> Any:
-        """Await an engine call; a missing or overloaded engine is a 503 the client may retry. A call
-        still waiting after a few seconds checks that an engine replica is running at all: with none
-        (its node is gone), Serve would hold the call until one returns, so it is cancelled instead."""
-        waiting = asyncio.ensure_future(asyncio.wait_for(response, timeout=self.args.engine_timeout_s))
-        try:
-            while not (await asyncio.wait({waiting}, timeout=ENGINE_CHECK_S))[0]:
-                if await self.engine_watch.running() == 0:
-                    getattr(response, "cancel", lambda: None)()
-                    raise ServiceUnavailable("No engine replica is running", retry_after=RETRY_AFTER_S)
-            return waiting.result()
-        except ServiceError:
-            raise
-        except BackPressureError as exc:
-            raise EngineBusy(retry_after=RETRY_AFTER_S) from exc
-        except (asyncio.TimeoutError, *_UNAVAILABLE) as exc:
-            logger.warning("engine unavailable: %s", type(exc).__name__)
-            raise ServiceUnavailable(retry_after=RETRY_AFTER_S) from exc
-        finally:
-            waiting.cancel()  # no-op once done
 
 
 class _StreamRoute(WebSocketRoute):

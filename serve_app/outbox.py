@@ -24,7 +24,7 @@ from typing import Any, Callable, Protocol, TypeVar
 
 import redis
 
-from .usage import RedisStore, SqliteStore, UsageStore
+from .licensing.usage import RedisStore, SqliteStore, UsageStore
 
 RUNNING, READY = "running", "ready"
 T = TypeVar("T")

@@ -3,11 +3,11 @@ the run command's overrides come from the environment (`Environment`)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +35,7 @@ class EngineArgs(_Strict):
         True, description="export vLLM's own metrics (batch, queue depth and time) through Ray's metrics"
     )
     speaker_model: str = Field(
-        "models/speaker/resemblyzer.pt", description="speaker encoder for diarization (scripts/prepare_models.py)"
+        "models/speaker/resemblyzer.pt", description="speaker encoder for diarization (tools/models/prepare.py, run by scripts/setup.sh)"
     )
 
     def model_path(self) -> str:
@@ -147,7 +147,6 @@ class LicenseArgs(_Strict):
 class UsageArgs(_Strict):
     store: Literal["sqlite", "redis"] = Field("sqlite", description="sqlite: one machine; redis: multi-node (env STT_USAGE_STORE)")
     sqlite_path: str = Field("var/usage.sqlite3", description="embedded store file, relative to the repo (env STT_USAGE_DB)")
-    redis_url_env: str = Field("STT_REDIS_URL", description="environment variable holding the Redis URL (it has the password)")
     concurrency_lease_s: float = Field(60, gt=0, description="a dead replica's concurrency slots free themselves after this")
 
 
@@ -163,25 +162,30 @@ class AppArgs(_Strict):
         return {} if value is None else value
 
 
-class Environment(BaseModel):
-    """Overrides the run command and operators set without editing YAML (secrets live only here)."""
+class Environment(BaseSettings):
+    """What comes from the environment (`STT_*`): secrets, which live only here, and the overrides
+    the run command and operators set without editing YAML. A value here wins over the YAML's."""
 
-    url_allowlist: list[str] = []
-    public_keys_file: str | None = None
-    revocations_file: str | None = None
-    usage_store: Literal["sqlite", "redis"] | None = None
-    usage_db: str | None = None
+    model_config = SettingsConfigDict(env_prefix="STT_", extra="ignore", frozen=True)
 
+    url_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="STT_URL_ALLOWLIST: comma-separated CIDRs or hostnames that audio URLs may reach although not public"
+    )
+    license_public_keys: str | None = Field(None, description="STT_LICENSE_PUBLIC_KEYS: file of issuer public keys")
+    license_revocations: str | None = Field(None, description="STT_LICENSE_REVOCATIONS: file of revoked key ids")
+    usage_store: Literal["sqlite", "redis"] | None = Field(None, description="STT_USAGE_STORE: sqlite or redis")
+    usage_db: str | None = Field(None, description="STT_USAGE_DB: the embedded store's file")
+    redis_url: SecretStr | None = Field(None, description="STT_REDIS_URL: Redis URL with its password, for the redis store")
+
+    @field_validator("url_allowlist", mode="before")
     @classmethod
-    def read(cls, env: dict[str, str] | None = None) -> "Environment":
-        env = dict(os.environ) if env is None else env
-        return cls(
-            url_allowlist=[v.strip() for v in env.get("STT_URL_ALLOWLIST", "").split(",") if v.strip()],
-            public_keys_file=env.get("STT_LICENSE_PUBLIC_KEYS") or None,
-            revocations_file=env.get("STT_LICENSE_REVOCATIONS") or None,
-            usage_store=env.get("STT_USAGE_STORE") or None,
-            usage_db=env.get("STT_USAGE_DB") or None,
-        )
+    def _comma_separated(cls, value: object) -> object:
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    @field_validator("license_public_keys", "license_revocations", "usage_store", "usage_db", "redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
 
 def repo_path(path: str) -> Path:

@@ -3,7 +3,7 @@
 Chunks never overlap (see audio/chunk.py), so stitching is concatenation in offset order: nothing
 is deduplicated and nothing can be doubled. When the request asked for timestamps, a word runs from
 its first token's start to its last token's end, as aligned by the model and kept off silence
-(align.py); otherwise its chunk is shared out by word length. Both are shifted by the chunk's offset.
+(engine/align.py, then `snap_to_speech` below); otherwise its chunk is shared out by word length. Both are shifted by the chunk's offset.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .align import snap_to_speech
+from .audio import SAMPLE_RATE
 from .audio.chunk import Chunk
-from .diarize import Turn
-from .engine import ChunkTranscript, Token
+from .types import ChunkTranscript, Token, Turn
 
 _SPECIAL = re.compile(r"^<\|.*\|>$")
 _PUNCT = re.compile(r"^[^\w']+|[^\w']+$")
@@ -178,3 +177,32 @@ def with_speakers(t: Transcript, turns: list[Turn]) -> Transcript:
             speaker = int(labels[np.argmin(np.maximum(starts - w.end, w.start - ends))])
         words.append(replace(w, speaker=speaker))
     return replace(t, words=words)
+
+
+FRAMES_PER_S = 50  # the encoder's frames (20 ms): word times come at this resolution
+SILENCE_DB = 40.0  # a 20 ms frame this far below the chunk's loudest is silence
+PAUSE_FRAMES = 5  # a pause of 100 ms or more inside a word's span means the word starts after it
+
+
+def snap_to_speech(spans: list[tuple[float, float]], audio: np.ndarray) -> list[tuple[float, float]]:
+    """Keep word spans off silence. Attention alignment tends to start the word after a pause where
+    the previous word fades out; the signal says where speech resumes. A word's start moves past
+    leading silence and past any pause inside its span, its end back before trailing silence; a
+    span that is all silence is left as the model put it."""
+    hop = SAMPLE_RATE // FRAMES_PER_S
+    n = audio.size // hop
+    if n == 0:
+        return spans
+    energy = 10 * np.log10(np.square(audio[: n * hop].reshape(n, hop), dtype=np.float64).mean(axis=1) + 1e-12)
+    voiced = energy > energy.max() - SILENCE_DB
+    snapped = []
+    for start, end in spans:
+        lo, hi = int(start * FRAMES_PER_S), min(int(np.ceil(end * FRAMES_PER_S)), n)
+        frames = np.flatnonzero(voiced[lo:hi]) + lo
+        if frames.size == 0:
+            snapped.append((start, end))
+            continue
+        gaps = np.flatnonzero(np.diff(frames) > PAUSE_FRAMES)  # voiced frames separated by a pause
+        first = frames[gaps[-1] + 1] if gaps.size else frames[0]
+        snapped.append((max(start, first / FRAMES_PER_S), min(end, (frames[-1] + 1) / FRAMES_PER_S)))
+    return snapped

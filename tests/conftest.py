@@ -23,6 +23,8 @@ from serve_app.settings import ROOT
 
 from .helpers import Issuer, free_port
 
+# Shared checks (tests/support.py: parallel_quota_burst) report their values on failure like a test's own asserts.
+pytest.register_assert_rewrite("tests.support")
 STARTUP_TIMEOUT_S = 600
 
 
@@ -182,7 +184,7 @@ def stt_license(*args: str) -> str:
 
 @pytest.fixture(scope="session")
 def licensing(tmp_path_factory: pytest.TempPathFactory) -> Licensing:
-    from serve_app.cli import load_private_key
+    from serve_app.licensing.cli import load_private_key
 
     tmp = tmp_path_factory.mktemp("licensing")
     stt_license("keygen", "--private-key", str(tmp / "issuer.key"), "--public-keys", str(tmp / "issuer.pub"))

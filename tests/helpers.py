@@ -16,7 +16,7 @@ from typing import Iterator
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from serve_app.license import LicenseClaims, Limits, issuer_id, new_key_id, public_key_bytes, sign
+from serve_app.licensing.keys import LicenseClaims, Limits, issuer_id, new_key_id, public_key_bytes, sign
 
 DATA = Path(__file__).parent / "data"
 JFK_FLAC = DATA / "whisper_jfk.flac"

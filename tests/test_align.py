@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from transformers import WhisperTokenizerFast
 
-from serve_app.align import Aligner, dtw, snap_to_speech, token_times
+from serve_app.engine.align import Aligner, dtw, token_times
+from serve_app.transcript import snap_to_speech
 from serve_app.audio import SAMPLE_RATE
 from serve_app.audio.decode import decode
 from serve_app.settings import ROOT

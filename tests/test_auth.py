@@ -13,13 +13,13 @@ from typing import Any, Iterator
 import pytest
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
-from serve_app.auth import FAILURE_REASONS, UNVERIFIED, FailureThrottle, LicenseAuthenticator, Principal, Refusal, RevocationList, parse_authorization
+from serve_app.licensing.auth import FAILURE_REASONS, UNVERIFIED, FailureThrottle, LicenseAuthenticator, Principal, Refusal, RevocationList, parse_authorization
 from serve_app.errors import InvalidLicense, LicenseExpired, ServiceUnavailable
 from serve_app.ingress import Ingress
-from serve_app.license import PREFIX, PublicKeys, _b64, read_claims, sign
+from serve_app.licensing.keys import PREFIX, PublicKeys, _b64, read_claims, sign
 
 from .helpers import JFK_FLAC, Issuer
-from .test_ingress import ISSUER, FakeEngine, make_ingress
+from .support import ISSUER, FakeEngine, make_ingress
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 STREAM = "/v1/listen?encoding=linear16&sample_rate=16000"

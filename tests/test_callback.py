@@ -26,20 +26,20 @@ import pytest
 from starlette.testclient import TestClient
 
 from serve_app.audio.fetch import UrlPolicy
-from serve_app.auth import LicenseAuthenticator, RevocationList
+from serve_app.licensing.auth import LicenseAuthenticator, RevocationList
 from serve_app.callback import REPLY_BYTES, Callbacks, check, post
-from serve_app.engine import ChunkTranscript
+from serve_app.types import ChunkTranscript
 from serve_app.errors import InvalidRequest
 from serve_app.ingress import Ingress
-from serve_app.license import PublicKeys
-from serve_app.limits import Limiter
+from serve_app.licensing.keys import PublicKeys
+from serve_app.licensing.limits import Limiter
 from serve_app.metrics import NoMetrics
 from serve_app.outbox import READY, RUNNING, OutboxStore, RedisOutbox, SqliteOutbox
 from serve_app.settings import CallbackArgs
-from serve_app.usage import RedisStore, SqliteStore
+from serve_app.licensing.usage import RedisStore, SqliteStore
 
 from .helpers import JFK_FLAC, FileServer, free_port, serving
-from .test_ingress import AUTH, ISSUER, FakeEngine, make_ingress
+from .support import AUTH, ISSUER, FakeEngine, make_ingress
 
 LOOPBACK = UrlPolicy(["127.0.0.1/32"])  # these tests' receivers; the service refuses loopback by default
 FAST = CallbackArgs(backoff_s=0.05, poll_s=0.02, attempt_timeout_s=2)

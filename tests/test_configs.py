@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -81,13 +82,9 @@ def test_configs_state_only_what_differs_from_the_shared_defaults(path: Path) ->
     assert repeated == []
 
 
-def test_demo_configs_of_the_scripts_validate(tmp_path: Path) -> None:
-    """scripts/multinode.py and scripts/autoscale.py derive their configs from configs/cpu.yaml."""
-    import sys
-
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import autoscale
-    import multinode
+def test_demo_configs_of_the_cluster_tools_validate(tmp_path: Path) -> None:
+    """tools/cluster/multinode.py and tools/cluster/autoscale.py derive their configs from configs/cpu.yaml."""
+    from tools.cluster import autoscale, multinode
 
     cluster = multinode.Cluster.__new__(multinode.Cluster)  # no processes: only its ports are read
     cluster.http_port = 17100
@@ -97,3 +94,28 @@ def test_demo_configs_of_the_scripts_validate(tmp_path: Path) -> None:
         engines[name] = next(d for d in app.deployments if d.name == "WhisperEngine")
     assert engines["autoscale"].autoscaling_config["max_replicas"] == 2
     assert engines["multinode"].ray_actor_options.resources == {multinode.ENGINE_RESOURCE: 1}
+
+
+def test_the_readme_lists_every_environment_setting() -> None:
+    """The README's table of environment variables and the `Environment` schema name the same settings."""
+    from serve_app.settings import Environment
+
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"^\| `(STT_[A-Z_]+)` \|", readme, flags=re.MULTILINE))
+    declared = {f"STT_{name.upper()}" for name in Environment.model_fields}
+    assert documented == declared
+
+
+def test_the_environment_is_read_typed_and_keeps_secrets_out_of_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from serve_app.settings import Environment
+
+    monkeypatch.setenv("STT_URL_ALLOWLIST", "127.0.0.2/32, minio.internal")
+    monkeypatch.setenv("STT_REDIS_URL", "redis://:hunter2@127.0.0.1:1/0")
+    monkeypatch.setenv("STT_USAGE_DB", "")
+    env = Environment()
+    assert env.url_allowlist == ["127.0.0.2/32", "minio.internal"] and env.usage_db is None
+    assert env.redis_url is not None and env.redis_url.get_secret_value().endswith("@127.0.0.1:1/0")
+    assert "hunter2" not in repr(env) and "hunter2" not in str(env.model_dump())
+    monkeypatch.setenv("STT_USAGE_STORE", "postgres")
+    with pytest.raises(ValueError):
+        Environment()

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from serve_app import diarize
-from serve_app.diarize import Turn, cluster, frame_speakers, speaker_similarity, turns, windows
+from serve_app.engine import diarize
+from serve_app.engine.diarize import cluster, frame_speakers, speaker_similarity, turns, windows
+from serve_app.types import Turn
 
 DATA = Path(__file__).parent / "data"
 WEIGHTS = Path(__file__).parent.parent / "models" / "speaker" / "resemblyzer.pt"
@@ -86,7 +87,7 @@ def test_frames_fill_two_hours_of_speech_from_the_nearest_vote() -> None:
     assert out[3675] == 1 and out[5450] == 1 and out[5500] == 0 and out[-1] == labels[-1]
 
 
-@pytest.mark.skipif(not WEIGHTS.exists(), reason="scripts/prepare_models.py extracts the speaker encoder")
+@pytest.mark.skipif(not WEIGHTS.exists(), reason="tools/models/prepare.py extracts the speaker encoder")
 def test_spectrogram_and_embeddings_in_blocks_match_all_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     from serve_app.audio.decode import decode
 
@@ -102,7 +103,7 @@ def test_spectrogram_and_embeddings_in_blocks_match_all_at_once(monkeypatch: pyt
     assert np.allclose(encoder.embed(whole, spans), embedded, atol=1e-5)
 
 
-@pytest.mark.skipif(not WEIGHTS.exists(), reason="scripts/prepare_models.py extracts the speaker encoder")
+@pytest.mark.skipif(not WEIGHTS.exists(), reason="tools/models/prepare.py extracts the speaker encoder")
 @pytest.mark.parametrize("max_windows", [diarize.MAX_WINDOWS, 30])
 def test_phone_call_has_two_speakers_who_take_turns(max_windows: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Also with 30 of its 75 windows: as sparse as on 21 minutes of speech (2000 windows of 5000)."""
@@ -119,10 +120,7 @@ def test_phone_call_has_two_speakers_who_take_turns(max_windows: int, monkeypatc
 
 
 def test_diarization_error_rate_counts_miss_false_alarm_and_confusion() -> None:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
-    from accuracy import diarization_error_rate
+    from tools.accuracy import diarization_error_rate
 
     reference = [(0.0, 1.0, "a"), (1.0, 2.0, "b")]
     # 0-1 right (x is a), 1-1.5 confused (x for b), 1.5-2 missed, 2-2.5 false alarm: 1.5 s of errors in 2 s

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from serve_app.engine import yield_cpu
+from serve_app.engine.deployment import yield_cpu
 
 
 def test_only_worker_children_are_niced(tmp_path: Path) -> None:
@@ -31,7 +31,7 @@ def test_only_worker_children_are_niced(tmp_path: Path) -> None:
 
 
 def test_repetition_loops_compress_too_well() -> None:
-    from serve_app.engine import MAX_COMPRESSION_RATIO, compression_ratio
+    from serve_app.engine.deployment import MAX_COMPRESSION_RATIO, compression_ratio
 
     assert compression_ratio("Hello. " * 100) > MAX_COMPRESSION_RATIO
     speech = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."

@@ -65,7 +65,7 @@ def test_diarized_words_utterances_paragraphs_and_captions_carry_speakers() -> N
 
 
 def test_words_take_the_speaker_they_overlap_most_or_the_nearest() -> None:
-    from serve_app.diarize import Turn
+    from serve_app.types import Turn
     from serve_app.transcript import with_speakers
 
     words = _words(("a", 0.0, 0.5), ("b", 0.9, 1.5), ("c", 3.0, 3.2), ("d", 5.0, 5.5))

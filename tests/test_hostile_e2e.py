@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import gzip
 import http.client
+import http.server
 import json
 import socket
 import sqlite3
@@ -20,14 +22,16 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 import requests
+import websockets.exceptions
+import websockets.sync.client
 
-from serve_app.license import read_claims
+from serve_app.licensing.keys import read_claims
 
 from .conftest import Server
 from .helpers import JFK_FLAC
+from .support import parallel_quota_burst
 
 pytestmark = pytest.mark.e2e
-JFK_S = 11.0
 INGRESS_GROWTH_MB = 600  # what the whole hostile suite may add to an ingress replica's resident memory
 
 
@@ -80,20 +84,6 @@ def test_deeply_nested_json_is_a_400(server: Server, path: str) -> None:
     assert response.status_code in (400, 413) and response.json()["code"] in ("INVALID_REQUEST", "FILE_TOO_LARGE")
     response = _listen(server, b"[" * 50_000, "application/json", path=path)  # under the JSON size cap
     assert response.status_code == 400 and response.json()["code"] == "INVALID_REQUEST"
-
-
-def parallel_quota_burst(server: Server, key: str, parallel: int = 8) -> None:
-    """`parallel` uploads of the 11 s clip at once against a 36 s daily quota: at most three fit, the
-    rest are 403 QUOTA_EXCEEDED, and the key is billed no more than its quota (the issue's bound is
-    the quota plus one request; reserving before the engine runs gives the quota itself)."""
-    with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
-        responses = list(pool.map(lambda _: _listen(server, JFK_FLAC.read_bytes(), "audio/flac", key), range(parallel)))
-    statuses = sorted(r.status_code for r in responses)
-    assert set(statuses) <= {200, 403} and statuses.count(200) <= 3 and statuses.count(200) >= 1, statuses
-    assert all(r.json()["code"] == "QUOTA_EXCEEDED" for r in responses if r.status_code == 403)
-    usage = requests.get(f"{server.url}/v1/usage", headers={"Authorization": f"Token {key}"}, timeout=30).json()
-    assert usage["usage"]["audio_seconds_today"] <= 36.0 + 1e-6
-    assert usage["usage"]["audio_seconds_today"] == pytest.approx(JFK_S * statuses.count(200), abs=0.05)
 
 
 def test_a_small_quota_holds_under_parallel_requests(server: Server) -> None:
@@ -231,3 +221,86 @@ def test_oversized_headers_are_refused(server: Server) -> None:
     answer = _raw(server, head, [b"a" * 65536] * 64, pause_s=0.01)  # 4 MB of one header: dropped by the proxy
     assert not answer.startswith(b"HTTP/1.1 200")
     _still_serving(server)
+
+
+class _BombReceiver:
+    """A callback receiver on 127.0.0.2 that records what it is sent and answers with a gzip bomb:
+    50 KB on the wire, 50 MB once decompressed."""
+
+    BOMB = gzip.compress(b"\0" * 50_000_000)
+
+    def __init__(self) -> None:
+        receiver = self
+        self.bodies: list[bytes] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                receiver.bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                self.send_response(200)
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(receiver.BOMB)))
+                self.end_headers()
+                try:
+                    self.wfile.write(receiver.BOMB)
+                except OSError:  # the service stopped reading after a few KB, as it should
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.2:{self.httpd.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_callback_receiver_answering_a_gzip_bomb_gets_its_result(server: Server) -> None:
+    receiver = _BombReceiver()
+    try:
+        response = requests.post(f"{server.url}/v1/listen?callback={receiver.url}", data=JFK_FLAC.read_bytes(), timeout=60,
+                                 headers={**server.auth, "Content-Type": "audio/flac"})
+        assert response.status_code == 200 and response.json()["status"] == "processing"
+        deadline = time.monotonic() + 120
+        while not receiver.bodies and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert receiver.bodies and "country" in json.loads(receiver.bodies[0])["text"]
+        time.sleep(2)  # a retry would come now if the bomb had been taken for a failed delivery
+        assert len(receiver.bodies) == 1
+        _still_serving(server)
+    finally:
+        receiver.close()
+
+
+def _stream_close(server: Server, frames: list[bytes], query: str = "encoding=linear16&sample_rate=16000") -> tuple[list[dict], int | None]:
+    """Send `frames` on a live stream, then read every message until the server closes it."""
+    url = server.url.replace("http", "ws", 1) + f"/v1/listen?{query}"
+    messages: list[dict] = []
+    with websockets.sync.client.connect(url, additional_headers=server.auth, max_size=None, open_timeout=60) as ws:
+        try:
+            for frame in frames:
+                ws.send(frame)
+            ws.send(json.dumps({"type": "CloseStream"}))
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        try:
+            for message in ws:
+                messages.append(json.loads(message))
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        return messages, ws.close_code
+
+
+def test_an_oversized_stream_frame_ends_the_stream(server: Server) -> None:
+    messages, code = _stream_close(server, [b"\0" * 32000, b"\0" * (4 * 2**20)])  # 1 s, then a 4 MiB frame
+    assert code == 1009 and messages[-1]["code"] == "FILE_TOO_LARGE", (code, messages[-3:])
+    _still_serving(server)
+
+
+def test_a_playlist_stream_is_refused(server: Server) -> None:
+    playlist = b"ffconcat version 1.0\nfile tests/data/whisper_jfk.flac\n"
+    messages, code = _stream_close(server, [playlist], query="")
+    assert code == 1008 and any(m.get("code") == "UNSUPPORTED_FORMAT" for m in messages), (code, messages)
+    assert not any("country" in json.dumps(m) for m in messages)

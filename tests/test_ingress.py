@@ -13,66 +13,12 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from serve_app.audio.fetch import UrlPolicy
-from serve_app.diarize import Turn
-from serve_app.auth import LicenseAuthenticator, RevocationList
-from serve_app.engine import ChunkTranscript, EngineInfo, Token
-from serve_app.ingress import Ingress
-from serve_app.license import PublicKeys
-from serve_app.limits import Limiter
-from serve_app.metrics import NoMetrics
-from serve_app.usage import SqliteStore
+from serve_app.licensing.auth import LicenseAuthenticator, RevocationList
+from serve_app.types import ChunkTranscript, EngineInfo
+from serve_app.licensing.keys import PublicKeys
 
-from .helpers import JFK_FLAC, JFK_MP3, STEREO, FileServer, Issuer, serving
-
-ISSUER = Issuer()
-KEY = ISSUER.issue()
-AUTH = {"Authorization": f"Token {KEY}"}
-
-
-def make_ingress(engine: Any, tmp_path: Any, args: dict | None = None) -> Ingress:
-    auth = LicenseAuthenticator(PublicKeys.from_lines([ISSUER.public_line()]), RevocationList(None))
-    limiter = Limiter(SqliteStore(tmp_path / "usage.sqlite3"))
-    return Ingress(engine, args or {}, auth, limiter, UrlPolicy(["127.0.0.2/32"]), NoMetrics())
-
-
-class _Method:
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-
-    def remote(self, *args: Any) -> Any:
-        return self.fn(*args)
-
-
-class FakeEngine:
-    """Answers like WhisperEngine; records the chunks it was sent."""
-
-    def __init__(self, languages: list[str] = ["en"]) -> None:
-        self.calls: list[tuple[int, str]] = []
-        self.aligned: list[bool] = []
-        self.info = _Method(self._info)
-        self.transcribe = _Method(self._transcribe)
-        self.detect_language = _Method(self._detect)
-        self.diarize = _Method(self._diarize)
-        self.diarized: list[tuple[int, int | None]] = []
-        self.languages = languages
-
-    async def _info(self) -> EngineInfo:
-        return EngineInfo("fake-whisper", len(self.languages) > 1, self.languages, 30.0)
-
-    async def _detect(self, audio: np.ndarray) -> tuple[str, float]:
-        return (self.languages[-1], 0.8) if len(self.languages) > 1 else ("en", 1.0)
-
-    async def _diarize(self, audio: np.ndarray, num_speakers: int | None = None) -> list[Turn]:
-        self.diarized.append((audio.size, num_speakers))
-        return [Turn(0.0, 0.8, 0), Turn(0.8, 2.0, 1)]  # "Hello" is speaker 0, "world." speaker 1
-
-    async def _transcribe(self, audio: np.ndarray, language: str, align: bool = False) -> ChunkTranscript:
-        self.calls.append((audio.size, language))
-        self.aligned.append(align)
-        times = [(0.5, 0.9), (0.9, 1.4), (1.4, 1.5)] if align else [(None, None)] * 3
-        tokens = [Token(text, lp, *t) for (text, lp), t in zip([(" Hello", -0.1), (" world", -0.2), (".", -0.3)], times)]
-        return ChunkTranscript(" Hello world.", tokens, aligned=align)
+from .helpers import JFK_FLAC, JFK_MP3, STEREO, FileServer, serving
+from .support import AUTH, KEY, FakeEngine, Method, make_ingress
 
 
 @pytest.fixture
@@ -166,9 +112,9 @@ def _wav(seconds: float) -> bytes:
 
 
 def test_a_full_engine_queue_sheds_new_requests_not_those_under_way(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import serve_app.ingress
+    from serve_app.pipeline import engine_client
 
-    monkeypatch.setattr(serve_app.ingress, "BUSY_RETRY_S", 0.01)
+    monkeypatch.setattr(engine_client, "BUSY_RETRY_S", 0.01)
     shed = make_ingress(BusyEngine({1}), tmp_path)
     with TestClient(shed.__serve_build_asgi_app__()) as c:
         response = c.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
@@ -203,7 +149,7 @@ def test_health_follows_the_engine_after_a_first_success(client: TestClient, eng
         from ray.serve.exceptions import DeploymentUnavailableError
         raise DeploymentUnavailableError("WhisperEngine")
 
-    engine.info = _Method(gone)
+    engine.info = Method(gone)
     response = client.get("/health")
     assert response.status_code == 503 and response.json()["status"] == "unhealthy"
 
@@ -315,7 +261,7 @@ def test_engine_failure_is_500_without_internals(engine: FakeEngine, tmp_path: A
     async def broken(audio: Any, language: str) -> Any:
         raise RuntimeError("secret internal detail")
 
-    engine.transcribe = _Method(broken)
+    engine.transcribe = Method(broken)
     ingress = make_ingress(engine, tmp_path)
     with TestClient(ingress.__serve_build_asgi_app__()) as c:
         response = c.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
@@ -544,9 +490,9 @@ def test_a_call_waiting_on_an_engine_with_no_running_replica_is_a_quick_503(tmp_
         await asyncio.sleep(3.0)  # longer than one check period
         return await slow(*args)
 
-    engine.transcribe = _Method(transcribe)
+    engine.transcribe = Method(transcribe)
     ingress = make_ingress(engine, tmp_path)
-    ingress.engine_watch = watch = _Watch(running)
+    ingress.engine.watch = watch = _Watch(running)
     with TestClient(ingress.__serve_build_asgi_app__()) as c:
         started = time.monotonic()
         response = c.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())

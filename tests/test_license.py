@@ -8,8 +8,8 @@ from typing import Callable
 
 import pytest
 
-import serve_app.license as license_module
-from serve_app.license import MAX_KEY_CHARS, PREFIX, LicenseError, PublicKeys, _b64, read_claims, sign
+import serve_app.licensing.keys as license_module
+from serve_app.licensing.keys import MAX_KEY_CHARS, PREFIX, LicenseError, PublicKeys, _b64, read_claims, sign
 
 from .helpers import Issuer
 

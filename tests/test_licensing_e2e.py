@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from serve_app.license import read_claims
+from serve_app.licensing.keys import read_claims
 
 from .conftest import Licensing, Server, ServeProcess, stt_license
 from .helpers import JFK_MP3, LONG

@@ -16,7 +16,7 @@ from serve_app.settings import ROOT
 
 PARENT = """
 import multiprocessing, os, sys, time
-from serve_app import lifeline
+from serve_app.engine import lifeline
 
 def grandchild():
     time.sleep(600)

@@ -11,14 +11,14 @@ import pytest
 from starlette.testclient import TestClient
 
 from serve_app.audio.fetch import UrlPolicy
-from serve_app.auth import LicenseAuthenticator, RevocationList
+from serve_app.licensing.auth import LicenseAuthenticator, RevocationList
 from serve_app.ingress import Ingress
-from serve_app.license import PublicKeys, read_claims
-from serve_app.limits import Limiter
-from serve_app.usage import SqliteStore
+from serve_app.licensing.keys import PublicKeys, read_claims
+from serve_app.licensing.limits import Limiter
+from serve_app.licensing.usage import SqliteStore
 
 from .helpers import JFK_FLAC, Issuer
-from .test_ingress import FakeEngine
+from .support import FakeEngine
 
 ISSUER = Issuer()
 T0 = datetime(2026, 5, 20, 10, 0, tzinfo=timezone.utc).timestamp()
@@ -181,7 +181,7 @@ def test_concurrent_request_limit(client: TestClient) -> None:
 
 
 def test_store_down_is_503_not_500(tmp_path: Any) -> None:
-    from serve_app.usage import RedisStore
+    from serve_app.licensing.usage import RedisStore
 
     from .helpers import free_port
 

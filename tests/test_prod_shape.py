@@ -16,13 +16,12 @@ import requests
 import websockets.sync.client
 
 from serve_app import overlay
-from serve_app.license import read_claims
+from serve_app.licensing.keys import read_claims
 from serve_app.settings import ROOT
 
 from .conftest import Licensing, ServeProcess, Server
 from .helpers import JFK_FLAC, normalize
-from .test_hostile_e2e import parallel_quota_burst
-from .test_stream_e2e import FRAME, JFK_PCM
+from .support import FRAME, JFK_PCM, parallel_quota_burst
 
 pytestmark = pytest.mark.e2e
 JFK_TEXT = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"

@@ -6,20 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import json
 import time
 from typing import Any, Iterator
 from urllib.parse import quote
 
-import av
 import numpy as np
 import pytest
 from ray.serve.exceptions import BackPressureError
 from starlette.testclient import TestClient
-from starlette.websockets import WebSocketDisconnect
 
-from serve_app import ingress as ingress_module
+from serve_app.pipeline import engine_client
 from serve_app.audio import SAMPLE_RATE
 from serve_app.audio.decode import decode
 from serve_app.errors import InvalidRequest, UnsupportedFormat
@@ -28,12 +25,10 @@ from serve_app.stream.protocol import CLOSE, FINALIZE, KEEP_ALIVE, Deepgram, Sma
 from serve_app.stream.segment import FRAME, Segmenter, SpeechStarted, Utterance, UtteranceEnd
 
 from .helpers import JFK_FLAC
-from .test_ingress import ISSUER, KEY, FakeEngine, make_ingress
+from .support import AUTH, ISSUER, JFK_PCM, KEY, FakeEngine, make_ingress, opus
 
 JFK = decode(JFK_FLAC.read_bytes(), 60)
-JFK_PCM = (JFK * 32767).astype("<i2").tobytes()
 DG = "/v1/listen?encoding=linear16&sample_rate=16000"
-AUTH = {"Authorization": f"Token {KEY}"}
 
 
 class EnergyVad:
@@ -153,27 +148,9 @@ def test_pcm_at_another_rate_and_two_channels_becomes_16k_mono() -> None:
     assert np.corrcoef(audio[2000:150000], JFK[2000:150000])[0, 1] > 0.9
 
 
-def _opus(container: str, comment: str | None = None) -> bytes:
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format=container) as out:
-        stream = out.add_stream("libopus", rate=48000)
-        stream.layout = "mono"
-        if comment is not None:  # a tag in the header, before any audio
-            stream.metadata["comment"] = comment
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=48000)
-        frame = av.AudioFrame.from_ndarray((JFK * 32767).astype(np.int16).reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        for f in resampler.resample(frame) + resampler.resample(None):
-            for packet in stream.encode(f):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return buffer.getvalue()
-
-
 @pytest.mark.parametrize("container", ["ogg", "webm"])
 def test_container_streams_decode_as_they_arrive_with_markers_in_place(container: str) -> None:
-    data = _opus(container)
+    data = opus(container)
     pieces = [data[i : i + 800] for i in range(0, len(data), 800)]
     items = _drain(ContainerInput, pieces, mark_after=len(pieces) // 2)
     marker = next(i for i, item in enumerate(items) if item is FINALIZE)
@@ -203,14 +180,14 @@ def test_playlists_are_refused_not_followed(name: str, monkeypatch: Any) -> None
 
 
 def test_the_first_bytes_name_the_container_within_what_encoding_allows() -> None:
-    items = _drain(lambda: ContainerInput((MATROSKA,)), [_opus("ogg")])  # encoding=webm, Ogg sent
+    items = _drain(lambda: ContainerInput((MATROSKA,)), [opus("ogg")])  # encoding=webm, Ogg sent
     assert len(items) == 1 and isinstance(items[0], UnsupportedFormat) and items[0].extra["parameter"] == "encoding"
-    webm = _opus("webm")
+    webm = opus("webm")
     assert sum(a.size for a in _drain(lambda: ContainerInput((MATROSKA,)), [webm])) == pytest.approx(JFK.size, abs=400)
 
 
 def test_a_container_read_on_without_audio_is_refused() -> None:
-    data = _opus("ogg", comment="x" * 300_000)  # a header tag bigger than the bound: FFmpeg would hold it all
+    data = opus("ogg", comment="x" * 300_000)  # a header tag bigger than the bound: FFmpeg would hold it all
     pieces = [data[i : i + 4096] for i in range(0, len(data), 4096)]
     items = _drain(lambda: ContainerInput(max_bytes=64 * 1024), pieces)
     assert len(items) == 1 and isinstance(items[0], UnsupportedFormat)
@@ -247,7 +224,7 @@ def test_a_fast_sender_waits_instead_of_growing_the_buffer() -> None:
 
 
 def test_a_container_stream_holds_at_most_its_byte_bound() -> None:
-    data, bound = _opus("ogg"), 16 * 1024
+    data, bound = opus("ogg"), 16 * 1024
 
     async def go() -> tuple[bool, int, int, int]:
         source, peak = ContainerInput(max_samples=SAMPLE_RATE, max_bytes=bound), 0
@@ -417,7 +394,7 @@ def test_a_finalize_after_silence_answers_an_empty_final(client: TestClient) -> 
 
 def test_container_stream_gives_the_same_finals_as_pcm(client: TestClient) -> None:
     results = {}
-    for name, url, data in (("pcm", DG, JFK_PCM), ("ogg", "/v1/listen", _opus("ogg"))):
+    for name, url, data in (("pcm", DG, JFK_PCM), ("ogg", "/v1/listen", opus("ogg"))):
         with client.websocket_connect(url, headers=AUTH) as ws:
             _stream(ws, data, piece=1000)
             ws.send_text('{"type": "CloseStream"}')
@@ -550,7 +527,7 @@ def test_streamed_audio_is_metered_and_quota_ends_a_stream(client: TestClient) -
 
 
 def test_a_full_engine_skips_interims_but_finals_wait(client: TestClient, engine: FakeEngine, monkeypatch: Any) -> None:
-    monkeypatch.setattr(ingress_module, "BUSY_RETRY_S", 0.01)
+    monkeypatch.setattr(engine_client, "BUSY_RETRY_S", 0.01)
     answer, refusals = engine.transcribe.fn, iter(range(6))
 
     async def busy(*args: Any) -> Any:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.usage import STORE_ERRORS, QuotaCaps, RedisStore, SqliteStore, UsageStore
+from serve_app.licensing.usage import STORE_ERRORS, QuotaCaps, RedisStore, SqliteStore, UsageStore
 
 T0 = datetime(2026, 3, 31, 23, 59, 0, tzinfo=timezone.utc).timestamp()
 

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .auth import LicenseAuthenticator, RevocationList
-from .errors import ServiceError
-from .license import LicenseClaims, LicenseError, Limits, PublicKeys, iso, issuer_id, new_key_id, public_key_bytes, read_claims, sign
+from ..errors import ServiceError
+from .keys import LicenseClaims, LicenseError, Limits, PublicKeys, iso, issuer_id, new_key_id, public_key_bytes, read_claims, sign
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -23,8 +23,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Callable, TypeVar
 
 from .auth import Principal
-from .errors import QuotaExceeded, RateLimited, ServiceUnavailable
-from .license import Limits, iso
+from ..errors import QuotaExceeded, RateLimited, ServiceUnavailable
+from .keys import Limits, iso
 from .usage import STORE_ERRORS, QuotaCaps, Usage, UsageStore
 
 T = TypeVar("T")

@@ -5,19 +5,20 @@ encoder (a 3-layer LSTM over 40 mel bands). The windows are split into speakers 
 cluster is split in two (average-linkage on embeddings centred on the recording) only while the
 two halves sound like different people, judged on windows that share no audio and measured
 against a background mean of many speakers (`speaker_background.npy`, see
-scripts/speaker_background.py). Each 10 ms frame of speech then takes the speaker that the
+tools/models/speaker_background.py). Each 10 ms frame of speech then takes the speaker that the
 windows covering it vote for. Words get their speaker afterwards by overlap (transcript.py), so
 diarization never depends on the transcription's word times.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.cluster.hierarchy import fcluster, linkage
+
+from ..types import Turn
 
 SAMPLE_RATE = 16_000
 HOP = 160  # 10 ms frames, as the encoder was trained
@@ -39,13 +40,6 @@ TARGET_DBFS = -30.0
 # evidence, a stricter bar; one speaker measured 0.65-0.78, a third voice 0.13-0.28. Neither: no split.
 SAME_SPEAKER = {2: 0.80, 1: 0.50, 0: 0.0}
 BACKGROUND = Path(__file__).with_name("speaker_background.npy")
-
-
-@dataclass(frozen=True)
-class Turn:
-    start: float
-    end: float
-    speaker: int
 
 
 class SpeakerEncoder(torch.nn.Module):

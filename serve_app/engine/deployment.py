@@ -14,42 +14,16 @@ import os
 import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
+from ..settings import EngineArgs, repo_path
+from ..types import ChunkTranscript, EngineInfo, Token, Turn
 from . import lifeline
-from .align import Aligner
-from .diarize import Diarizer, Turn
-from .audio import SAMPLE_RATE
-from .convert import encoder_window_s
-from .prompts import WhisperVocabulary
-from .settings import EngineArgs, repo_path
-
-
-@dataclass(frozen=True)
-class Token:
-    text: str
-    logprob: float
-    start: float | None  # seconds from the chunk's start, from cross-attention alignment (if asked for)
-    end: float | None
-
-
-@dataclass(frozen=True)
-class ChunkTranscript:
-    text: str
-    tokens: list[Token]
-    aligned: bool = False
-
-
-@dataclass(frozen=True)
-class EngineInfo:
-    model: str
-    multilingual: bool
-    languages: list[str]
-    window_s: float  # the longest audio one decode takes: the service chunks to this
+from .prompts import WhisperVocabulary, encoder_window_s
 
 
 def _configure_cpu(args: EngineArgs) -> None:
@@ -94,6 +68,11 @@ class WhisperEngine:
         self.args = EngineArgs.model_validate(args)
         lifeline.arm()  # vLLM's processes die with this replica, however it ends
         _configure_cpu(self.args)
+        # Imported here, in the engine replica: the app builder imports this module only to declare
+        # the deployment, and must not load torch or scipy for that.
+        from .align import Aligner
+        from .diarize import Diarizer
+
         from vllm import SamplingParams
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM

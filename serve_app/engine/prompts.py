@@ -34,3 +34,11 @@ class WhisperVocabulary:
             return [self.sot, self.no_timestamps]
         lang = self.languages[language or "en"]
         return [self.sot, lang, self.transcribe, self.no_timestamps]
+
+
+POSITIONS_PER_S = 50  # the encoder's conv stack turns 100 mel frames a second into 50 positions
+
+
+def encoder_window_s(config: dict) -> float:
+    """The audio window (seconds) a checkpoint's encoder takes, from its config.json."""
+    return config["max_source_positions"] / POSITIONS_PER_S

@@ -21,8 +21,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Collection, Protocol
 
-from .errors import InvalidLicense, LicenseExpired, ServiceError, ServiceUnavailable
-from .license import LicenseClaims, LicenseError, PublicKeys, iso, utc
+from ..errors import InvalidLicense, LicenseExpired, ServiceError, ServiceUnavailable
+from .keys import LicenseClaims, LicenseError, PublicKeys, iso, utc
 
 logger = logging.getLogger("ray.serve")
 

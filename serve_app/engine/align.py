@@ -15,12 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
+from ..audio import SAMPLE_RATE
 
 FRAMES_PER_S = 50  # encoder output frames: 16 kHz / 160 samples per mel frame / 2 (conv stride)
 MEDIAN_WIDTH = 7  # Whisper's median filter over frames
-SILENCE_DB = 40.0  # a 20 ms frame this far below the chunk's loudest is silence
-PAUSE_FRAMES = 5  # a pause of 100 ms or more inside a word's span means the word starts after it
 
 
 def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -75,30 +73,6 @@ def token_times(attention: np.ndarray, n_frames: int) -> np.ndarray:
     first = np.flatnonzero(np.diff(rows, prepend=-1))  # the step where the path reaches each row
     starts = frames[first] / FRAMES_PER_S
     return np.append(starts, n_frames / FRAMES_PER_S)
-
-
-def snap_to_speech(spans: list[tuple[float, float]], audio: np.ndarray) -> list[tuple[float, float]]:
-    """Keep word spans off silence. Attention alignment tends to start the word after a pause where
-    the previous word fades out; the signal says where speech resumes. A word's start moves past
-    leading silence and past any pause inside its span, its end back before trailing silence; a
-    span that is all silence is left as the model put it."""
-    hop = SAMPLE_RATE // FRAMES_PER_S
-    n = audio.size // hop
-    if n == 0:
-        return spans
-    energy = 10 * np.log10(np.square(audio[: n * hop].reshape(n, hop), dtype=np.float64).mean(axis=1) + 1e-12)
-    voiced = energy > energy.max() - SILENCE_DB
-    snapped = []
-    for start, end in spans:
-        lo, hi = int(start * FRAMES_PER_S), min(int(np.ceil(end * FRAMES_PER_S)), n)
-        frames = np.flatnonzero(voiced[lo:hi]) + lo
-        if frames.size == 0:
-            snapped.append((start, end))
-            continue
-        gaps = np.flatnonzero(np.diff(frames) > PAUSE_FRAMES)  # voiced frames separated by a pause
-        first = frames[gaps[-1] + 1] if gaps.size else frames[0]
-        snapped.append((max(start, first / FRAMES_PER_S), min(end, (frames[-1] + 1) / FRAMES_PER_S)))
-    return snapped
 
 
 class Aligner:
