@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import time
 from typing import Any, Callable, Iterator
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
+from serve_app.pipeline.engine_client import ENGINE_CHECK_S
 from serve_app.licensing.auth import LicenseAuthenticator, RevocationList
 from serve_app.types import ChunkTranscript, EngineInfo
 from serve_app.licensing.keys import PublicKeys
@@ -257,16 +259,41 @@ def test_unknown_route_and_method(client: TestClient) -> None:
     _error(client.get("/v1/listen", headers=AUTH), 405, "METHOD_NOT_ALLOWED")
 
 
+class _Records(logging.Handler):
+    """Keeps the records of a logger that may not propagate to pytest's capture (Ray's do not)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def test_engine_failure_is_500_without_internals(engine: FakeEngine, tmp_path: Any) -> None:
-    async def broken(audio: Any, language: str) -> Any:
-        raise RuntimeError("secret internal detail")
+    raised: list[RuntimeError] = []
+
+    async def broken(audio: Any, language: str | None = None, align: bool = False) -> Any:
+        # The real WhisperEngine.transcribe signature, so the call is built and the engine itself fails.
+        raised.append(RuntimeError("secret internal detail"))
+        raise raised[-1]
 
     engine.transcribe = Method(broken)
     ingress = make_ingress(engine, tmp_path)
-    with TestClient(ingress.__serve_build_asgi_app__()) as c:
-        response = c.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    records, serve_logger = _Records(), logging.getLogger("ray.serve")
+    serve_logger.addHandler(records)
+    try:
+        with TestClient(ingress.__serve_build_asgi_app__()) as c:
+            response = c.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    finally:
+        serve_logger.removeHandler(records)
     assert response.status_code == 500
     assert response.json() == {"error": "Internal server error", "code": "INTERNAL_ERROR"}
+    assert "secret internal detail" not in response.text
+    # The engine's own error reached the ingress's catch-all, which logged it with its traceback.
+    assert len(raised) == 1
+    logged = [r for r in records.records if r.getMessage().startswith("unhandled error on POST /v1/listen")]
+    assert len(logged) == 1 and logged[0].exc_info is not None and logged[0].exc_info[1] is raised[0]
 
 
 def test_duration_limit_is_413(client: TestClient) -> None:
@@ -483,20 +510,24 @@ class _Watch:
 @pytest.mark.parametrize("running, status", [(0, 503), (None, 200), (1, 200)])
 def test_a_call_waiting_on_an_engine_with_no_running_replica_is_a_quick_503(tmp_path: Any, running: int | None, status: int) -> None:
     """Serve would hold the call until a replica returns; with none running, the ingress stops waiting."""
-    engine = FakeEngine()
+    engine, finished = FakeEngine(), []
     slow = engine._transcribe
+    # Longer than one check period; with no replica running, long enough that only cancellation ends it.
+    hold_s = ENGINE_CHECK_S * (30 if running == 0 else 1.5)
 
     async def transcribe(*args: Any) -> ChunkTranscript:
-        await asyncio.sleep(3.0)  # longer than one check period
+        await asyncio.sleep(hold_s)
+        finished.append(True)
         return await slow(*args)
 
     engine.transcribe = Method(transcribe)
     ingress = make_ingress(engine, tmp_path)
     ingress.engine.watch = watch = _Watch(running)
     with TestClient(ingress.__serve_build_asgi_app__()) as c:
-        started = time.monotonic()
         response = c.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
     assert response.status_code == status and watch.asked >= 1
     if status == 503:
         assert response.json()["code"] == "SERVICE_UNAVAILABLE" and response.headers["Retry-After"]
-        assert time.monotonic() - started < 3.0  # answered at the first check, not when the call would have ended
+        assert finished == []  # answered at a check, the engine call cancelled, not waited out
+    else:
+        assert finished and len(engine.calls) >= 1
