@@ -88,11 +88,30 @@ def test_license_key_comes_from_the_environment(scripted: ScriptedServer, monkey
     assert "from-env" not in repr(Client(api_url=scripted.url, license_key="from-env"))
 
 
+class _RecordingLimiter(smallest.RateLimiter):
+    """Records each answer of the limiter (0 = a slot granted, with the slot's time; else the wait),
+    on the client's clock: the server's receive times would add the loaded machine's scheduling noise."""
+
+    def __init__(self, calls: int, period: float) -> None:
+        super().__init__(calls, period)
+        self.answers: list[tuple[float, float]] = []
+
+    def _reserve(self) -> float:
+        wait = super()._reserve()
+        self.answers.append((self._sent[-1] if wait == 0.0 else time.monotonic(), wait))  # a granted slot's own time
+        return wait
+
+
 def test_client_side_rate_limit_spaces_calls(scripted: ScriptedServer) -> None:
-    client = Client(api_url=scripted.url, license_key="k", rate_limit=(2, 0.5))
+    limiter = _RecordingLimiter(2, 0.5)
+    client = Client(api_url=scripted.url, license_key="k", rate_limit=limiter)
     for _ in range(3):
         client.transcribe_file(b"x")
-    assert scripted.times[2] - scripted.times[0] >= 0.45  # the third waited for the first to leave the window
+    granted = [at for at, wait in limiter.answers if wait == 0.0]
+    assert len(scripted.times) == 3 and len(granted) == 3
+    # The third call was told to wait, and its slot came only once the first had left the window.
+    assert [wait > 0 for _, wait in limiter.answers[:3]] == [False, False, True]
+    assert granted[2] - granted[0] >= limiter.period
 
 
 def test_async_client_retries_too(scripted: ScriptedServer) -> None:
