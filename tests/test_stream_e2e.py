@@ -1,7 +1,7 @@
 """Live streaming through the real application (Ray Serve's proxy, the ingress, vLLM with tiny.en),
 driven by the real clients: `deepgram-sdk`'s live client and `smallestai`'s streaming helper, each
 streaming the JFK clip in real time (100 ms frames, paced) and getting interim results and finals
-whose words are the batch transcript's."""
+whose words are the clip's reference transcript (tests/data/manifest.jsonl)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+import websockets.exceptions
 import websockets.sync.client
 from deepgram.listen.v1.types import ListenV1Metadata, ListenV1Results, ListenV1SpeechStarted, ListenV1UtteranceEnd
 from smallestai.waves.helpers import stream_speech_to_text
@@ -23,7 +24,7 @@ from smallestai.waves.speech_to_text.types import CloseStream, FinalizeSignal
 from serve_app.settings import ROOT
 
 from .conftest import Server
-from .helpers import JFK_FLAC, normalize
+from .helpers import manifest, normalize
 from .support import JFK_PCM, deepgram_client, opus, paced, smallest_client
 
 pytestmark = pytest.mark.e2e
@@ -31,9 +32,20 @@ pytestmark = pytest.mark.e2e
 PAUSE = int(4.8 * 32000)  # bytes up to the pause after "ask not" (4.4 s to 5.4 s): where a voice agent's turn ends
 
 
-def batch_words(server: Server) -> str:
-    result = deepgram_client(server).listen.v1.media.transcribe_file(request=JFK_FLAC.read_bytes(), model="nova-3")
-    return normalize(result.results.channels[0].alternatives[0].transcript)
+JFK_TEXT = normalize(manifest()["whisper_jfk.flac"]["text"])  # the reference, not this server's own batch answer
+READ_S = 8.0  # one read's wait: under the server's 10 s idle close, so a missing message fails here, by name
+
+
+def messages_until_close(ws: websockets.sync.client.ClientConnection) -> list[str]:
+    """Every message until the server closes normally; a read that waits READ_S fails the test."""
+    messages: list[str] = []
+    while True:
+        try:
+            messages.append(str(ws.recv(timeout=READ_S)))
+        except TimeoutError:
+            raise AssertionError(f"no message or close within {READ_S} s after {len(messages)} messages: {messages[-2:]}") from None
+        except websockets.exceptions.ConnectionClosedOK:
+            return messages
 
 
 def test_deepgram_live_client(server: Server) -> None:
@@ -47,10 +59,11 @@ def test_deepgram_live_client(server: Server) -> None:
         paced(socket.send_media)
         socket.send_close_stream()
         reader.join(timeout=60)
+        assert not reader.is_alive(), "the server did not close the stream within 60 s of CloseStream"
     results = [m for m in messages if isinstance(m, ListenV1Results)]
     finals = [r for r in results if r.is_final]
     assert any(not r.is_final and r.channel.alternatives[0].transcript for r in results)  # interims came
-    assert normalize(" ".join(r.channel.alternatives[0].transcript for r in finals)) == batch_words(server)
+    assert normalize(" ".join(r.channel.alternatives[0].transcript for r in finals)) == JFK_TEXT
     assert any(r.speech_final for r in finals)
     assert any(isinstance(m, ListenV1SpeechStarted) for m in messages)
     assert any(isinstance(m, ListenV1UtteranceEnd) for m in messages)
@@ -69,25 +82,25 @@ def test_smallestai_streaming_helper(server: Server) -> None:
         paced(socket.send_audio_chunk_out, JFK_PCM[PAUSE:])
         socket.send_close_stream(CloseStream(type="close_stream"))
         reader.join(timeout=60)
+        assert not reader.is_alive(), "the server did not close the stream within 60 s of CloseStream"
     finals = [e for e in events if e.is_final]
     assert any(not e.is_final and e.transcript for e in events)
     assert any(e.from_finalize for e in finals) and finals[-1].is_last and events[-1] is finals[-1]
-    assert normalize(finals[-1].full_transcript) == batch_words(server)
+    assert normalize(finals[-1].full_transcript) == JFK_TEXT
     assert all(w.start <= w.end for e in finals for w in e.words or [])
 
 
 def test_browser_style_webm_stream_with_key_as_subprotocol(server: Server) -> None:
     """What a browser sends: MediaRecorder's webm/opus, the key as the `token` subprotocol."""
     url = server.url.replace("http", "ws") + "/v1/listen/stream?punctuate=false"
-    expected = batch_words(server)  # first: a file transcribed is metered too
     before = streamed_seconds(server)
     with websockets.sync.client.connect(url, subprotocols=["token", server.key]) as ws:  # type: ignore[list-item]
         assert ws.subprotocol == "token"
         paced(ws.send, opus("webm"))  # about 10 frames a second of compressed audio: faster than real time
         ws.send(json.dumps({"type": "CloseStream"}))
-        messages = [json.loads(m) for m in ws]
+        messages = [json.loads(m) for m in messages_until_close(ws)]
     finals = [m for m in messages if m["type"] == "Results" and m["is_final"]]
-    assert " ".join(f["channel"]["alternatives"][0]["transcript"] for f in finals if f["channel"]["alternatives"][0]["transcript"]) == expected
+    assert normalize(" ".join(f["channel"]["alternatives"][0]["transcript"] for f in finals)) == JFK_TEXT
     assert messages[-1]["type"] == "Metadata"
     for _ in range(50):  # metered as the stream ends, on the key's usage like a file
         if streamed_seconds(server) - before > 10.9:
