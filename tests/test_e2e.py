@@ -16,8 +16,11 @@ import requests
 
 from serve_app.audio.decode import decode
 
-from .conftest import Server
-from .helpers import DATA, JFK_FLAC, JFK_MP3, LONG, STEREO, FileServer, manifest, normalize, serving
+from serve_app.licensing.keys import read_claims, sign
+
+from .conftest import Server, stt_license
+from .helpers import DATA, JFK_FLAC, JFK_MP3, LONG, STEREO, FileServer, Issuer, manifest, normalize, serving
+from .ray_logs import all_log_text
 
 pytestmark = pytest.mark.e2e
 JFK_TEXT = normalize(manifest()["whisper_jfk.flac"]["text"])
@@ -205,12 +208,39 @@ def test_wrong_key(server: Server) -> None:
     assert (body["error"], body["code"], body["reason"]) == ("Invalid license key", "INVALID_LICENSE", "malformed")
 
 
+def _refused_keys(server: Server) -> list[str]:
+    """A revoked key, a forged key (the trusted issuer's name, a stranger's signature) and a genuine key
+    with a broken signature, each refused with 401 by the running server."""
+    lic = server.licensing
+    revoked = lic.issuer.issue()
+    stt_license("revoke", read_claims(revoked).kid, "--revocations", str(lic.revocations), "--note", "log test")
+    stranger = Issuer()
+    forged = sign(stranger.claims().model_copy(update={"iss": lic.issuer.claims().iss}), stranger.private_key)
+    bad_signature = lic.issuer.issue()[:-6] + "AAAAAA"
+    deadline = time.monotonic() + 10  # the revocation list is re-read while serving
+    while (response := requests.post(f"{server.url}/v1/listen", headers={"Authorization": f"Token {revoked}"}, timeout=30)).status_code != 401:
+        assert time.monotonic() < deadline, "revocation not honoured within 10 s"
+        time.sleep(0.5)
+    for key in (forged, bad_signature):
+        response = requests.post(f"{server.url}/v1/listen", headers={"Authorization": f"Token {key}"}, timeout=30)
+        assert response.status_code == 401, response.text
+    return [revoked, forged, bad_signature]
+
+
 def test_keys_never_reach_the_logs(server: Server) -> None:
+    """Neither after an accepted request nor after refused ones, in `serve run`'s output or any file of
+    the server's Ray session logs (every replica, proxy, controller and worker)."""
     assert listen(server, data=JFK_MP3.read_bytes(), headers={"Content-Type": "audio/mpeg"}).status_code == 200
+    keys = [server.key, *_refused_keys(server)]
     for _ in range(100):  # replicas' log lines reach the driver's file a moment later
         log = server.log.read_text(errors="replace")
-        if "POST /v1/listen 200" in log:
+        if "POST /v1/listen 200" in log and "POST /v1/listen 401" in log:
             break
         time.sleep(0.1)
-    assert "POST /v1/listen 200" in log  # the replicas' logs do reach this file
-    assert server.key not in log and server.key.split(".")[2] not in log
+    assert "POST /v1/listen 200" in log and "POST /v1/listen 401" in log  # the replicas' logs do reach this file
+    files = {server.log: log, **all_log_text(str(server.log.parent / "usage.sqlite3"))}
+    assert len(files) > 1  # the session's own files were read, not only `serve run`'s output
+    for key in keys:
+        for secret in (key, key.split(".")[2]):
+            leaked = [str(path) for path, text in files.items() if secret in text]
+            assert not leaked, f"a license key (or its signature) is in {leaked}"

@@ -15,6 +15,7 @@ from serve_app.licensing.keys import read_claims
 
 from .conftest import Licensing, Server, ServeProcess, stt_license
 from .helpers import JFK_MP3, LONG
+from .ray_logs import ingress_replica_logs
 
 pytestmark = pytest.mark.e2e
 
@@ -32,26 +33,50 @@ def usage(url: str, key: str) -> dict:
     return response.json()
 
 
+def listen_lines(server: Server) -> dict[int, int]:
+    """Per ingress replica (pid), the `POST /v1/listen` access lines in that replica's own worker log
+    files: a request counts for the replica that answered it, whatever its status."""
+    replicas = ingress_replica_logs(str(server.log.parent / "usage.sqlite3"))
+    assert len(replicas) == 2 and all(replicas.values()), replicas  # two replicas, each with its log files
+    return {pid: sum(f.read_text(errors="replace").count("POST /v1/listen ") for f in files) for pid, files in replicas.items()}
+
+
+def assert_both_replicas_answered(server: Server, before: dict[int, int], requests_sent: int) -> None:
+    """Each replica logged at least one of the `requests_sent` requests sent since `before`."""
+    grew: dict[int, int] = {}
+    for _ in range(100):  # a replica's line reaches its file a moment after the answer
+        grew = {pid: count - before.get(pid, 0) for pid, count in listen_lines(server).items()}
+        if sum(grew.values()) >= requests_sent:
+            break
+        time.sleep(0.1)
+    assert sum(grew.values()) >= requests_sent and all(n >= 1 for n in grew.values()), grew
+
+
 def test_requests_per_minute_hold_across_two_ingress_replicas(server: Server) -> None:
     key = server.licensing.issuer.issue(requests_per_minute=5)
+    before = listen_lines(server)
     start = time.monotonic()
-    statuses = [post(server.url, key) for _ in range(5)]
-    refused = post(server.url, key)
+    with ThreadPoolExecutor(6) as pool:  # at once: Serve's router spreads requests in flight over both replicas
+        responses = list(pool.map(lambda _: post(server.url, key), range(6)))
     assert time.monotonic() - start < 60  # all inside one window
-    assert [r.status_code for r in statuses] == [200] * 5
-    assert refused.status_code == 429 and refused.json()["code"] == "RATE_LIMIT_EXCEEDED"
+    assert sorted(r.status_code for r in responses) == [200] * 5 + [429]
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.json()["code"] == "RATE_LIMIT_EXCEEDED"
     retry_after = int(refused.headers["Retry-After"])
     assert retry_after == refused.json()["retry_after"] and 1 <= retry_after <= 60
     assert usage(server.url, key)["usage"]["requests_total"] == 5
+    assert_both_replicas_answered(server, before, 6)  # the limit held over requests both replicas answered
 
 
 def test_concurrent_request_limit_under_parallel_requests(server: Server) -> None:
     key = server.licensing.issuer.issue(concurrent_requests=2)
+    before = listen_lines(server)
     with ThreadPoolExecutor(6) as pool:
         responses = list(pool.map(lambda _: post(server.url, key, LONG), range(6)))
     codes = sorted(r.status_code for r in responses)
     assert codes == [200, 200, 429, 429, 429, 429], codes
     assert all(r.headers.get("Retry-After") for r in responses if r.status_code == 429)
+    assert_both_replicas_answered(server, before, 6)
 
 
 def test_cli_round_trip_issue_inspect_use_revoke(server: Server) -> None:

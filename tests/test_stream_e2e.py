@@ -25,6 +25,7 @@ from serve_app.settings import ROOT
 
 from .conftest import Server
 from .helpers import manifest, normalize
+from .ray_logs import all_log_text
 from .support import JFK_PCM, deepgram_client, opus, paced, smallest_client
 
 pytestmark = pytest.mark.e2e
@@ -112,7 +113,10 @@ def test_browser_style_webm_stream_with_key_as_subprotocol(server: Server) -> No
         if "stream request_id=" in log:
             break
         time.sleep(0.1)
-    assert "stream request_id=" in log and server.key.split(".")[2] not in log  # the key came as a subprotocol
+    assert "stream request_id=" in log  # the replicas' lines reach this file
+    files = {server.log: log, **all_log_text(str(server.log.parent / "usage.sqlite3"))}
+    leaked = [str(path) for path, text in files.items() if server.key in text or server.key.split(".")[2] in text]
+    assert not leaked, f"the key, sent as a subprotocol, is in {leaked}"
 
 
 def streamed_seconds(server: Server) -> float:
