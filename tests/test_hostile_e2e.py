@@ -286,8 +286,10 @@ def _stream_close(server: Server, frames: list[bytes], query: str = "encoding=li
         except websockets.exceptions.ConnectionClosed:
             pass
         try:
-            for message in ws:
-                messages.append(json.loads(message))
+            while True:  # each read bounded: a missing message fails here, not at the server's 10 s idle close
+                messages.append(json.loads(ws.recv(timeout=8.0)))
+        except TimeoutError:
+            raise AssertionError(f"no message or close within 8 s after {len(messages)} messages: {messages[-2:]}") from None
         except websockets.exceptions.ConnectionClosed:
             pass
         return messages, ws.close_code

@@ -13,6 +13,7 @@ import psutil
 import pytest
 import redis
 import requests
+import websockets.exceptions
 import websockets.sync.client
 
 from serve_app import overlay
@@ -87,8 +88,13 @@ def test_a_live_stream(prod: tuple[Server, ServeProcess]) -> None:
         for at in range(0, len(JFK_PCM), FRAME):
             ws.send(JFK_PCM[at : at + FRAME])
         ws.send(json.dumps({"type": "CloseStream"}))
-        for message in ws:
-            body = json.loads(message)
+        while True:  # each read bounded: a missing message fails here, not at the server's 10 s idle close
+            try:
+                body = json.loads(ws.recv(timeout=8.0))
+            except TimeoutError:
+                raise AssertionError(f"no message or close within 8 s; finals so far: {finals}") from None
+            except websockets.exceptions.ConnectionClosedOK:
+                break
             if body.get("type") == "Results" and body["is_final"]:
                 finals.append(body["channel"]["alternatives"][0]["transcript"])
     assert normalize(" ".join(finals)) == JFK_TEXT
