@@ -20,4 +20,9 @@ for tool in node:nodejs npm:npm go:golang-go; do
       || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q "${tool#*:}" >/dev/null; }
   fi
 done
+# Lint and type check first, so CI fails on them before the long test run ([tool.ruff], [tool.mypy] in pyproject.toml).
+echo "==> ruff check"
+.venv/bin/ruff check serve_app clients/python tools tests
+echo "==> mypy"
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

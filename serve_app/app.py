@@ -13,14 +13,14 @@ from ray import serve
 from ray.serve import Application
 
 from .audio.fetch import UrlPolicy
-from .licensing.auth import LicenseAuthenticator, RevocationList
 from .engine.deployment import WhisperEngine
 from .errors import ServiceError
 from .ingress import Ingress
+from .licensing.auth import LicenseAuthenticator, RevocationList
 from .licensing.keys import PublicKeys
 from .licensing.limits import Limiter
-from .settings import AppArgs, Environment, repo_path
 from .licensing.usage import RedisStore, SqliteStore, UsageStore
+from .settings import AppArgs, Environment, repo_path
 
 # What every config shares lives here; configs/*.yaml state only what depends on the hardware
 # (model, replicas or autoscaling, resources, slower GPU start-up), so no setting is copied between them.

@@ -31,16 +31,17 @@ import re
 import ssl
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import certifi
 
 from .audio.fetch import UrlPolicy, host_header, split_url
 from .errors import InvalidRequest, RateLimited, ServiceError, ServiceUnavailable, UrlNotAllowed
+from .licensing.usage import STORE_ERRORS
 from .outbox import READY, OutboxStore, Pending
 from .settings import CallbackArgs
-from .licensing.usage import STORE_ERRORS
 
 logger = logging.getLogger("ray.serve")
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
@@ -43,7 +44,7 @@ def listen_body(t: Transcript, meta: RequestMeta, options: Options | None = None
     created = meta.created.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
     mid = model_uuid(meta.model)
     channels = [_channel(c, options) for c in t.channels] if t.channels else [_channel(t, options, words)]
-    body = {
+    body: dict[str, Any] = {
         "request_id": meta.request_id,
         "status": "success",
         "text": t.text,
@@ -120,7 +121,7 @@ def paragraphs(words: list[Word]) -> dict[str, Any]:
             groups.append([sentence])
         else:
             last.append(sentence)
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "sentences": [{"text": " ".join(w.punctuated_word for w in s), "start": s[0].start, "end": s[-1].end} for s in group],
             "num_words": sum(len(s) for s in group), "start": group[0][0].start, "end": group[-1][-1].end,

@@ -16,11 +16,12 @@ import hashlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version as _version
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -34,24 +35,24 @@ from .audio.chunk import Chunk, split
 from .audio.decode import decode
 from .audio.fetch import Fetcher, FetchLimits, UrlPolicy
 from .audio.source import AudioSource, BodyLimits, Options, flag, parse_source
-from .licensing.auth import UNVERIFIED, Authenticator, FailureThrottle, Principal, Refusal
 from .callback import Callbacks, failure
 from .callback import check as check_callback
-from .types import ChunkTranscript, EngineInfo
 from .errors import HeadersTooLarge, InvalidRequest, MethodNotAllowed, NotFound, RateLimited, ServiceError
 from .formats import FORMATS, ROUTE_FORMATS, TIMED, Formatter, RequestMeta
+from .licensing.auth import UNVERIFIED, Authenticator, FailureThrottle, Principal, Refusal
 from .licensing.keys import iso
 from .licensing.limits import Admission, Limiter, has_quota, remaining_audio_seconds
 from .metrics import Metrics, RayMetrics
-from .pipeline.engine_client import EngineClient
 from .outbox import OutboxStore
 from .outbox import beside as outbox_beside
+from .pipeline.engine_client import EngineClient
 from .settings import IngressArgs
 from .stream.audio_in import open_input
 from .stream.protocol import Context, Deepgram, Smallest, StreamOptions
 from .stream.segment import Segmenter, SileroVad, Utterance
 from .stream.session import Decode, InterimBudget, Session, StreamLimits
 from .transcript import Transcript, merge_channels, stitch, unpunctuated, with_speakers
+from .types import ChunkTranscript, EngineInfo
 
 logger = logging.getLogger("ray.serve")
 
@@ -196,12 +197,13 @@ class Ingress:
         task.add_done_callback(self._background.discard)
         return JSONResponse({"request_id": job.request_id, "status": "processing"})
 
-    async def _run(self, job: "_Job", admission: Admission) -> tuple[Transcript, bytes]:
+    async def _run(self, job: _Job, admission: Admission) -> tuple[Transcript, bytes]:
         """fetch -> decode -> chunk -> (detect) -> engine -> stitch, per channel if asked; the admission is metered."""
         source, options = job.source, job.source.options
         if source.data is not None:
             data = source.data
         else:
+            assert source.url is not None  # every AudioSource carries data or a URL (audio/source.py)
             with self._timed("fetch"):
                 data = await self.fetcher.fetch(source.url)
         with self._timed("decode"):
@@ -255,12 +257,12 @@ class Ingress:
             transcript = with_speakers(transcript, turns)
         return transcript if options.punctuate else unpunctuated(transcript)
 
-    async def _respond(self, job: "_Job", transcript: Transcript, data: bytes) -> Response:
+    async def _respond(self, job: _Job, transcript: Transcript, data: bytes) -> Response:
         await self._observe(job.principal, transcript.duration)
         meta = RequestMeta(job.request_id, hashlib.sha256(data).hexdigest(), job.info.model, datetime.now(timezone.utc))
         return job.formatter(transcript, meta, job.source.options)
 
-    async def _run_and_deliver(self, job: "_Job", admitted: AsyncExitStack, admission: Admission) -> None:
+    async def _run_and_deliver(self, job: _Job, admitted: AsyncExitStack, admission: Admission) -> None:
         """A callback request after its 200: transcribe, then hand the result (or the error) to the
         outbox, from which a delivery loop POSTs it (callback.py)."""
         try:

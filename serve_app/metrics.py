@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-
 # Seconds a stage of one request took: fetch (audio URL), decode, engine (every chunk of the
 # request transcribed, waiting in Serve's and vLLM's queues included).
 STAGE_BOUNDARIES = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
@@ -32,11 +31,11 @@ class RayMetrics:
     def __init__(self) -> None:
         from ray.serve.metrics import Counter, Gauge, Histogram
 
-        self._requests = Counter("stt_requests", "Requests by route, HTTP status and key id", tag_keys=("route", "status", "key_id"))
+        self._requests = Counter("stt_requests", "Requests by route, HTTP status and key id", tag_keys=("route", "status", "key_id"))  # type: ignore[arg-type]  # Ray types tag_keys as Tuple[str], meaning Tuple[str, ...]
         self._stages = Histogram("stt_stage_seconds", "Seconds per request stage", boundaries=STAGE_BOUNDARIES, tag_keys=("stage",))
         self._auth = Counter("stt_auth_failures", "Failed authentication attempts by reason", tag_keys=("reason",))
         self._audio = Counter("stt_audio_seconds", "Audio seconds transcribed by key id", tag_keys=("key_id",))
-        self._quota = Gauge("stt_quota_remaining_seconds", "Audio quota left by key id", tag_keys=("key_id", "period"))
+        self._quota = Gauge("stt_quota_remaining_seconds", "Audio quota left by key id", tag_keys=("key_id", "period"))  # type: ignore[arg-type]  # Ray's Tuple[str], as above
 
     def request(self, route: str, status: int, key_id: str) -> None:
         self._requests.inc(tags={"route": route, "status": str(status), "key_id": key_id})

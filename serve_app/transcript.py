@@ -40,7 +40,7 @@ class Transcript:
     duration: float
     language: str
     language_confidence: float | None = None  # set when the language was detected
-    channels: tuple["Transcript", ...] = ()  # multichannel: one transcript per channel (this one merges them)
+    channels: tuple[Transcript, ...] = ()  # multichannel: one transcript per channel (this one merges them)
 
 
 def _group_words(tokens: list[Token]) -> list[list[Token]]:

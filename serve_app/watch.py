@@ -33,13 +33,14 @@ class ReplicaWatch:
     def _ask(self) -> int | None:
         import ray
         from ray import serve
+        from ray.serve.schema import ReplicaState
 
         if not ray.is_initialized():  # unit tests: no controller to ask
             return None
         try:
             app = serve.get_replica_context().app_name
             deployment = serve.status().applications[app].deployments[self.deployment]
-            return int(deployment.replica_states.get("RUNNING", 0))
+            return int(deployment.replica_states.get(ReplicaState.RUNNING, 0))
         except Exception as exc:  # noqa: BLE001 - a status we cannot read must not fail the request
             logger.warning("could not read the status of %s: %s", self.deployment, type(exc).__name__)
             return None

@@ -28,8 +28,9 @@ Decisions beyond the registry:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
-from typing import Callable, Iterable, NamedTuple
+from typing import NamedTuple
 
 IPAddress = IPv4Address | IPv6Address
 Network = IPv4Network | IPv6Network

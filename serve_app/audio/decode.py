@@ -21,7 +21,6 @@ import numpy as np
 from ..errors import FileTooLarge, InvalidRequest, UnsupportedFormat
 from . import SAMPLE_RATE
 
-
 MAX_CHANNELS = 8
 # Nested opens (playlists, references to other files) need a protocol; this names none.
 NO_PROTOCOLS = {"protocol_whitelist": "none"}

@@ -17,11 +17,12 @@ import ipaddress
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Iterable
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import certifi
@@ -42,7 +43,7 @@ _BACKSTOP_MARGIN_S = 1.0
 
 def system_resolver(host: str, port: int) -> list[str]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))  # str(): typeshed allows an int for non-IP families
 
 
 class UrlPolicy:
@@ -189,7 +190,7 @@ def _tls(host: str) -> dict:
 
 
 def pinned_pool(scheme: str, host: str, ip: str, port: int, timeout: float) -> urllib3.HTTPConnectionPool:
-    kwargs = dict(host=ip, port=port, timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False, maxsize=1)
+    kwargs: dict[str, Any] = dict(host=ip, port=port, timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False, maxsize=1)
     if scheme == "https":
         return urllib3.HTTPSConnectionPool(**kwargs, **_tls(host))
     return urllib3.HTTPConnectionPool(**kwargs)

@@ -9,8 +9,9 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -50,7 +51,7 @@ class Options:
         return self.utterances or self.paragraphs or self.diarize or "word" in self.timestamp_granularities
 
     @classmethod
-    def parse(cls, params: Mapping[str, Any]) -> "Options":
+    def parse(cls, params: Mapping[str, Any]) -> Options:
         language = params.get("language")
         detect = bool(flag(params, "detect_language"))
         if isinstance(language, str) and language.strip().lower() in _DETECT:
@@ -78,12 +79,12 @@ class Options:
         callback = params.get("callback", params.get("callback_url", params.get("webhook_url")))
         if callback is not None and not isinstance(callback, str):
             raise InvalidRequest("callback must be an http(s) URL", parameter="callback")
-        num_speakers = None
+        num_speakers: int | None = None
         if params.get("num_speakers") is not None:
-            num_speakers = _number(params, "num_speakers", 0, 1, MAX_SPEAKERS)
-            if not num_speakers.is_integer():
+            count = _number(params, "num_speakers", 0, 1, MAX_SPEAKERS)
+            if not count.is_integer():
                 raise InvalidRequest(f"num_speakers must be a whole number from 1 to {MAX_SPEAKERS}", parameter="num_speakers")
-            num_speakers = int(num_speakers)
+            num_speakers = int(count)
         response_format = params.get("response_format")
         if response_format is not None and not isinstance(response_format, str):
             raise InvalidRequest("response_format must be a string", parameter="response_format")

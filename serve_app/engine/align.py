@@ -96,7 +96,7 @@ class Aligner:
         config = self.model.config
         if not self.heads:  # Whisper's fallback: every head of the upper half of the decoder
             layers = config.decoder_layers
-            self.heads = [(l, h) for l in range(layers // 2, layers) for h in range(config.decoder_attention_heads)]
+            self.heads = [(layer, h) for layer in range(layers // 2, layers) for h in range(config.decoder_attention_heads)]
 
     def align(self, audio: np.ndarray, prompt: list[int], text_tokens: list[int], eot: int) -> list[tuple[float, float]]:
         """(start, end) in seconds from the chunk's start for each of `text_tokens`."""
@@ -109,7 +109,7 @@ class Aligner:
             out = self.model(input_features=mel, decoder_input_ids=ids, output_attentions=True)
         # Row p predicts token p+1: rows from the last prompt token to the last text token.
         first = len(prompt) - 1
-        attention = np.stack([out.cross_attentions[l][0, h, first : first + len(text_tokens) + 1].float().cpu().numpy() for l, h in self.heads])
+        attention = np.stack([out.cross_attentions[layer][0, h, first : first + len(text_tokens) + 1].float().cpu().numpy() for layer, h in self.heads])
         n_frames = min(attention.shape[-1], int(np.ceil(audio.size / SAMPLE_RATE * FRAMES_PER_S)))
         times = token_times(attention, max(n_frames, 1))
         return [(float(times[k]), float(times[k + 1])) for k in range(len(text_tokens))]

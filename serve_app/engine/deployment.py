@@ -70,13 +70,13 @@ class WhisperEngine:
         _configure_cpu(self.args)
         # Imported here, in the engine replica: the app builder imports this module only to declare
         # the deployment, and must not load torch or scipy for that.
-        from .align import Aligner
-        from .diarize import Diarizer
-
         from vllm import SamplingParams
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
         from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
+
+        from .align import Aligner
+        from .diarize import Diarizer
 
         path = self.args.model_path()
         self.vocab = WhisperVocabulary.from_model_dir(Path(path))

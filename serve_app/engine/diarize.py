@@ -143,7 +143,8 @@ def cluster(embeddings: np.ndarray, starts: np.ndarray, background: np.ndarray, 
     x = _unit(embeddings - background)
     sim = x @ x.T
     apart = np.abs(starts[:, None] - starts[None]) >= APART_FRAMES
-    pending, done = [np.arange(len(embeddings))], []
+    pending: list[np.ndarray] = [np.arange(len(embeddings))]
+    done: list[np.ndarray] = []
     while pending and len(done) + len(pending) < MAX_SPEAKERS:
         group = pending.pop()
         halves = _ahc(_unit(embeddings[group] - embeddings[group].mean(0)), 2)

@@ -22,7 +22,7 @@ class WhisperVocabulary:
         return bool(self.languages)
 
     @classmethod
-    def from_model_dir(cls, path: Path) -> "WhisperVocabulary":
+    def from_model_dir(cls, path: Path) -> WhisperVocabulary:
         generation = json.loads((path / "generation_config.json").read_text())
         tokenizer = json.loads((path / "tokenizer.json").read_text())
         ids = {t["content"]: t["id"] for t in tokenizer["added_tokens"]}
@@ -33,6 +33,7 @@ class WhisperVocabulary:
         if not self.multilingual:
             return [self.sot, self.no_timestamps]
         lang = self.languages[language or "en"]
+        assert self.transcribe is not None  # multilingual Whisper vocabularies all have <|transcribe|>
         return [self.sot, lang, self.transcribe, self.no_timestamps]
 
 

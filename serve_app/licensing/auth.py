@@ -16,10 +16,11 @@ import math
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Collection, Protocol
+from typing import Any, Protocol
 
 from ..errors import InvalidLicense, LicenseExpired, ServiceError, ServiceUnavailable
 from .keys import LicenseClaims, LicenseError, PublicKeys, iso, utc

@@ -14,15 +14,14 @@ import argparse
 import base64
 import json
 import os
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .auth import LicenseAuthenticator, RevocationList
 from ..errors import ServiceError
+from .auth import LicenseAuthenticator, RevocationList
 from .keys import LicenseClaims, LicenseError, Limits, PublicKeys, iso, issuer_id, new_key_id, public_key_bytes, read_claims, sign
 
 
@@ -77,7 +76,7 @@ def inspect(args: argparse.Namespace) -> None:
     try:
         claims = read_claims(args.key.strip())
     except LicenseError as exc:
-        raise SystemExit(f"not a license key: {exc.reason}")
+        raise SystemExit(f"not a license key: {exc.reason}") from None
     report: dict = {"claims": json.loads(claims.model_dump_json())}
     if args.public_keys:
         revocations = RevocationList(args.revocations) if args.revocations else RevocationList(None)
@@ -140,4 +139,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -138,7 +138,7 @@ class PublicKeys:
         return (_public_keys_from_raw, ([public_key_bytes(k) for k in self.by_id.values()],))
 
     @classmethod
-    def from_lines(cls, lines: list[str]) -> "PublicKeys":
+    def from_lines(cls, lines: list[str]) -> PublicKeys:
         """One base64 raw Ed25519 public key per line; blank lines and `#` comments are skipped."""
         keys = []
         for line in lines:
@@ -148,7 +148,7 @@ class PublicKeys:
         return cls(keys)
 
     @classmethod
-    def from_file(cls, path: Path) -> "PublicKeys":
+    def from_file(cls, path: Path) -> PublicKeys:
         return cls.from_lines(path.read_text().splitlines())
 
     def verify(self, token: str) -> LicenseClaims:

@@ -18,12 +18,13 @@ import contextlib
 import math
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator, Callable, TypeVar
+from typing import Any, TypeVar
 
-from .auth import Principal
 from ..errors import QuotaExceeded, RateLimited, ServiceUnavailable
+from .auth import Principal
 from .keys import Limits, iso
 from .usage import STORE_ERRORS, QuotaCaps, Usage, UsageStore
 
@@ -60,7 +61,7 @@ def caps(limits: Limits) -> QuotaCaps:
 class Admission:
     """An admitted request's bill: audio seconds reserved (billed) up front, settled at the end."""
 
-    def __init__(self, limiter: "Limiter", principal: Principal) -> None:
+    def __init__(self, limiter: Limiter, principal: Principal) -> None:
         self.limiter, self.principal = limiter, principal
         self.billed = 0.0
         self.billed_at: float | None = None
@@ -106,7 +107,8 @@ def has_quota(limits: Limits) -> bool:
 def check_quota(limits: Limits, usage: Usage, now: float) -> None:
     remaining = remaining_audio_seconds(limits, usage)
     for period, reset in (("day", _next_day), ("month", _next_month)):
-        if remaining[period] is not None and remaining[period] <= 0:
+        left = remaining[period]
+        if left is not None and left <= 0:
             raise QuotaExceeded(
                 f"Audio quota for this {period} used up", quota=f"audio_hours_per_{period}", resets_at=iso(reset(now))
             )

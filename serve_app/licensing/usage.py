@@ -15,12 +15,13 @@ import sqlite3
 import threading
 import uuid
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
 import redis
+from redis.commands.core import Script
 
 COUNTERS = ("requests", "audio_seconds", "auth_failures")
 # What a store raises when it cannot answer (server down, disk locked): a 503, not a bug.
@@ -86,7 +87,7 @@ class UsageStore(Protocol):
     def add(self, key_id: str, now: float, **amounts: float) -> None:
         """Add to the counters (`COUNTERS`) of the day, the month and all time."""
 
-    def reserve(self, key_id: str, seconds: float, caps: "QuotaCaps", now: float, partial: bool = False) -> float:
+    def reserve(self, key_id: str, seconds: float, caps: QuotaCaps, now: float, partial: bool = False) -> float:
         """Bill `seconds` of audio now if they fit under the caps of the day and the month, in one
         atomic step (so parallel requests cannot all see the same room). With `partial`, bill as much
         as fits. Returns the seconds billed: `seconds`, part of it, or 0 when nothing fits."""
@@ -263,11 +264,11 @@ class RedisStore:
         return "redis"
 
     @cached_property
-    def _rate(self) -> redis.commands.core.Script:
+    def _rate(self) -> Script:
         return self.redis.register_script(_RATE)
 
     @cached_property
-    def _slot(self) -> redis.commands.core.Script:
+    def _slot(self) -> Script:
         return self.redis.register_script(_SLOT)
 
     def _key(self, *parts: str) -> str:
@@ -292,7 +293,7 @@ class RedisStore:
         pipe.execute()
 
     @cached_property
-    def _reserve(self) -> redis.commands.core.Script:
+    def _reserve(self) -> Script:
         return self.redis.register_script(_RESERVE)
 
     def reserve(self, key_id: str, seconds: float, caps: QuotaCaps, now: float, partial: bool = False) -> float:

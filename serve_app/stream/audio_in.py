@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import av
 import numpy as np
@@ -204,7 +205,7 @@ class ContainerInput:
         self.buffer = _Buffer(max_samples)
         self.containers = containers
         self.seconds = 0.0  # audio decoded from what was received
-        self._pipe = _Pipe(lambda marks: [self._emit(m) for m in marks], max_bytes)
+        self._pipe = _Pipe(self._emit_all, max_bytes)
         self._thread = threading.Thread(target=self._run, name="stream-demux", daemon=True)
         self._thread.start()
 
@@ -234,6 +235,10 @@ class ContainerInput:
     def stop(self) -> None:
         """The session is over: the thread ends at its next read."""
         self._pipe.stop()
+
+    def _emit_all(self, items: list[Any]) -> None:
+        for item in items:
+            self._emit(item)
 
     def _emit(self, item: Any) -> None:
         """Hand an item to the event loop, waiting while the buffer is full (the decoder then stops

@@ -7,9 +7,10 @@ each product's clients parse (Deepgram's live `Results`, `SpeechStarted`, `Utter
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any
 
 from ..audio.source import Options, flag
 from ..errors import InvalidRequest, ServiceError

@@ -30,8 +30,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -299,7 +300,7 @@ class Session:
     def _start(self, utterance: Utterance, final: bool) -> asyncio.Task:
         if utterance.speech_s < MIN_SPEECH_S:
             return asyncio.ensure_future(_ready(self._empty(utterance.audio.size / SAMPLE_RATE)))
-        task = asyncio.create_task(self.decode(utterance, final))
+        task = asyncio.ensure_future(self.decode(utterance, final))  # decode is typed as returning an Awaitable
         self._decodes.add(task)
         task.add_done_callback(self._decodes.discard)
         return task
