@@ -13,7 +13,7 @@ import torch
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperTokenizerFast
 
 from serve_app.audio.decode import decode
-from serve_app.convert import ConversionError, read_ct2, shorten_window
+from tools.models.convert import ConversionError, read_ct2, shorten_window
 from serve_app.engine.prompts import encoder_window_s
 from serve_app.settings import ROOT
 

@@ -12,8 +12,8 @@ import pytest
 from serve_app.settings import ROOT
 
 HEAVY = ("torch", "vllm", "scipy", "transformers")
-# The builder declares the engine deployment; model preparation reads the engine's window constant.
-MAY_NAME_THE_ENGINE = {"app.py", "convert.py"}
+# The builder declares the engine deployment.
+MAY_NAME_THE_ENGINE = {"app.py"}
 
 
 @pytest.mark.parametrize("module", ["serve_app.ingress", "serve_app.app"])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from serve_app.convert import convert
+from tools.models.convert import convert
 from tools import ROOT
 
 
@@ -58,7 +58,7 @@ def _ensure_installed(src: Source) -> None:
         importlib.invalidate_caches()
 
 
-# Served variants: a checkpoint with a shorter encoder window (see serve_app.convert.shorten_window).
+# Served variants: a checkpoint with a shorter encoder window (see tools.models.convert.shorten_window).
 VARIANTS = {"tiny.en": ("tiny.en", 30), "tiny.en-15s": ("tiny.en", 15), "base": ("base", 30)}
 DEFAULT = "tiny.en-15s"  # what configs/cpu.yaml serves
 

@@ -14,13 +14,13 @@ import json
 import re
 import shutil
 import struct
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
-from .engine.prompts import POSITIONS_PER_S
+from serve_app.engine.prompts import POSITIONS_PER_S
 
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: np.uint16}  # 5: bf16 bits
 
