@@ -279,8 +279,21 @@ def _statuses(*statuses: int) -> Callable[[Receiver, Any], None]:
     return reply
 
 
-def _nothing_left(store: OutboxStore) -> bool:
-    return reopened(store).claim("inspector", float("inf"), float("inf"), 10) == []
+def _rows(store: OutboxStore) -> int:
+    """Rows in the outbox, read without claiming any."""
+    if isinstance(store, SqliteOutbox):
+        with sqlite3.connect(store.path) as db:
+            return db.execute("SELECT COUNT(*) FROM callback_outbox").fetchone()[0]
+    assert isinstance(store, RedisOutbox)
+    return len(store.redis.keys(f"{store.prefix}:row:*"))
+
+
+def _nothing_left(store: OutboxStore, timeout_s: float = 10.0) -> bool:
+    """The outbox empties (a delivered row is deleted just after its receiver answered)."""
+    deadline = time.monotonic() + timeout_s
+    while _rows(store) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _rows(store) == 0
 
 
 def test_a_refused_delivery_is_retried_until_it_arrives(store: OutboxStore) -> None:
@@ -351,7 +364,7 @@ def test_a_callback_whose_replica_died_is_reported_failed(store: OutboxStore) ->
         await asyncio.sleep(0.2)
         assert receiver.bodies == []  # its lease still runs
         clock.now = T0 + 61
-        await _until(lambda: len(receiver.bodies) == 1)
+        await _until(lambda: len(receiver.bodies) == 1 and _rows(store) == 0)  # delivered, then deleted
 
     with receiving(_statuses()) as receiver:
         store.add("lost", "k", receiver.url, "dead-replica", T0 + 60, per_key=5)  # left mid-transcription
@@ -402,7 +415,7 @@ def test_a_restarted_ingress_delivers_what_was_left_ready(backend: str, tmp_path
     async def restart(receiver: Receiver) -> None:
         auth = LicenseAuthenticator(PublicKeys.from_lines([ISSUER.public_line()]), RevocationList(None))
         Ingress(FakeEngine(), {"callbacks": FAST.model_dump()}, auth, Limiter(usage), LOOPBACK, NoMetrics())
-        await _until(lambda: len(receiver.bodies) == 1)
+        await _until(lambda: len(receiver.bodies) == 1 and _rows(old) == 0)  # delivered, then deleted
 
     with receiving(_statuses()) as receiver:
         old.add(request_id, "k", receiver.url, "old-replica", time.time() + 60, per_key=5)
