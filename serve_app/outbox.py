@@ -16,19 +16,16 @@ does), not Redis Cluster.
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import redis
 
 from .licensing.usage import RedisStore, SqliteStore, UsageStore
+from .sqlite_file import SqliteFile
 
 RUNNING, READY = "running", "ready"
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -73,7 +70,7 @@ def beside(store: UsageStore) -> OutboxStore:
     raise TypeError(f"no outbox for a {type(store).__name__}: pass one to the ingress")
 
 
-class SqliteOutbox:
+class SqliteOutbox(SqliteFile):
     _SCHEMA = """
     CREATE TABLE IF NOT EXISTS callback_outbox (
         request_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, url TEXT NOT NULL, state TEXT NOT NULL,
@@ -82,39 +79,6 @@ class SqliteOutbox:
     CREATE INDEX IF NOT EXISTS callback_outbox_due ON callback_outbox (due_at);
     CREATE INDEX IF NOT EXISTS callback_outbox_key ON callback_outbox (key_id);
     """
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        db = self._connect()
-        db.execute("PRAGMA journal_mode=WAL")  # as the usage store: durable across crashes, no fsync per write
-        db.executescript(self._SCHEMA)
-
-    def __getstate__(self) -> dict:
-        return {"path": self.path}  # connections stay in the process and thread that opened them
-
-    def __setstate__(self, state: dict) -> None:
-        self.path, self._local = state["path"], threading.local()
-
-    def _connect(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)  # one connection per thread (calls come from a thread pool)
-        if db is None:
-            db = self._local.db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA synchronous=NORMAL")
-        return db
-
-    def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")  # the write lock first: a check-and-update is never interleaved
-            result = fn(db)
-            db.execute("COMMIT")
-            return result
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     def add(self, request_id: str, key_id: str, url: str, owner: str, lease_until: float, per_key: int) -> bool:
         def run(db: sqlite3.Connection) -> bool:

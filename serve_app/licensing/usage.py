@@ -12,16 +12,16 @@ Times are passed in by the caller (an injected clock), never read here.
 from __future__ import annotations
 
 import sqlite3
-import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
-from pathlib import Path
 from typing import Protocol
 
 import redis
 from redis.commands.core import Script
+
+from ..sqlite_file import SqliteFile
 
 COUNTERS = ("requests", "audio_seconds", "auth_failures")
 # What a store raises when it cannot answer (server down, disk locked): a 503, not a bug.
@@ -98,7 +98,7 @@ class UsageStore(Protocol):
         """Raise if the store cannot answer; else its kind, for /health?detailed=true."""
 
 
-class SqliteStore:
+class SqliteStore(SqliteFile):
     _SCHEMA = """
     CREATE TABLE IF NOT EXISTS hits (key_id TEXT NOT NULL, ts REAL NOT NULL);
     CREATE INDEX IF NOT EXISTS hits_key_ts ON hits (key_id, ts);
@@ -107,42 +107,6 @@ class SqliteStore:
         key_id TEXT NOT NULL, period TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
         PRIMARY KEY (key_id, period, name));
     """
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        db = self._connect()
-        # WAL + synchronous=NORMAL: durable across process crashes and restarts, without an fsync
-        # per request (a power cut may lose the last moments of metering, never corrupt it).
-        db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(self._SCHEMA)
-
-    def __getstate__(self) -> dict:
-        return {"path": self.path}  # connections stay in the process and thread that opened them
-
-    def __setstate__(self, state: dict) -> None:
-        self.path, self._local = state["path"], threading.local()
-
-    def _connect(self) -> sqlite3.Connection:
-        # One connection per thread (the ingress calls from a thread pool), opened once.
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA synchronous=NORMAL")
-        return db
-
-    def _transaction(self, fn):  # type: ignore[no-untyped-def]
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            result = fn(db)
-            db.execute("COMMIT")
-            return result
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     def ping(self) -> str:
         self._connect().execute("SELECT 1 FROM counters LIMIT 1").fetchall()
