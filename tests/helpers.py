@@ -163,3 +163,56 @@ class ScriptedServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+DRIP_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nContent-Length: 60\r\n\r\n"
+
+
+class Dripper:
+    """A server on a loopback address that answers each connection at one byte a second for a minute: `head` at
+    once (or, with drip_head, a byte a second too) and then 60 more bytes."""
+
+    def __init__(self, head: bytes = DRIP_HEAD, drip_head: bool = False, host: str = "127.0.0.1") -> None:
+        self.head, self.host = head, host
+        self.drip_head = drip_head
+        self.accepted = 0
+        self.stop = threading.Event()
+        self.listener = socket.create_server((host, 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
+
+    def url(self, path: str = "/slow.wav") -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            self.accepted += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)  # the request (or TLS ClientHello): one segment on loopback
+            pieces = [self.head[i:i + 1] for i in range(len(self.head))] if self.drip_head else [self.head]
+            pieces += [b"x"] * 60
+            for i, piece in enumerate(pieces):
+                if (i and self.stop.wait(1.0)) or not _send(conn, piece):
+                    return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.acceptor.join()
+        self.listener.close()
+
+
+def _send(conn: socket.socket, data: bytes) -> bool:
+    try:
+        conn.sendall(data)
+        return True
+    except OSError:  # the client gave up
+        return False

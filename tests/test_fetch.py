@@ -19,7 +19,8 @@ from serve_app.audio.addresses import is_public
 from serve_app.audio.fetch import TIMED_OUT, Fetcher, FetchLimits, UrlPolicy, fetch
 from serve_app.errors import FileTooLarge, InvalidRequest, UrlFetchFailed, UrlNotAllowed
 
-from .helpers import FileServer, serving
+from .helpers import DRIP_HEAD as HEAD
+from .helpers import Dripper, FileServer, serving
 
 LIMITS = FetchLimits(max_bytes=1000, timeout_s=5, max_redirects=2)
 
@@ -126,58 +127,7 @@ def test_unresolvable_names_are_a_fetch_failure_not_a_crash() -> None:
         fetch("http://a%00b/x", UrlPolicy(resolver=nul_resolver), LIMITS)
 
 
-HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nContent-Length: 60\r\n\r\n"
 TLS_RECORD_HEAD = b"\x16\x03\x03\x40\x00"  # a 16 KiB handshake record follows, a byte at a time
-
-
-class Dripper:
-    """A loopback server that answers each connection at one byte a second for a minute: `head` at
-    once (or, with drip_head, a byte a second too) and then 60 more bytes."""
-
-    def __init__(self, head: bytes = HEAD, drip_head: bool = False) -> None:
-        self.head = head
-        self.drip_head = drip_head
-        self.accepted = 0
-        self.stop = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.acceptor = threading.Thread(target=self._accept, daemon=True)
-        self.acceptor.start()
-
-    def url(self, path: str = "/slow.wav") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            self.accepted += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            conn.recv(65536)  # the request (or TLS ClientHello): one segment on loopback
-            pieces = [self.head[i:i + 1] for i in range(len(self.head))] if self.drip_head else [self.head]
-            pieces += [b"x"] * 60
-            for i, piece in enumerate(pieces):
-                if (i and self.stop.wait(1.0)) or not _send(conn, piece):
-                    return
-
-    def close(self) -> None:
-        self.stop.set()
-        self.acceptor.join()
-        self.listener.close()
-
-
-def _send(conn: socket.socket, data: bytes) -> bool:
-    try:
-        conn.sendall(data)
-        return True
-    except OSError:  # the client gave up
-        return False
 
 
 @pytest.fixture

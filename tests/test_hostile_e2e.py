@@ -28,7 +28,7 @@ import websockets.sync.client
 from serve_app.licensing.keys import read_claims
 
 from .conftest import Server
-from .helpers import JFK_FLAC
+from .helpers import JFK_FLAC, Dripper
 from .support import parallel_quota_burst
 
 pytestmark = pytest.mark.e2e
@@ -90,51 +90,18 @@ def test_a_small_quota_holds_under_parallel_requests(server: Server) -> None:
     parallel_quota_burst(server, server.licensing.issuer.issue(audio_hours_per_day=0.01))
 
 
-class _Dripper:
-    """An HTTP server on 127.0.0.2 that sends its headers, then one byte every second for a minute."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.2", 0))
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
-
-    def _drip(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nContent-Length: 100000\r\n\r\n")
-                for _ in range(60):
-                    conn.sendall(b"R")
-                    time.sleep(1)
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def test_a_dripping_url_is_cut_at_its_deadline_and_others_are_served(server: Server) -> None:
-    dripper = _Dripper()
+    dripper = Dripper(host="127.0.0.2")  # headers, then a byte a second for a minute
     try:
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            slow = [pool.submit(requests.post, f"{server.url}/v1/listen", json={"url": f"http://127.0.0.2:{dripper.port}/a.wav"},
+            slow = [pool.submit(requests.post, f"{server.url}/v1/listen", json={"url": dripper.url("/a.wav")},
                                 headers=server.auth, timeout=120) for _ in range(3)]
             time.sleep(1)
             _still_serving(server)  # while three fetches hang on the dripper
             for future in slow:
                 response = future.result()
                 assert response.status_code == 400 and response.json()["code"] == "URL_FETCH_FAILED", response.text
-        assert dripper.connections == 3
+        assert dripper.accepted == 3
     finally:
         dripper.close()
 
