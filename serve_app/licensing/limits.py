@@ -79,9 +79,9 @@ class Admission:
         if billed == 0 and seconds > 0 and not partial:
             usage = await self.limiter.usage(self.principal.key_id)
             check_quota(limits, usage, now)  # names the period that ran out
+            quota = _tightest(limits, usage)
             raise QuotaExceeded(
-                f"Not enough audio quota left for {seconds:.1f} s of audio", quota=_tightest(limits, usage),
-                resets_at=iso(_RESETS[_tightest(limits, usage)](now)),
+                f"Not enough audio quota left for {seconds:.1f} s of audio", quota=quota, resets_at=iso(_RESETS[quota](now))
             )
         return billed
 
