@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+
+if TYPE_CHECKING:  # for annotations only: torch and transformers load in Aligner, in the engine replica
+    from transformers import WhisperForConditionalGeneration
 
 FRAMES_PER_S = 50  # encoder output frames: 16 kHz / 160 samples per mel frame / 2 (conv stride)
 MEDIAN_WIDTH = 7  # Whisper's median filter over frames
@@ -33,7 +37,8 @@ def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         prefix = np.concatenate(([0.0], np.cumsum(cost[i - 1])))
         acc[i, 1:] = prefix[1:] + np.minimum.accumulate(from_above - prefix[:-1])
     # Walk back with Whisper's tie-breaking: diagonal, then vertical, else horizontal.
-    i, j, path = n, m, []
+    i, j = n, m
+    path: list[tuple[int, int]] = []
     while i > 0 or j > 0:
         path.append((i - 1, j - 1))
         if i == 0:
@@ -86,13 +91,14 @@ class Aligner:
         self.torch = torch
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         generation = json.loads((Path(model_dir) / "generation_config.json").read_text())
-        self.heads = [tuple(h) for h in generation.get("alignment_heads") or []]
+        self.heads: list[tuple[int, int]] = [(layer, head) for layer, head in generation.get("alignment_heads") or []]
         self.features = WhisperFeatureExtractor.from_pretrained(model_dir)
         # bfloat16 halves the encoder pass on CPU; times come out the same to the 20 ms frame.
         self.dtype = torch.bfloat16 if self.device == "cpu" else torch.float16
-        self.model = WhisperForConditionalGeneration.from_pretrained(
-            model_dir, attn_implementation="eager", dtype=self.dtype
-        ).to(self.device).eval()
+        model = WhisperForConditionalGeneration.from_pretrained(model_dir, attn_implementation="eager", dtype=self.dtype)
+        # transformers decorates `to` with functools.wraps, and typeshed's wrapper type does not bind as a
+        # method: mypy takes the device for `self`. The call is nn.Module.to's.
+        self.model: WhisperForConditionalGeneration = model.to(self.device).eval()  # type: ignore[arg-type]
         config = self.model.config
         if not self.heads:  # Whisper's fallback: every head of the upper half of the decoder
             layers = config.decoder_layers

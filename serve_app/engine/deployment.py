@@ -15,7 +15,7 @@ import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -24,6 +24,13 @@ from ..settings import EngineArgs, repo_path
 from ..types import ChunkTranscript, EngineInfo, Token, Turn
 from . import lifeline
 from .prompts import WhisperVocabulary, encoder_window_s
+
+if TYPE_CHECKING:  # for annotations only: vLLM is imported in the replica, after `_configure_cpu`
+    from vllm import SamplingParams
+    from vllm.config.model import ModelDType
+    from vllm.inputs import ExplicitEncoderDecoderPrompt
+    from vllm.outputs import CompletionOutput, RequestOutput
+    from vllm.v1.engine.async_llm import AsyncLLM
 
 
 def _configure_cpu(args: EngineArgs) -> None:
@@ -64,16 +71,13 @@ def yield_cpu(niceness: int, name: str = "Worker") -> None:
 
 
 class WhisperEngine:
-    def __init__(self, args: EngineArgs | dict) -> None:
+    def __init__(self, args: EngineArgs | dict[str, Any]) -> None:
         self.args = EngineArgs.model_validate(args)
         lifeline.arm()  # vLLM's processes die with this replica, however it ends
         _configure_cpu(self.args)
         # Imported here, in the engine replica: the app builder imports this module only to declare
         # the deployment, and must not load torch or scipy for that.
         from vllm import SamplingParams
-        from vllm.engine.arg_utils import AsyncEngineArgs
-        from vllm.v1.engine.async_llm import AsyncLLM
-        from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
 
         from .align import Aligner
         from .diarize import Diarizer
@@ -86,11 +90,24 @@ class WhisperEngine:
         self._align_pool = ThreadPoolExecutor(1, thread_name_prefix="align")  # one at a time: vLLM has the cores
         self._sampling_params = SamplingParams  # vllm is imported here, after the CPU variables are set
         self.sampling = self._params(0.0)
-        self.engine = AsyncLLM.from_engine_args(
+        self.engine = self._start_engine(path)
+        if self.args.cpu_worker_niceness is not None:
+            yield_cpu(self.args.cpu_worker_niceness)
+
+    def _start_engine(self, path: str) -> AsyncLLM:
+        """vLLM's engine on the checkpoint at `path`, its processes started. Runs after `_configure_cpu`:
+        vLLM reads the CPU variables when imported."""
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+        from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
+
+        return AsyncLLM.from_engine_args(
             AsyncEngineArgs(
                 model=path,
                 served_model_name=self.args.model_name(),
-                dtype=self.args.dtype,
+                # The settings keep dtype a plain string; vLLM's ModelConfig (a pydantic dataclass) rejects
+                # any value outside its Literal when the engine starts.
+                dtype=cast("ModelDType", self.args.dtype),
                 max_num_seqs=self.args.max_num_seqs,
                 max_model_len=448,
                 enforce_eager=self.args.enforce_eager,
@@ -103,8 +120,6 @@ class WhisperEngine:
             # time, tokens per step) through Ray's metrics export, beside the service's own.
             stat_loggers=[RayPrometheusStatLogger] if self.args.engine_metrics else None,
         )
-        if self.args.cpu_worker_niceness is not None:
-            yield_cpu(self.args.cpu_worker_niceness)
 
     async def info(self) -> EngineInfo:
         await self.engine.check_health()
@@ -117,33 +132,32 @@ class WhisperEngine:
             return "en", 1.0
         by_id = {token_id: code for code, token_id in self.vocab.languages.items()}
         params = self._sampling_params(temperature=0.0, max_tokens=1, logprobs=0, allowed_token_ids=list(by_id))
-        final = None
-        async for output in self.engine.generate(self._prompt(audio, [self.vocab.sot]), params, uuid.uuid4().hex):
-            final = output
-        completion = final.outputs[0]
+        completion = await self._generate(self._prompt(audio, [self.vocab.sot]), params)
         token_id = completion.token_ids[0]
         logprob = completion.logprobs[0][token_id].logprob if completion.logprobs else 0.0
         return by_id[token_id], round(float(np.exp(logprob)), 4)
 
     @staticmethod
-    def _prompt(audio: np.ndarray, decoder_ids: list[int]) -> dict:
+    def _prompt(audio: np.ndarray, decoder_ids: list[int]) -> ExplicitEncoderDecoderPrompt:
         return {
             "encoder_prompt": {"prompt": "", "multi_modal_data": {"audio": (audio, SAMPLE_RATE)}},
             "decoder_prompt": {"prompt_token_ids": decoder_ids},
         }
 
-    def _params(self, temperature: float) -> Any:
+    def _params(self, temperature: float) -> SamplingParams:
         # A fixed seed keeps fallback decodes reproducible.
         return self._sampling_params(temperature=temperature, max_tokens=self.args.max_tokens, logprobs=0, seed=0 if temperature else None)
 
-    async def _generate(self, prompt: dict, params: Any) -> Any:
-        final = None
+    async def _generate(self, prompt: ExplicitEncoderDecoderPrompt, params: SamplingParams) -> CompletionOutput:
+        final: RequestOutput | None = None
         async for output in self.engine.generate(prompt, params, uuid.uuid4().hex):
             final = output
+        assert final is not None  # vLLM's stream ends with the request's finished output, or raises
         return final.outputs[0]
 
     async def transcribe(self, audio: np.ndarray, language: str | None = None, align: bool = False) -> ChunkTranscript:
-        prompt = self._prompt(audio, self.vocab.prompt(language))
+        prompt_ids = self.vocab.prompt(language)
+        prompt = self._prompt(audio, prompt_ids)
         completion = await self._generate(prompt, self.sampling)
         # Whisper's guard against repetition loops ("Hello. Hello. Hello." over a whole window of a
         # phone call): text that compresses too well is decoded again at rising temperatures.
@@ -154,12 +168,14 @@ class WhisperEngine:
             tried.append(await self._generate(prompt, self._params(temperature)))
         passing = [c for c in tried if compression_ratio(c.text) <= MAX_COMPRESSION_RATIO]
         completion = passing[0] if passing else tried[0]
-        text = [(token_id, step[token_id]) for token_id, step in zip(completion.token_ids, completion.logprobs or []) if token_id < self.vocab.eot and token_id in step]
+        # iter(): vLLM types FlatLogprobs as a sequence of `dict | None` (a prompt's first position has no
+        # logprobs), but a completion's positions all have one, as its __iter__ declares.
+        steps = iter(completion.logprobs or [])
+        text = [(token_id, step[token_id]) for token_id, step in zip(completion.token_ids, steps) if token_id < self.vocab.eot and token_id in step]
         ids = [token_id for token_id, _ in text]
         times: list[tuple[float, float]] | None = None
         if align:
             loop = asyncio.get_running_loop()
-            prompt_ids = prompt["decoder_prompt"]["prompt_token_ids"]
             times = await loop.run_in_executor(self._align_pool, self.aligner.align, audio, prompt_ids, ids, self.vocab.eot)
         tokens = [
             Token(lp.decoded_token or "", lp.logprob, *(times[k] if times else (None, None)))
@@ -177,8 +193,11 @@ class WhisperEngine:
 
     def shutdown(self) -> None:
         """Stop vLLM's engine processes (idempotent). Serve calls `__del__` when it stops a replica."""
-        engine, self.engine = getattr(self, "engine", None), None
+        # Deleted rather than set to None: while `engine` exists it is a running AsyncLLM. getattr: a
+        # failed __init__ may not have set it.
+        engine = getattr(self, "engine", None)
         if engine is not None:
+            del self.engine
             engine.shutdown()
 
     def __del__(self) -> None:
