@@ -12,7 +12,6 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from .audio.fetch import UrlPolicy
 from .engine.deployment import WhisperEngine
 from .errors import ServiceError
 from .ingress import Ingress
@@ -20,6 +19,7 @@ from .licensing.auth import LicenseAuthenticator, RevocationList
 from .licensing.keys import PublicKeys
 from .licensing.limits import Limiter
 from .licensing.usage import RedisStore, SqliteStore, UsageStore
+from .pipeline.fetch import UrlPolicy
 from .settings import AppArgs, Environment, repo_path
 
 # What every config shares lives here; configs/*.yaml state only what depends on the hardware

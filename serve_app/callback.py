@@ -14,7 +14,7 @@ A pending callback's life:
 Delivery is at least once: a replica that dies between a receiver's 2xx and deleting the row leaves
 it to be sent again once its lease ends (receivers can tell by `request_id`).
 
-The callback URL obeys the audio-URL rules (audio/fetch.py): http(s) only, every resolved address
+The callback URL obeys the audio-URL rules (pipeline/fetch.py): http(s) only, every resolved address
 public or allowlisted, the connection made to the checked address, no proxies from the environment.
 Redirects are not followed: a redirect is a failed attempt. Each attempt has one deadline for all of
 it, and reads at most REPLY_BYTES of the reply, raw: only the status line counts.
@@ -37,10 +37,10 @@ from typing import TypeVar
 
 import certifi
 
-from .audio.fetch import UrlPolicy, host_header, split_url
 from .errors import InvalidRequest, RateLimited, ServiceError, ServiceUnavailable, UrlNotAllowed
 from .licensing.usage import STORE_ERRORS
 from .outbox import READY, OutboxStore, Pending
+from .pipeline.fetch import UrlPolicy, host_header, split_url
 from .settings import CallbackArgs
 
 logger = logging.getLogger("ray.serve")

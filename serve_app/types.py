@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+SAMPLE_RATE = 16000  # audio crosses as 16 kHz mono float32 arrays
+
 
 @dataclass(frozen=True)
 class Token:

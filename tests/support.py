@@ -8,23 +8,23 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
 import pytest
 import requests
 
-from serve_app.audio import SAMPLE_RATE
-from serve_app.audio.decode import decode
-from serve_app.audio.fetch import UrlPolicy
 from serve_app.ingress import Ingress
 from serve_app.licensing.auth import LicenseAuthenticator, RevocationList
 from serve_app.licensing.keys import PublicKeys
 from serve_app.licensing.limits import Limiter
 from serve_app.licensing.usage import SqliteStore
 from serve_app.metrics import NoMetrics
-from serve_app.types import ChunkTranscript, EngineInfo, Token, Turn
+from serve_app.pipeline.decode import decode
+from serve_app.pipeline.fetch import UrlPolicy
+from serve_app.types import SAMPLE_RATE, ChunkTranscript, EngineInfo, Token, Turn
 
 from .helpers import JFK_FLAC, Issuer
 
@@ -58,7 +58,7 @@ class Method:
 class FakeEngine:
     """Answers like WhisperEngine; records the chunks it was sent."""
 
-    def __init__(self, languages: list[str] = ["en"]) -> None:
+    def __init__(self, languages: tuple[str, ...] = ("en",)) -> None:
         self.calls: list[tuple[int, str]] = []
         self.aligned: list[bool] = []
         self.info = Method(self._info)
@@ -69,7 +69,7 @@ class FakeEngine:
         self.languages = languages
 
     async def _info(self) -> EngineInfo:
-        return EngineInfo("fake-whisper", len(self.languages) > 1, self.languages, 30.0)
+        return EngineInfo("fake-whisper", len(self.languages) > 1, list(self.languages), 30.0)
 
     async def _detect(self, audio: np.ndarray) -> tuple[str, float]:
         return (self.languages[-1], 0.8) if len(self.languages) > 1 else ("en", 1.0)

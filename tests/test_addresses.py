@@ -1,5 +1,5 @@
 """Address classification against IANA's special-purpose registries, written out here independently
-of serve_app/audio/addresses.py: every entry's first, middle and last address, every IPv6 form that
+of serve_app/pipeline/addresses.py: every entry's first, middle and last address, every IPv6 form that
 embeds IPv4, the operator's allowlist. Nothing here connects anywhere."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
 import pytest
 
-from serve_app.audio import addresses
-from serve_app.audio.addresses import allowed, embedded_ipv4, is_public
-from serve_app.audio.fetch import UrlPolicy
 from serve_app.errors import UrlNotAllowed
+from serve_app.pipeline import addresses
+from serve_app.pipeline.addresses import allowed, embedded_ipv4, is_public
+from serve_app.pipeline.fetch import UrlPolicy
 
 PUBLIC, REFUSED = True, False
 

@@ -8,10 +8,10 @@ import pytest
 from transformers import WhisperTokenizerFast
 
 from serve_app.engine.align import Aligner, dtw, token_times
-from serve_app.transcript import snap_to_speech
-from serve_app.audio import SAMPLE_RATE
-from serve_app.audio.decode import decode
+from serve_app.pipeline.decode import decode
+from serve_app.pipeline.stitch import snap_to_speech
 from serve_app.settings import ROOT
+from serve_app.types import SAMPLE_RATE
 
 from .helpers import DATA, manifest
 

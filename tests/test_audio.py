@@ -8,10 +8,10 @@ import wave
 import numpy as np
 import pytest
 
-from serve_app.audio import SAMPLE_RATE
-from serve_app.audio.chunk import split
-from serve_app.audio.decode import decode, sniff
 from serve_app.errors import FileTooLarge, InvalidRequest, UnsupportedFormat
+from serve_app.pipeline.chunk import split
+from serve_app.pipeline.decode import decode, sniff
+from serve_app.types import SAMPLE_RATE
 
 from .helpers import JFK_FLAC, JFK_MP3, LONG, STEREO
 

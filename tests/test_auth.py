@@ -6,16 +6,26 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
-from serve_app.licensing.auth import FAILURE_REASONS, UNVERIFIED, FailureThrottle, LicenseAuthenticator, Principal, Refusal, RevocationList, parse_authorization
 from serve_app.errors import InvalidLicense, LicenseExpired, ServiceUnavailable
 from serve_app.ingress import Ingress
+from serve_app.licensing.auth import (
+    FAILURE_REASONS,
+    UNVERIFIED,
+    FailureThrottle,
+    LicenseAuthenticator,
+    Principal,
+    Refusal,
+    RevocationList,
+    parse_authorization,
+)
 from serve_app.licensing.keys import PREFIX, PublicKeys, _b64, read_claims, sign
 
 from .helpers import JFK_FLAC, Issuer
@@ -41,7 +51,7 @@ def issuer() -> Issuer:
 @pytest.fixture
 def auth(issuer: Issuer, tmp_path: Path) -> LicenseAuthenticator:
     other = Issuer()  # a second trusted issuer: rotation keeps both valid
-    keys = PublicKeys.from_lines([f"# trusted issuers", issuer.public_line(), other.public_line() + "  # next"])
+    keys = PublicKeys.from_lines(["# trusted issuers", issuer.public_line(), other.public_line() + "  # next"])
     (tmp_path / "revoked.txt").touch()
     return LicenseAuthenticator(keys, RevocationList(tmp_path / "revoked.txt", check_every_s=0), clock=lambda: NOW)
 

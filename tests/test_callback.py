@@ -18,25 +18,26 @@ import threading
 import time
 import tracemalloc
 import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from serve_app.audio.fetch import UrlPolicy
-from serve_app.licensing.auth import LicenseAuthenticator, RevocationList
 from serve_app.callback import REPLY_BYTES, Callbacks, check, post
-from serve_app.types import ChunkTranscript
 from serve_app.errors import InvalidRequest
 from serve_app.ingress import Ingress
+from serve_app.licensing.auth import LicenseAuthenticator, RevocationList
 from serve_app.licensing.keys import PublicKeys
 from serve_app.licensing.limits import Limiter
+from serve_app.licensing.usage import RedisStore, SqliteStore
 from serve_app.metrics import NoMetrics
 from serve_app.outbox import READY, RUNNING, OutboxStore, RedisOutbox, SqliteOutbox
+from serve_app.pipeline.fetch import UrlPolicy
 from serve_app.settings import CallbackArgs
-from serve_app.licensing.usage import RedisStore, SqliteStore
+from serve_app.types import ChunkTranscript
 
 from .helpers import JFK_FLAC, FileServer, free_port, serving
 from .support import AUTH, ISSUER, FakeEngine, make_ingress
@@ -136,7 +137,7 @@ class Receiver:
     """An HTTP server on 127.0.0.1 whose every POST is answered by `reply(handler)`; it records the
     bodies it read and how many reply bytes it got to send."""
 
-    def __init__(self, reply: Callable[["Receiver", http.server.BaseHTTPRequestHandler], None], port: int = 0) -> None:
+    def __init__(self, reply: Callable[[Receiver, http.server.BaseHTTPRequestHandler], None], port: int = 0) -> None:
         self.bodies: list[bytes] = []
         self.sent = 0
         self.stop = threading.Event()

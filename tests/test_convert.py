@@ -12,10 +12,10 @@ import pytest
 import torch
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperTokenizerFast
 
-from serve_app.audio.decode import decode
-from tools.models.convert import ConversionError, read_ct2, shorten_window
 from serve_app.engine.prompts import encoder_window_s
+from serve_app.pipeline.decode import decode
 from serve_app.settings import ROOT
+from tools.models.convert import ConversionError, read_ct2, shorten_window
 
 from .helpers import JFK_FLAC, manifest, normalize
 

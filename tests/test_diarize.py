@@ -89,7 +89,7 @@ def test_frames_fill_two_hours_of_speech_from_the_nearest_vote() -> None:
 
 @pytest.mark.skipif(not WEIGHTS.exists(), reason="tools/models/prepare.py extracts the speaker encoder")
 def test_spectrogram_and_embeddings_in_blocks_match_all_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    from serve_app.audio.decode import decode
+    from serve_app.pipeline.decode import decode
 
     encoder = diarize.SpeakerEncoder(WEIGHTS)
     audio = decode((DATA / "pyannote_sample.wav").read_bytes(), 600)
@@ -107,7 +107,7 @@ def test_spectrogram_and_embeddings_in_blocks_match_all_at_once(monkeypatch: pyt
 @pytest.mark.parametrize("max_windows", [diarize.MAX_WINDOWS, 30])
 def test_phone_call_has_two_speakers_who_take_turns(max_windows: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Also with 30 of its 75 windows: as sparse as on 21 minutes of speech (2000 windows of 5000)."""
-    from serve_app.audio.decode import decode
+    from serve_app.pipeline.decode import decode
 
     monkeypatch.setattr(diarize, "MAX_WINDOWS", max_windows)
     audio = decode((DATA / "pyannote_sample.wav").read_bytes(), 600)

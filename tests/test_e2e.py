@@ -6,17 +6,16 @@ import difflib
 import io
 import time
 import wave
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
 
 import jiwer
 import numpy as np
 import pytest
 import requests
 
-from serve_app.audio.decode import decode
-
 from serve_app.licensing.keys import read_claims, sign
+from serve_app.pipeline.decode import decode
 
 from .conftest import Server, stt_license
 from .helpers import DATA, JFK_FLAC, JFK_MP3, LONG, STEREO, FileServer, Issuer, manifest, normalize, serving

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import socket
-import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator
 
 import pytest
 
-from serve_app.audio.addresses import is_public
-from serve_app.audio.fetch import TIMED_OUT, Fetcher, FetchLimits, UrlPolicy, fetch
 from serve_app.errors import FileTooLarge, InvalidRequest, UrlFetchFailed, UrlNotAllowed
+from serve_app.pipeline.addresses import is_public
+from serve_app.pipeline.fetch import TIMED_OUT, Fetcher, FetchLimits, UrlPolicy, fetch
 
 from .helpers import DRIP_HEAD as HEAD
 from .helpers import Dripper, FileServer, serving

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from serve_app.formats import srt, verbose_json, vtt
-from serve_app.transcript import Transcript, Word, segments
+from serve_app.api.captions import srt, vtt
+from serve_app.api.openai import verbose_json
+from serve_app.pipeline.transcript import Transcript, Word, segments
 
 
 def _words(*spec: tuple[str, float, float]) -> list[Word]:
@@ -28,14 +29,14 @@ def test_srt_and_vtt_clock_past_an_hour() -> None:
 
 
 def test_unpunctuated_keeps_inner_marks() -> None:
-    from serve_app.transcript import unpunctuated
+    from serve_app.pipeline.transforms import unpunctuated
 
     t = unpunctuated(Transcript("Don't pay 1,000!", _words(("Don't", 0, 1), ("pay", 1, 2), ("1,000!", 2, 3)), 0.9, 3.0, "en"))
     assert t.text == "don't pay 1,000" and [w.punctuated_word for w in t.words] == ["don't", "pay", "1,000"]
 
 
 def test_utterances_split_at_pauses_and_paragraphs_at_sentences() -> None:
-    from serve_app.formats import paragraphs, utterances
+    from serve_app.api.listen import paragraphs, utterances
 
     words = _words(("One", 0.0, 0.3), ("two.", 0.4, 0.7), ("Three", 1.0, 1.3), ("four.", 1.4, 1.6), ("Five.", 3.0, 3.5))
     runs = utterances(words, split_s=0.8)
@@ -49,7 +50,7 @@ def test_utterances_split_at_pauses_and_paragraphs_at_sentences() -> None:
 def test_diarized_words_utterances_paragraphs_and_captions_carry_speakers() -> None:
     from dataclasses import replace
 
-    from serve_app.formats import paragraphs, utterances, word_dict
+    from serve_app.api.listen import paragraphs, utterances, word_dict
 
     spoken = _words(("Hello?", 0.0, 0.4), ("Hi", 0.5, 0.7), ("there.", 0.7, 1.0), ("Bye.", 1.1, 1.4))
     words = [replace(w, speaker=s) for w, s in zip(spoken, (0, 1, 1, 0))]
@@ -65,8 +66,8 @@ def test_diarized_words_utterances_paragraphs_and_captions_carry_speakers() -> N
 
 
 def test_words_take_the_speaker_they_overlap_most_or_the_nearest() -> None:
+    from serve_app.pipeline.stitch import with_speakers
     from serve_app.types import Turn
-    from serve_app.transcript import with_speakers
 
     words = _words(("a", 0.0, 0.5), ("b", 0.9, 1.5), ("c", 3.0, 3.2), ("d", 5.0, 5.5))
     turns = [Turn(0.0, 1.0, 0), Turn(1.0, 2.0, 1), Turn(4.0, 6.0, 0)]

@@ -20,9 +20,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from serve_app.audio.decode import decode
-from serve_app.audio.source import Options
+from serve_app.api import listen
+from serve_app.api import params as api_params
 from serve_app.errors import ServiceError
+from serve_app.pipeline.decode import decode
 
 from .helpers import JFK_FLAC
 from .support import AUTH, FakeEngine, make_ingress
@@ -66,7 +67,7 @@ option_names = st.sampled_from(OPTION_NAMES) | st.text(max_size=12)
 @example({"timestamp_granularities": [[]]})  # found by this test: was a TypeError (unhashable list)
 def test_any_options_parse_or_are_a_400(params: dict[str, Any]) -> None:
     try:
-        Options.parse(params)
+        api_params.parse(listen.OPTIONS, params)
     except ServiceError as exc:
         assert exc.status == 400 and exc.code
 

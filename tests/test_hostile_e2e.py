@@ -16,7 +16,7 @@ import socket
 import sqlite3
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import psutil

@@ -8,16 +8,17 @@ import io
 import json
 import logging
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from serve_app.pipeline.engine_client import ENGINE_CHECK_S
 from serve_app.licensing.auth import LicenseAuthenticator, RevocationList
-from serve_app.types import ChunkTranscript, EngineInfo
 from serve_app.licensing.keys import PublicKeys
+from serve_app.pipeline.engine_client import ENGINE_CHECK_S
+from serve_app.types import ChunkTranscript, EngineInfo
 
 from .helpers import JFK_FLAC, JFK_MP3, STEREO, FileServer, serving
 from .support import AUTH, KEY, FakeEngine, Method, make_ingress
@@ -103,7 +104,7 @@ def _wav(seconds: float) -> bytes:
     import io
     import wave
 
-    from serve_app.audio.decode import decode
+    from serve_app.pipeline.decode import decode
 
     speech = np.tile(decode(JFK_FLAC.read_bytes(), 60), int(seconds // 11) + 1)[: int(seconds * 16_000)]
     out = io.BytesIO()
@@ -427,7 +428,6 @@ def test_detected_language_is_used_and_reported(tmp_path: Any, languages: list[s
 
 
 def _wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    import time
 
     deadline = time.monotonic() + timeout_s
     while not condition():

@@ -3,13 +3,13 @@ that language, `detect_language=true` / `language=multi` identifies it (FLEURS c
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import jiwer
 import pytest
 import requests
 
-from .conftest import Licensing, Server, ServeProcess
+from .conftest import Licensing, ServeProcess, Server
 from .helpers import DATA, manifest, normalize
 
 pytestmark = pytest.mark.e2e

@@ -4,7 +4,7 @@ signature over the exact payload bytes before any JSON is parsed."""
 from __future__ import annotations
 
 import base64
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 

@@ -13,7 +13,7 @@ import requests
 
 from serve_app.licensing.keys import read_claims
 
-from .conftest import Licensing, Server, ServeProcess, stt_license
+from .conftest import Licensing, ServeProcess, Server, stt_license
 from .helpers import JFK_MP3, LONG
 from .ray_logs import ingress_replica_logs
 

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from serve_app.audio.fetch import UrlPolicy
-from serve_app.licensing.auth import LicenseAuthenticator, RevocationList
 from serve_app.ingress import Ingress
+from serve_app.licensing.auth import LicenseAuthenticator, RevocationList
 from serve_app.licensing.keys import PublicKeys, read_claims
 from serve_app.licensing.limits import Limiter
 from serve_app.licensing.usage import SqliteStore
+from serve_app.pipeline.fetch import UrlPolicy
 
 from .helpers import JFK_FLAC, Issuer
 from .support import FakeEngine

@@ -7,7 +7,7 @@ quota under parallel requests."""
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 import psutil
 import pytest

@@ -8,7 +8,8 @@ import asyncio
 import hashlib
 import json
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -16,13 +17,15 @@ import pytest
 from ray.serve.exceptions import BackPressureError
 from starlette.testclient import TestClient
 
-from serve_app.pipeline import engine_client
-from serve_app.audio import SAMPLE_RATE
-from serve_app.audio.decode import decode
+from serve_app.api.live import Deepgram
+from serve_app.api.pulse_live import Smallest
 from serve_app.errors import InvalidRequest, UnsupportedFormat
+from serve_app.pipeline import engine_client
+from serve_app.pipeline.decode import decode
 from serve_app.stream.audio_in import END, MATROSKA, ContainerInput, PcmInput
-from serve_app.stream.protocol import CLOSE, FINALIZE, KEEP_ALIVE, Deepgram, Smallest, control
+from serve_app.stream.protocol import CLOSE, FINALIZE, KEEP_ALIVE, control
 from serve_app.stream.segment import FRAME, Segmenter, SpeechStarted, Utterance, UtteranceEnd
+from serve_app.types import SAMPLE_RATE
 
 from .helpers import JFK_FLAC
 from .support import AUTH, ISSUER, JFK_PCM, KEY, FakeEngine, make_ingress, opus

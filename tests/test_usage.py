@@ -74,7 +74,7 @@ def test_counters_by_day_month_total_survive_a_new_store(make_store) -> None:
     assert reopened.usage("k", T0).audio_seconds_today == 11.5
 
 
-def _hammer(store: UsageStore, results: "multiprocessing.Queue[bool]") -> None:
+def _hammer(store: UsageStore, results: multiprocessing.Queue[bool]) -> None:
     for _ in range(10):
         results.put(store.hit_rate("shared", 25, 60, T0) is None)
 
@@ -93,7 +93,7 @@ def test_limit_holds_across_processes(make_store) -> None:
     assert wins == 25
 
 
-def _reserve_many(store: UsageStore, results: "multiprocessing.Queue[float]") -> None:
+def _reserve_many(store: UsageStore, results: multiprocessing.Queue[float]) -> None:
     for _ in range(4):
         results.put(store.reserve("quota", 11.0, QuotaCaps(day_s=36.0), T0))
 

@@ -32,8 +32,8 @@ import requests
 import yaml
 from scipy.optimize import linear_sum_assignment
 
-from serve_app.audio.decode import decode
 from serve_app.engine.diarize import Diarizer
+from serve_app.pipeline.decode import decode
 from tools import ROOT
 from tools.bench.benchmark import Service
 from tools.bench.common import DEFAULT_MANIFEST, Clip, normalize

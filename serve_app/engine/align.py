@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
+from ..types import SAMPLE_RATE
 
 if TYPE_CHECKING:  # for annotations only: torch and transformers load in Aligner, in the engine replica
     from transformers import WhisperForConditionalGeneration

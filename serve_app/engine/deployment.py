@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
 from ..settings import EngineArgs, repo_path
-from ..types import ChunkTranscript, EngineInfo, Token, Turn
+from ..types import SAMPLE_RATE, ChunkTranscript, EngineInfo, Token, Turn
 from . import lifeline
 from .prompts import WhisperVocabulary, encoder_window_s
 

@@ -6,7 +6,7 @@ cluster is split in two (average-linkage on embeddings centred on the recording)
 two halves sound like different people, judged on windows that share no audio and measured
 against a background mean of many speakers (`speaker_background.npy`, see
 tools/models/speaker_background.py). Each 10 ms frame of speech then takes the speaker that the
-windows covering it vote for. Words get their speaker afterwards by overlap (transcript.py), so
+windows covering it vote for. Words get their speaker afterwards by overlap (pipeline/stitch.py), so
 diarization never depends on the transcription's word times.
 """
 

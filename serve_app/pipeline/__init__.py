@@ -1,3 +1,5 @@
-"""The dialect-free stages between an API module and the engine. The audio stages live in
-`serve_app/audio/` (source, fetch, decode, chunk) and stitching in `serve_app/transcript.py`; the
-engine-client policy is here."""
+"""The dialect-free stages a file goes through, in request order: `source` (the upload or URL and
+its options as sent), `fetch` (+ `addresses`: which URLs may be fetched), `decode`, `chunk`,
+`engine_client` (the policy for a busy, missing or slow engine), `stitch` (engine output into one
+`transcript`), `transforms` (post-processing of the text), `meter`. `files.py` runs them;
+`request.py` is the typed request every API dialect parses into."""

@@ -39,9 +39,16 @@ class EngineClient:
         self.handle = handle  # DeploymentHandle to WhisperEngine (a fake in unit tests)
         self.timeout_s = timeout_s
         self.watch = watch if watch is not None else ReplicaWatch("WhisperEngine")
+        self.last_info: EngineInfo | None = None  # what the engine last said of itself
 
     async def info(self) -> EngineInfo:
-        return await self.call(self.handle.info.remote())
+        """Asked every time (health checks must not trust a cached answer after the engine died)."""
+        self.last_info = await self.call(self.handle.info.remote())
+        return self.last_info
+
+    async def known_info(self) -> EngineInfo:
+        """The model and its window: they do not change while the service runs, so asked once."""
+        return self.last_info if self.last_info is not None else await self.info()
 
     async def transcribe(self, audio: Any, language: str, align: bool) -> ChunkTranscript:
         return await self.call(self.handle.transcribe.remote(audio, language, align))

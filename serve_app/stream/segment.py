@@ -14,8 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
-from ..audio.chunk import split
+from ..pipeline.chunk import split
+from ..types import SAMPLE_RATE
 
 FRAME = 512  # samples per VAD frame (32 ms)
 START_PROB = 0.5  # a frame at least this likely to be speech opens or continues speech
@@ -63,6 +63,19 @@ class Utterance:
     @property
     def end(self) -> float:
         return self.start + self.audio.size / SAMPLE_RATE
+
+    def span(self) -> Span:
+        return Span(self.start, self.end - self.start, self.speech_final, self.from_finalize)
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where an utterance lies, without its audio: a result waiting to be sent holds only this."""
+
+    start: float
+    duration: float
+    speech_final: bool
+    from_finalize: bool
 
 
 @dataclass(frozen=True)

@@ -31,98 +31,35 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..audio import SAMPLE_RATE
 from ..errors import EngineBusy, FileTooLarge, InvalidRequest, QuotaExceeded, ServiceError, StreamIdle
-from ..transcript import Transcript
+from ..pipeline.transcript import Transcript
+from ..types import SAMPLE_RATE
 from .audio_in import END, ContainerInput, PcmInput
-from .protocol import CLOSE, FINALIZE, Context, Deepgram, Result, Smallest, control
-from .segment import Segmenter, SpeechStarted, Utterance, UtteranceEnd
+from .limits import MESSAGE_TOO_BIG, NORMAL, QUOTA_BLOCK_S, Close, StreamLimits, closing
+from .outgoing import ClientGone, close_with, until_over, write
+from .protocol import CLOSE, FINALIZE, Context, LiveDialect, Result, control
+from .segment import Segmenter, Span, SpeechStarted, Utterance, UtteranceEnd
 
 logger = logging.getLogger("ray.serve")
 
 Decode = Callable[[Utterance, bool], Awaitable[Transcript]]  # (utterance, final) -> transcript in stream time
-NORMAL, POLICY, MESSAGE_TOO_BIG, SERVER_ERROR = 1000, 1008, 1009, 1011  # WebSocket close codes
 OUTGOING = 16  # results waiting for a client that reads slowly: beyond, the stream waits for it
 # Utterances with less speech than this (Silero's own minimum) are a click or a breath: answered
 # empty without asking the engine, which would only make up words such as "[BLANK_AUDIO]".
 MIN_SPEECH_S = 0.25
-QUOTA_BLOCK_S = 30.0  # audio billed ahead of a stream at a time: one store write per 30 s streamed
-
-
-class InterimBudget:
-    """Interim decodes under way across all the streams of an ingress replica. Interims are optional
-    work: capped, they never crowd out the finals and file chunks that share the engine (on two
-    cores the engine does about three decodes a second, fewer than four streams' interims)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.used = limit, 0
-
-    def take(self) -> bool:
-        if self.used >= self.limit:
-            return False
-        self.used += 1
-        return True
-
-    def give(self, _: object = None) -> None:
-        self.used -= 1
-
-
-@dataclass(frozen=True)
-class StreamLimits:
-    idle_timeout_s: float = 10.0  # no audio or message for this long closes the stream
-    interim_every_s: float = 1.0  # new audio in an utterance before its next interim result
-    decodes_in_flight: int = 4  # finals of one stream decoding at once (a fast sender waits)
-    # Bills audio seconds ahead of the stream (as much as the quota has left, up to the amount
-    # asked) and returns what it billed; None: the stream is not metered (tests).
-    reserve: Callable[[float], Awaitable[float]] | None = None
-    interims: InterimBudget = field(default_factory=lambda: InterimBudget(2))  # shared by a replica's streams
-    max_frame_bytes: int = 2**20  # a larger message (binary or text) ends the stream (close 1009)
-    max_duration_s: float = 3 * 3600.0  # audio or time past this ends the stream after its finals (close 1008)
-
-
-@dataclass(frozen=True)
-class _Close:
-    code: int
-    error: ServiceError | None = None
-
-
-def _closing(error: ServiceError | None) -> _Close:
-    """Close codes as Deepgram uses them: 1011 for its idle timeout (NET-0001) and server errors,
-    1008 for what the client did wrong."""
-    if error is None:
-        return _Close(NORMAL)
-    return _Close(SERVER_ERROR if error.status >= 500 or isinstance(error, StreamIdle) else POLICY, error)
-
-
-class _ClientGone(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class _Span:
-    """Where an utterance lies, without its audio: a result waiting to be sent holds only this."""
-
-    start: float
-    duration: float
-    speech_final: bool
-    from_finalize: bool
-
-
-def _span(utterance: Utterance) -> _Span:
-    return _Span(utterance.start, utterance.end - utterance.start, utterance.speech_final, utterance.from_finalize)
 
 
 class Session:
     def __init__(
         self,
         ws: WebSocket,
-        protocol: Deepgram | Smallest,
+        protocol: LiveDialect,
         ctx: Context,
         audio: PcmInput | ContainerInput,
         segmenter: Segmenter,
@@ -133,7 +70,7 @@ class Session:
         self.decode, self.limits = decode, limits
         self.outgoing: asyncio.Queue[Any] = asyncio.Queue(OUTGOING)
         self.sha256 = hashlib.sha256()
-        self._ending = _Close(NORMAL)  # how the stream closes once its audio is answered
+        self._ending = Close(NORMAL)  # how the stream closes once its audio is answered
         self._slots = asyncio.Semaphore(limits.decodes_in_flight)
         self._decodes: set[asyncio.Task] = set()  # engine calls under way
         self._interim_at = 0.0  # length of the open utterance at its last interim
@@ -151,7 +88,7 @@ class Session:
     async def run(self) -> None:
         tasks = [asyncio.create_task(t) for t in (self._receive(), self._process(), self._send())]
         try:
-            failed = await _until_over(tasks, sender=tasks[2])
+            failed = await until_over(tasks, sender=tasks[2])
         finally:
             for task in [*tasks, *self._decodes]:  # a client gone: its decodes are not wanted either
                 task.cancel()
@@ -161,12 +98,12 @@ class Session:
                     item.close()
             if isinstance(self.audio, ContainerInput):
                 self.audio.stop()
-        if failed is None or isinstance(failed, (_ClientGone, WebSocketDisconnect)):
+        if failed is None or isinstance(failed, (ClientGone, WebSocketDisconnect)):
             return
         if not isinstance(failed, ServiceError):
             logger.error("stream %s failed", self.ctx.request_id, exc_info=failed)
             failed = ServiceError()
-        await self._close(_closing(failed))
+        await self._close(closing(failed))
 
     async def _receive(self) -> None:
         loop = asyncio.get_running_loop()
@@ -176,27 +113,27 @@ class Session:
                 timeout = max(0.0, min(self.limits.idle_timeout_s, deadline - loop.time()))
                 message = await asyncio.wait_for(self.ws.receive(), timeout=timeout)
             except asyncio.TimeoutError:
-                self._end(_closing(self._too_long() if loop.time() >= deadline else StreamIdle()))
+                self._end(closing(self._too_long() if loop.time() >= deadline else StreamIdle()))
                 await self.audio.close()
                 return
             if message["type"] == "websocket.disconnect":
-                raise _ClientGone()
+                raise ClientGone()
             ending = await self._take(message.get("bytes"), message.get("text"))
             if ending is not None:
                 self._end(ending)
                 await self.audio.close()
                 return
 
-    async def _take(self, data: bytes | None, text: str | None) -> _Close | None:
+    async def _take(self, data: bytes | None, text: str | None) -> Close | None:
         """One client message: None while the stream goes on, else how it ends."""
         if len(data or text or "") > self.limits.max_frame_bytes:  # refused before it is converted or parsed
             limit = self.limits.max_frame_bytes
-            return _Close(MESSAGE_TOO_BIG, FileTooLarge(f"WebSocket messages must be at most {limit} bytes", max_frame_bytes=limit))
+            return Close(MESSAGE_TOO_BIG, FileTooLarge(f"WebSocket messages must be at most {limit} bytes", max_frame_bytes=limit))
         if data:
             self.sha256.update(data)
             await self.audio.feed(data)
         elif data is not None:  # an empty binary frame: Deepgram's old way to close a stream
-            return _Close(NORMAL)
+            return Close(NORMAL)
         elif text is not None:
             try:
                 kind = control(text)
@@ -204,7 +141,7 @@ class Session:
                 await self.outgoing.put(self.protocol.error(exc))  # reported; the stream goes on
                 return None
             if kind == CLOSE:
-                return _Close(NORMAL)
+                return Close(NORMAL)
             if kind == FINALIZE:
                 await self.audio.mark(FINALIZE)
         return None
@@ -219,7 +156,7 @@ class Session:
             for event in await asyncio.to_thread(self.segmenter.push, item):
                 await self._event(event)
             if (over := self._over_limit() or await self._quota_gone()) is not None:
-                self._end(_closing(over))
+                self._end(closing(over))
                 self._refused_after = min(self.segmenter.seconds, self._billed)
                 break
             self._maybe_interim()
@@ -251,7 +188,7 @@ class Session:
         limit = self.limits.max_duration_s
         return FileTooLarge(f"Streams are limited to {limit:g} s (of audio, and of time)", max_duration_s=limit)
 
-    def _end(self, close: _Close) -> None:
+    def _end(self, close: Close) -> None:
         """The first reason to end the stream is the one the client is told."""
         if self._ending.error is None:
             self._ending = close
@@ -273,7 +210,7 @@ class Session:
         self._interim_at = 0.0
         if utterance is None:
             empty = Utterance(self.segmenter.seconds, np.zeros(0, np.float32), from_finalize=from_finalize)
-            await self.outgoing.put(self._decoded(_span(empty), _ready(self._empty(0.0)), is_last))
+            await self.outgoing.put(self._decoded(empty.span(), _ready(self._empty(0.0)), is_last))
             return
         if self._interim is not None:  # the utterance's interim is obsolete: free the engine for its final
             self._interim.cancel()
@@ -281,7 +218,7 @@ class Session:
         await self._slots.acquire()  # released when the decode ends
         task = self._start(utterance, final=True)
         task.add_done_callback(lambda _: self._slots.release())
-        await self.outgoing.put(self._decoded(_span(utterance), task, is_last))
+        await self.outgoing.put(self._decoded(utterance.span(), task, is_last))
 
     def _maybe_interim(self) -> None:
         if not self.ctx.options.interim_results or self._decodes or self.outgoing.full():
@@ -295,7 +232,7 @@ class Session:
         self._interim = self._start(current, final=False)
         if current.speech_s >= MIN_SPEECH_S:
             self._interim.add_done_callback(self.limits.interims.give)
-        self.outgoing.put_nowait(self._decoded(_span(current), self._interim, interim=True))
+        self.outgoing.put_nowait(self._decoded(current.span(), self._interim, interim=True))
 
     def _start(self, utterance: Utterance, final: bool) -> asyncio.Task:
         if utterance.speech_s < MIN_SPEECH_S:
@@ -305,7 +242,7 @@ class Session:
         task.add_done_callback(self._decodes.discard)
         return task
 
-    async def _decoded(self, span: _Span, transcript: Awaitable[Transcript], is_last: bool = False, interim: bool = False) -> dict[str, Any] | None:
+    async def _decoded(self, span: Span, transcript: Awaitable[Transcript], is_last: bool = False, interim: bool = False) -> dict[str, Any] | None:
         """The message for a decode, built when the sender reaches it (full text in stream order)."""
         try:
             result = await transcript
@@ -334,7 +271,7 @@ class Session:
     async def _send(self) -> None:
         while True:
             item = await self.outgoing.get()
-            if isinstance(item, _Close):
+            if isinstance(item, Close):
                 await self._close(item)
                 return
             message = await item if asyncio.iscoroutine(item) else item
@@ -342,36 +279,11 @@ class Session:
                 await self._write(message)
 
     async def _write(self, message: dict[str, Any]) -> None:
-        if self.ws.application_state != WebSocketState.CONNECTED or self.ws.client_state != WebSocketState.CONNECTED:
-            raise _ClientGone()
-        try:
-            await self.ws.send_json(message)
-        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
-            raise _ClientGone() from exc
+        await write(self.ws, message)
 
-    async def _close(self, close: _Close) -> None:
-        try:
-            if close.error is not None:
-                await self._write(self.protocol.error(close.error))
-            reason = f"{close.error.code}: {close.error.message}"[:120] if close.error else ""
-            await self.ws.close(code=close.code, reason=reason)
-        except (_ClientGone, RuntimeError, OSError):
-            pass  # already gone: nothing to tell
+    async def _close(self, close: Close) -> None:
+        await close_with(self.ws, close, self.protocol.error(close.error) if close.error is not None else None)
 
 
 async def _ready(value: Transcript) -> Transcript:
     return value
-
-
-async def _until_over(tasks: list[asyncio.Task], sender: asyncio.Task) -> BaseException | None:
-    """Wait until the sender has closed the stream or a task failed (the error). The receiver may
-    still be waiting for room in a full buffer then: it is not waited for."""
-    pending = set(tasks)
-    while pending:
-        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        errors = [t.exception() for t in done]  # every one retrieved, so none is reported as lost
-        failed = next((e for e in errors if e is not None), None)
-        if failed is not None or sender in done:
-            return failed
-    return None
-

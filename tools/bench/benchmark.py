@@ -27,7 +27,17 @@ import yaml
 from tqdm import tqdm
 
 from tools import ROOT
-from tools.bench.common import DEFAULT_MANIFEST, Clip, LevelResult, RssSampler, cpu_seconds_by_role, load_clips, result_json, rss_mb_by_role, schedule
+from tools.bench.common import (
+    DEFAULT_MANIFEST,
+    Clip,
+    LevelResult,
+    RssSampler,
+    cpu_seconds_by_role,
+    load_clips,
+    result_json,
+    rss_mb_by_role,
+    schedule,
+)
 from tools.bench.report import markdown, plot
 
 PYTHON = sys.executable
@@ -103,7 +113,7 @@ def drive_service(url: str, key: str, clips: list[Clip], levels: list[int], min_
         plan = schedule(clips, level, min_requests)
         bar = tqdm(total=len(plan), desc=f"service  c={level:<3}", unit="req", leave=False)
 
-        def one(clip: Clip) -> tuple[float, int, str | None]:
+        def one(clip: Clip, bar: tqdm = bar) -> tuple[float, int, str | None]:  # bar bound now: one per level
             t = time.monotonic()
             status, text = post(url, key, clip)
             bar.update()
@@ -132,7 +142,7 @@ def drive_service(url: str, key: str, clips: list[Clip], levels: list[int], min_
 class _Nothing:
     peak = 0.0
 
-    def __enter__(self) -> "_Nothing":
+    def __enter__(self) -> _Nothing:
         return self
 
     def __exit__(self, *exc: object) -> None:

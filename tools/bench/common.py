@@ -144,7 +144,7 @@ class RssSampler:
             self.peak = max(self.peak, tree_rss_mb(self.pid))
             self._stop.wait(self.every_s)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 

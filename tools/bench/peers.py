@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from serve_app.audio.decode import decode
+from serve_app.pipeline.decode import decode
 from tools.bench.common import Clip, LevelResult, RssSampler, result_json, schedule
 
 MAX_S = 7200

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import websockets.sync.client
 
-from serve_app.audio import SAMPLE_RATE
-from serve_app.audio.decode import decode
+from serve_app.pipeline.decode import decode
+from serve_app.types import SAMPLE_RATE
 from tools import ROOT
 from tools.bench.benchmark import Service
 from tools.bench.common import DEFAULT_MANIFEST, Clip, load_clips, normalize

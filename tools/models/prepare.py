@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import importlib.metadata
+import importlib.util
 import json
 import subprocess
 import sys
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from tools.models.convert import convert
 from tools import ROOT
+from tools.models.convert import convert
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from serve_app.audio.decode import decode
 from serve_app.engine.diarize import BACKGROUND, Diarizer, windows
+from serve_app.pipeline.decode import decode
 from tools import ROOT
 
 SETS = ("multilingual", "commonvoice", "arctic", "speechbrain_asr", "librivox")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import SAMPLE_RATE
+from ..types import SAMPLE_RATE
 
 MAX_CHUNK_S = 30.0
 

@@ -19,7 +19,7 @@ import av
 import numpy as np
 
 from ..errors import FileTooLarge, InvalidRequest, UnsupportedFormat
-from . import SAMPLE_RATE
+from ..types import SAMPLE_RATE
 
 MAX_CHANNELS = 8
 # Nested opens (playlists, references to other files) need a protocol; this names none.

@@ -1,6 +1,6 @@
-"""Stitch per-chunk engine output into one transcript in file time.
+"""Stitch per-chunk engine output into one transcript in file time (and channels, speakers into it).
 
-Chunks never overlap (see audio/chunk.py), so stitching is concatenation in offset order: nothing
+Chunks never overlap (see chunk.py), so stitching is concatenation in offset order: nothing
 is deduplicated and nothing can be doubled. When the request asked for timestamps, a word runs from
 its first token's start to its last token's end, as aligned by the model and kept off silence
 (engine/align.py, then `snap_to_speech` below); otherwise its chunk is shared out by word length. Both are shifted by the chunk's offset.
@@ -10,37 +10,16 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
-from .audio.chunk import Chunk
-from .types import ChunkTranscript, Token, Turn
+from ..types import SAMPLE_RATE, ChunkTranscript, Token, Turn
+from .chunk import Chunk
+from .transcript import Transcript, Word
 
 _SPECIAL = re.compile(r"^<\|.*\|>$")
 _PUNCT = re.compile(r"^[^\w']+|[^\w']+$")
-
-
-@dataclass(frozen=True)
-class Word:
-    word: str  # normalised: lower case, no surrounding punctuation
-    punctuated_word: str
-    start: float
-    end: float
-    confidence: float
-    speaker: int | None = None  # set by diarization
-
-
-@dataclass(frozen=True)
-class Transcript:
-    text: str
-    words: list[Word]
-    confidence: float
-    duration: float
-    language: str
-    language_confidence: float | None = None  # set when the language was detected
-    channels: tuple[Transcript, ...] = ()  # multichannel: one transcript per channel (this one merges them)
 
 
 def _group_words(tokens: list[Token]) -> list[list[Token]]:
@@ -79,60 +58,6 @@ def _chunk_words(chunk: Chunk, result: ChunkTranscript) -> list[Word]:
     return words
 
 
-@dataclass(frozen=True)
-class Segment:
-    start: float
-    end: float
-    text: str
-    words: list[Word]
-
-
-_SENTENCE_END = (".", "?", "!")
-
-
-def segments(words: list[Word], max_s: float = 7.0, max_chars: int = 84, pause_s: float = 0.6) -> list[Segment]:
-    """Words -> caption-sized segments: a new one after a sentence end, at a pause, or before one
-    would pass `max_s` seconds or `max_chars` characters (two 42-character subtitle lines)."""
-    groups: list[list[Word]] = []
-    for word in words:
-        current = groups[-1] if groups else None
-        if (
-            current is None
-            or current[-1].punctuated_word.endswith(_SENTENCE_END)
-            or word.start - current[-1].end > pause_s
-            or word.speaker != current[-1].speaker
-            or word.end - current[0].start > max_s
-            or sum(len(w.punctuated_word) + 1 for w in current) + len(word.punctuated_word) > max_chars
-        ):
-            groups.append([word])
-        else:
-            current.append(word)
-    return [Segment(g[0].start, g[-1].end, " ".join(w.punctuated_word for w in g), g) for g in groups]
-
-
-def split_at_pauses(words: list[Word], pause_s: float) -> list[list[Word]]:
-    """Runs of one speaker's words with no silence of `pause_s` or more between them (Deepgram's utterances)."""
-    runs: list[list[Word]] = []
-    for word in words:
-        if runs and word.start - runs[-1][-1].end < pause_s and word.speaker == runs[-1][-1].speaker:
-            runs[-1].append(word)
-        else:
-            runs.append([word])
-    return runs
-
-
-def sentences(words: list[Word]) -> list[list[Word]]:
-    """Words up to and including each sentence-ending mark (or before another speaker's word)."""
-    out: list[list[Word]] = [[]]
-    for word in words:
-        if out[-1] and word.speaker != out[-1][-1].speaker:
-            out.append([])
-        out[-1].append(word)
-        if word.punctuated_word.endswith(_SENTENCE_END):
-            out.append([])
-    return [s for s in out if s]
-
-
 def stitch(chunks: list[Chunk], results: list[ChunkTranscript], language: str, language_confidence: float | None = None) -> Transcript:
     words = [w for chunk, result in zip(chunks, results) for w in _chunk_words(chunk, result)]
     text = " ".join(r.text.strip() for r in results if r.text.strip())
@@ -140,12 +65,6 @@ def stitch(chunks: list[Chunk], results: list[ChunkTranscript], language: str, l
     confidence = math.exp(sum(logprobs) / len(logprobs)) if logprobs else 0.0
     duration = sum(c.duration_s for c in chunks)
     return Transcript(text, words, round(confidence, 4), round(duration, 3), language, language_confidence)
-
-
-def unpunctuated(t: Transcript) -> Transcript:
-    """`punctuate=false`: lower case, no punctuation around words (inside ones stay: "don't", "1,000")."""
-    words = [replace(w, punctuated_word=w.word) for w in t.words]
-    return replace(t, text=" ".join(w.word for w in words), words=words)
 
 
 def merge_channels(channels: list[Transcript]) -> Transcript:

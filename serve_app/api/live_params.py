@@ -1,0 +1,52 @@
+"""Handshake options every live dialect reads (api/live.py, api/pulse_live.py): audio format,
+pauses in milliseconds, the stream's language."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import InvalidRequest
+from ..stream.audio_in import ENCODINGS
+from .params import flag, whole
+from .params import language as params_language
+
+MIN_ENDPOINT_S = 0.1  # shorter pauses are inside words at the VAD's 32 ms frames
+MAX_CHANNELS = 8
+SAMPLE_RATES = (8000, 192000)
+
+
+def milliseconds(params: Mapping[str, Any], name: str, default_s: float | None, lo_ms: int) -> float | None:
+    """A pause in ms, or `false` for none; at least `lo_ms` (smaller values are raised to it)."""
+    value = params.get(name)
+    if value is None:
+        return default_s
+    if str(value).strip().lower() == "false":
+        return None
+    if str(value).strip().lower() == "true":
+        return default_s
+    ms = whole(params, name, None, 0, 60_000)
+    assert ms is not None
+    return max(ms, lo_ms) / 1000
+
+
+def encoding(params: Mapping[str, Any], default: str | None) -> str | None:
+    encoding = params.get("encoding", default)
+    if encoding is not None and encoding not in ENCODINGS:
+        raise InvalidRequest(f"encoding must be one of {', '.join(ENCODINGS)} (or omitted for webm/ogg)", parameter="encoding")
+    return encoding
+
+
+def refuse(params: Mapping[str, Any], names: tuple[str, ...]) -> None:
+    """Options asked for that streaming cannot honour are refused, never silently ignored."""
+    for name in names:
+        if flag(params, name):
+            raise InvalidRequest(f"{name} is not supported on streams by this server", parameter=name)
+
+
+def language(params: Mapping[str, Any]) -> str:
+    """A stream's language, as files read it; streams cannot detect one."""
+    fields = params_language({"language": params["language"]} if params.get("language") else {})
+    if fields["detect_language"]:
+        raise InvalidRequest("Streams need a language: language detection is for files", parameter="language")
+    return fields["language"] or "en"

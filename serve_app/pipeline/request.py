@@ -1,0 +1,39 @@
+"""One transcription request, dialect-free: what every API module parses its own option names into
+(api/listen.py, api/pulse.py, api/openai.py), and what the pipeline and the answer writers read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import InvalidRequest
+from ..types import EngineInfo
+
+
+@dataclass(frozen=True)
+class TranscriptionRequest:
+    language: str | None = None  # ISO 639-1; None: the server's default ("en") unless detect_language
+    detect_language: bool = False  # identify the language on the first window
+    timestamps: bool | None = None  # model-aligned word times; None: the server's default
+    response_format: str | None = None  # None: the route's own answer
+    timestamp_granularities: tuple[str, ...] = ()  # "word" and/or "segment" (verbose_json)
+    punctuate: bool = True  # false: lower case without punctuation (pipeline/transforms.py)
+    utterances: bool = False  # speech split at pauses of `utt_split` seconds
+    utt_split: float = 0.8
+    paragraphs: bool = False  # sentences grouped into paragraphs
+    multichannel: bool = False  # transcribe each channel on its own
+    diarize: bool = False  # label words (and utterances, paragraphs) with speakers
+    num_speakers: int | None = None  # diarize into exactly this many speakers; None: find how many
+    callback: str | None = None  # answer at once, POST the result there
+
+    @property
+    def needs_times(self) -> bool:
+        """Whether the answer is built on word times, which must then be the model's."""
+        return self.utterances or self.paragraphs or self.diarize or "word" in self.timestamp_granularities
+
+
+def supported_language(language: str, info: EngineInfo) -> str:
+    """`language` if the served model transcribes it, else a 400 (the value sent is not echoed)."""
+    if language not in info.languages:
+        detail = "is English-only" if not info.multilingual else "does not support this language"
+        raise InvalidRequest(f"Model {info.model} {detail}: choose a language it serves", parameter="language")
+    return language

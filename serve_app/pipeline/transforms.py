@@ -1,0 +1,38 @@
+"""Post-processing of a finished transcript's text, in order. Each transform is a function of the
+transcript and the request; the pipeline applies those the request enables, in list order (the way
+`api/formats.py` registers writers). A new one (formatting, redaction, replacements) is a function
+and one entry in TRANSFORMS."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from .request import TranscriptionRequest
+from .transcript import Transcript
+
+
+@dataclass(frozen=True)
+class Transform:
+    name: str
+    applies: Callable[[TranscriptionRequest], bool]
+    run: Callable[[Transcript, TranscriptionRequest], Transcript]
+
+
+def unpunctuated(t: Transcript) -> Transcript:
+    """`punctuate=false`: lower case, no punctuation around words (inside ones stay: "don't", "1,000")."""
+    words = [replace(w, punctuated_word=w.word) for w in t.words]
+    return replace(t, text=" ".join(w.word for w in words), words=words)
+
+
+TRANSFORMS: list[Transform] = [
+    Transform("unpunctuated", lambda request: not request.punctuate, lambda t, request: unpunctuated(t)),
+]
+
+
+def apply(transcript: Transcript, request: TranscriptionRequest) -> Transcript:
+    """Every transform the request enables, in TRANSFORMS order."""
+    for transform in TRANSFORMS:
+        if transform.applies(request):
+            transcript = transform.run(transcript, request)
+    return transcript
