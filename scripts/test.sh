@@ -21,8 +21,9 @@ for tool in node:nodejs npm:npm go:golang-go; do
   fi
 done
 # Lint and type check first, so CI fails on them before the long test run ([tool.ruff], [tool.mypy] in pyproject.toml).
-echo "==> ruff check"
+echo "==> ruff check, ruff format --check"
 .venv/bin/ruff check serve_app clients/python tools tests
+.venv/bin/ruff format --check serve_app clients/python tools tests
 echo "==> mypy"
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

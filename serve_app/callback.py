@@ -94,12 +94,14 @@ async def post(url: str, body: bytes, content_type: str, policy: UrlPolicy, time
         ip = await asyncio.to_thread(policy.resolve, host, port)  # again: the name may point elsewhere by now
         tls = _tls_context() if scheme == "https" else None
         # limit: the reader stops taking bytes off the socket a few KiB past what is asked of it
-        reader, writer = await asyncio.open_connection(ip, port, ssl=tls, server_hostname=host if tls else None, limit=REPLY_BYTES)
+        reader, writer = await asyncio.open_connection(
+            ip, port, ssl=tls, server_hostname=host if tls else None, limit=REPLY_BYTES
+        )
         try:
             writer.write(_request_head(host, port, path, content_type, len(body)))
             view = memoryview(body)
             for start in range(0, len(body), SEND_BLOCK):  # in blocks: the transport never copies a whole result
-                writer.write(view[start:start + SEND_BLOCK])
+                writer.write(view[start : start + SEND_BLOCK])
                 await writer.drain()
             head = await _read_head(reader)
         finally:
@@ -116,8 +118,12 @@ def _tls_context() -> ssl.SSLContext:
 def _request_head(host: str, port: int, path: str, content_type: str, length: int) -> bytes:
     name = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets in Host
     lines = [
-        f"POST {path} HTTP/1.1", f"Host: {host_header(name, port)}", f"Content-Type: {content_type}",
-        f"Content-Length: {length}", "User-Agent: selfhost-stt", "Connection: close",
+        f"POST {path} HTTP/1.1",
+        f"Host: {host_header(name, port)}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {length}",
+        "User-Agent: selfhost-stt",
+        "Connection: close",
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
@@ -234,7 +240,9 @@ class Callbacks:
             return
         now = self.clock()
         # An attempt ends within attempt_timeout_s; a replica dying mid-attempt frees the row after lease_s more.
-        rows = await asyncio.to_thread(self.store.claim, self.owner, now, now + self.args.attempt_timeout_s + self.args.lease_s, free)
+        rows = await asyncio.to_thread(
+            self.store.claim, self.owner, now, now + self.args.attempt_timeout_s + self.args.lease_s, free
+        )
         for row in rows:
             task = asyncio.create_task(self._deliver(row))
             self._delivering.add(task)
@@ -254,8 +262,15 @@ class Callbacks:
                 await asyncio.to_thread(self.store.delete, row.request_id, row.key_id, self.owner)
             else:  # an interrupted row keeps its failure body from now on
                 due = self.clock() + self.args.backoff_s * 2**row.attempts
-                await asyncio.to_thread(self.store.ready, row.request_id, self.owner, body if interrupted else None,
-                                        content_type if interrupted else None, row.attempts + 1, due)
+                await asyncio.to_thread(
+                    self.store.ready,
+                    row.request_id,
+                    self.owner,
+                    body if interrupted else None,
+                    content_type if interrupted else None,
+                    row.attempts + 1,
+                    due,
+                )
         except STORE_ERRORS as exc:  # the row stays leased to this replica; it is tried again when the lease ends
             logger.warning("callback %s: outbox unavailable after an attempt: %s", row.request_id, type(exc).__name__)
         if reason is not None and final:

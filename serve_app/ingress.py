@@ -70,7 +70,16 @@ class Ingress:
         access = Access(self.auth, self.auth_throttle, limiter, self.metrics)
         meter = Meter(self.metrics, limiter)
         body_limits = BodyLimits(self.max_bytes, args.body_idle_s, args.body_min_bytes_per_s)
-        files = FileRoutes(access, limiter, engine, FilePipeline(engine, self.fetcher, meter, args), meter, self.callbacks, self.url_policy, body_limits)
+        files = FileRoutes(
+            access,
+            limiter,
+            engine,
+            FilePipeline(engine, self.fetcher, meter, args),
+            meter,
+            self.callbacks,
+            self.url_policy,
+            body_limits,
+        )
         streams = StreamRoutes(access, limiter, engine, meter, self.metrics, args.stream)
         return self._routes(files, streams, Health(engine, limiter, self.auth), UsageRoute(access, limiter))
 
@@ -80,7 +89,11 @@ class Ingress:
             routes=[
                 Route("/health", http("health", health.health), methods=["GET"]),
                 Route("/v1/listen", http("listen", files.handler(listen.OPTIONS, listen.DEFAULT_FORMAT)), methods=["POST"]),
-                Route("/v1/audio/transcriptions", http("openai_transcriptions", files.handler(openai.OPTIONS, openai.DEFAULT_FORMAT)), methods=["POST"]),
+                Route(
+                    "/v1/audio/transcriptions",
+                    http("openai_transcriptions", files.handler(openai.OPTIONS, openai.DEFAULT_FORMAT)),
+                    methods=["POST"],
+                ),
                 # Smallest's cloud path, which its `smallestai` SDK posts to (with a trailing slash)
                 Route("/waves/v1/stt", http("waves", files.handler(pulse.OPTIONS, pulse.DEFAULT_FORMAT)), methods=["POST"]),
                 Route("/waves/v1/stt/", http("waves", files.handler(pulse.OPTIONS, pulse.DEFAULT_FORMAT)), methods=["POST"]),

@@ -31,11 +31,14 @@ class RayMetrics:
     def __init__(self) -> None:
         from ray.serve.metrics import Counter, Gauge, Histogram
 
-        self._requests = Counter("stt_requests", "Requests by route, HTTP status and key id", tag_keys=("route", "status", "key_id"))  # type: ignore[arg-type]  # Ray types tag_keys as Tuple[str], meaning Tuple[str, ...]
-        self._stages = Histogram("stt_stage_seconds", "Seconds per request stage", boundaries=STAGE_BOUNDARIES, tag_keys=("stage",))
+        # Ray types tag_keys as Tuple[str], meaning Tuple[str, ...]: hence the ignores below.
+        self._requests = Counter("stt_requests", "Requests by route, HTTP status and key id", tag_keys=("route", "status", "key_id"))  # type: ignore[arg-type]  # fmt: skip
+        self._stages = Histogram(
+            "stt_stage_seconds", "Seconds per request stage", boundaries=STAGE_BOUNDARIES, tag_keys=("stage",)
+        )
         self._auth = Counter("stt_auth_failures", "Failed authentication attempts by reason", tag_keys=("reason",))
         self._audio = Counter("stt_audio_seconds", "Audio seconds transcribed by key id", tag_keys=("key_id",))
-        self._quota = Gauge("stt_quota_remaining_seconds", "Audio quota left by key id", tag_keys=("key_id", "period"))  # type: ignore[arg-type]  # Ray's Tuple[str], as above
+        self._quota = Gauge("stt_quota_remaining_seconds", "Audio quota left by key id", tag_keys=("key_id", "period"))  # type: ignore[arg-type]
 
     def request(self, route: str, status: int, key_id: str) -> None:
         self._requests.inc(tags={"route": route, "status": str(status), "key_id": key_id})

@@ -95,9 +95,11 @@ class SqliteOutbox(SqliteFile):
 
     def renew(self, owner: str, request_ids: list[str], lease_until: float) -> None:
         rows = [(lease_until, rid, owner, RUNNING) for rid in request_ids]
-        self._transaction(lambda db: db.executemany(
-            "UPDATE callback_outbox SET due_at = ? WHERE request_id = ? AND owner = ? AND state = ?", rows
-        ))
+        self._transaction(
+            lambda db: db.executemany(
+                "UPDATE callback_outbox SET due_at = ? WHERE request_id = ? AND owner = ? AND state = ?", rows
+            )
+        )
 
     def ready(
         self, request_id: str, owner: str, body: bytes | None, content_type: str | None, attempts: int, due_at: float
@@ -120,20 +122,24 @@ class SqliteOutbox(SqliteFile):
         def run(db: sqlite3.Connection) -> list[Pending]:
             rows = db.execute(
                 "SELECT request_id, key_id, url, state, body, content_type, attempts FROM callback_outbox"
-                " WHERE due_at <= ? ORDER BY due_at LIMIT ?", (now, limit),
+                " WHERE due_at <= ? ORDER BY due_at LIMIT ?",
+                (now, limit),
             ).fetchall()
             db.executemany(
                 "UPDATE callback_outbox SET owner = ?, due_at = ? WHERE request_id = ?",
                 [(owner, lease_until, row[0]) for row in rows],
             )
-            return [Pending(rid, kid, url, state, bytes(body), ctype, attempts) for rid, kid, url, state, body, ctype, attempts in rows]
+            return [
+                Pending(rid, kid, url, state, bytes(body), ctype, attempts)
+                for rid, kid, url, state, body, ctype, attempts in rows
+            ]
 
         return self._transaction(run)
 
     def delete(self, request_id: str, key_id: str, owner: str) -> None:
-        self._transaction(lambda db: db.execute(
-            "DELETE FROM callback_outbox WHERE request_id = ? AND owner = ?", (request_id, owner)
-        ))
+        self._transaction(
+            lambda db: db.execute("DELETE FROM callback_outbox WHERE request_id = ? AND owner = ?", (request_id, owner))
+        )
 
 
 # KEYS: row, due, key set; ARGV: request_id, key_id, url, owner, lease_until, per_key
@@ -248,4 +254,6 @@ class RedisOutbox:
 def _pending(request_id: str, flat: list[bytes]) -> Pending:
     fields = dict(zip((k.decode() for k in flat[::2]), flat[1::2]))
     text = lambda name: fields[name].decode()  # noqa: E731
-    return Pending(request_id, text("key_id"), text("url"), text("state"), fields["body"], text("content_type"), int(text("attempts")))
+    return Pending(
+        request_id, text("key_id"), text("url"), text("state"), fields["body"], text("content_type"), int(text("attempts"))
+    )

@@ -35,7 +35,8 @@ class EngineArgs(_Strict):
         True, description="export vLLM's own metrics (batch, queue depth and time) through Ray's metrics"
     )
     speaker_model: str = Field(
-        "models/speaker/resemblyzer.pt", description="speaker encoder for diarization (tools/models/prepare.py, run by scripts/setup.sh)"
+        "models/speaker/resemblyzer.pt",
+        description="speaker encoder for diarization (tools/models/prepare.py, run by scripts/setup.sh)",
     )
 
     def model_path(self) -> str:
@@ -51,7 +52,10 @@ class EngineArgs(_Strict):
 
 class StreamArgs(_Strict):
     endpointing_ms: int = Field(
-        300, ge=100, le=60_000, description="pause that ends an utterance when a stream does not say (`endpointing`, `eou_timeout_ms`)"
+        300,
+        ge=100,
+        le=60_000,
+        description="pause that ends an utterance when a stream does not say (`endpointing`, `eou_timeout_ms`)",
     )
     interim_every_s: float = Field(1.0, gt=0, description="new speech in an utterance before its next interim result")
     idle_timeout_s: float = Field(10, gt=0, description="a stream without audio or KeepAlive for this long is closed")
@@ -66,7 +70,10 @@ class StreamArgs(_Strict):
         10, ge=1, le=600, description="decoded audio a stream may hold for its segmenter; beyond, the server stops reading it"
     )
     buffered_kb: int = Field(
-        1024, ge=64, le=65536, description="container (webm/ogg) bytes a stream may hold ahead of FFmpeg, and FFmpeg past its last audio"
+        1024,
+        ge=64,
+        le=65536,
+        description="container (webm/ogg) bytes a stream may hold ahead of FFmpeg, and FFmpeg past its last audio",
     )
     max_duration_s: float = Field(
         10800, gt=0, description="longest stream, in audio and in time: then its finals, FILE_TOO_LARGE and close 1008"
@@ -86,7 +93,9 @@ class CallbackArgs(_Strict):
         10, gt=0, description="one deadline per attempt: resolve, connect, send and the reply's status line"
     )
     max_result_mb: float = Field(
-        64, gt=0, description="largest stored result (2 h of mono audio with every option is under 40); beyond, RESULT_TOO_LARGE is sent"
+        64,
+        gt=0,
+        description="largest stored result (2 h of mono audio with every option is under 40); beyond, RESULT_TOO_LARGE is sent",
     )
     lease_s: float = Field(
         60, gt=0, description="a replica that dies while transcribing: its callbacks are reported failed after this"
@@ -105,7 +114,9 @@ class IngressArgs(_Strict):
     url_timeout_s: float = Field(30, gt=0, description="deadline for a whole audio URL fetch: connect, redirects, headers, body")
     url_max_redirects: int = Field(5, ge=0)
     url_fetch_workers: int = Field(
-        8, ge=1, description="audio URL downloads at once per ingress replica, on their own threads; more wait (within url_timeout_s)"
+        8,
+        ge=1,
+        description="audio URL downloads at once per ingress replica, on their own threads; more wait (within url_timeout_s)",
     )
     word_timestamps: bool = Field(
         False, description="align word times with the model unless a request says (costs ~half a transcription)"
@@ -120,11 +131,14 @@ class IngressArgs(_Strict):
     )
     stream: StreamArgs = Field(default_factory=StreamArgs, description="live transcription over WebSocket")
     callbacks: CallbackArgs = Field(
-        default_factory=CallbackArgs, description="asynchronous results (`callback`): bounds and delivery, kept in the usage store's backend"
+        default_factory=CallbackArgs,
+        description="asynchronous results (`callback`): bounds and delivery, kept in the usage store's backend",
     )
     auth_failures_per_minute: int | None = Field(
-        20, ge=1, description="failed authentications from one client address in a minute before its requests "
-        "are refused with 429 until the minute ends (per ingress replica; None: off, e.g. behind a proxy that hides addresses)"
+        20,
+        ge=1,
+        description="failed authentications from one client address in a minute before its requests "
+        "are refused with 429 until the minute ends (per ingress replica; None: off, e.g. behind a proxy that hides addresses)",
     )
 
 
@@ -145,7 +159,9 @@ class LicenseArgs(_Strict):
 
 
 class UsageArgs(_Strict):
-    store: Literal["sqlite", "redis"] = Field("sqlite", description="sqlite: one machine; redis: multi-node (env STT_USAGE_STORE)")
+    store: Literal["sqlite", "redis"] = Field(
+        "sqlite", description="sqlite: one machine; redis: multi-node (env STT_USAGE_STORE)"
+    )
     sqlite_path: str = Field("var/usage.sqlite3", description="embedded store file, relative to the repo (env STT_USAGE_DB)")
     concurrency_lease_s: float = Field(60, gt=0, description="a dead replica's concurrency slots free themselves after this")
 
@@ -169,7 +185,8 @@ class Environment(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STT_", extra="ignore", frozen=True)
 
     url_allowlist: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="STT_URL_ALLOWLIST: comma-separated CIDRs or hostnames that audio URLs may reach although not public"
+        default_factory=list,
+        description="STT_URL_ALLOWLIST: comma-separated CIDRs or hostnames that audio URLs may reach although not public",
     )
     license_public_keys: str | None = Field(None, description="STT_LICENSE_PUBLIC_KEYS: file of issuer public keys")
     license_revocations: str | None = Field(None, description="STT_LICENSE_REVOCATIONS: file of revoked key ids")

@@ -91,8 +91,15 @@ def _wait_until_free(port: int, timeout_s: float = 60) -> None:
 class ServeProcess:
     """`serve run --address local` on a copy of configs/cpu.yaml bound to 127.0.0.1, two ingress replicas."""
 
-    def __init__(self, tmp: Path, licensing: Licensing, env: dict[str, str], args: dict | None = None,
-                 http: dict | None = None, config: dict | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        licensing: Licensing,
+        env: dict[str, str],
+        args: dict | None = None,
+        http: dict | None = None,
+        config: dict | None = None,
+    ) -> None:
         self.tmp, self.port = tmp, free_port()
         base = config is None
         config = yaml.safe_load((ROOT / "configs/cpu.yaml").read_text()) if base else config
@@ -125,7 +132,11 @@ class ServeProcess:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [str(serve), "run", "--address", "local", str(self.tmp / "config.yaml")],
-                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
@@ -153,9 +164,25 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("redis")
     port, password = free_port(), secrets.token_urlsafe(16)
     proc = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(tmp), "--appendonly", "yes",
-         "--save", "", "--requirepass", password, "--protected-mode", "yes"],
-        stdout=open(tmp / "redis.log", "wb"), stderr=subprocess.STDOUT,
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(tmp),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--requirepass",
+            password,
+            "--protected-mode",
+            "yes",
+        ],
+        stdout=open(tmp / "redis.log", "wb"),
+        stderr=subprocess.STDOUT,
     )
     url = f"redis://:{password}@127.0.0.1:{port}/0"
     import redis

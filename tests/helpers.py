@@ -117,8 +117,13 @@ class Issuer:
     def claims(self, days: float = 30, environment: str = "dev", **limits: float) -> LicenseClaims:
         now = datetime.now(timezone.utc).replace(microsecond=0)
         return LicenseClaims(
-            kid=new_key_id(), iss=issuer_id(self.private_key.public_key()), customer="test", environment=environment,
-            issued_at=now, expires_at=now + timedelta(days=days), limits=Limits(**limits),
+            kid=new_key_id(),
+            iss=issuer_id(self.private_key.public_key()),
+            customer="test",
+            environment=environment,
+            issued_at=now,
+            expires_at=now + timedelta(days=days),
+            limits=Limits(**limits),
         )
 
     def issue(self, days: float = 30, environment: str = "dev", **limits: float) -> str:
@@ -198,7 +203,7 @@ class Dripper:
     def _serve(self, conn: socket.socket) -> None:
         with conn:
             conn.recv(65536)  # the request (or TLS ClientHello): one segment on loopback
-            pieces = [self.head[i:i + 1] for i in range(len(self.head))] if self.drip_head else [self.head]
+            pieces = [self.head[i : i + 1] for i in range(len(self.head))] if self.drip_head else [self.head]
             pieces += [b"x"] * 60
             for i, piece in enumerate(pieces):
                 if (i and self.stop.wait(1.0)) or not _send(conn, piece):

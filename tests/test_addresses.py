@@ -20,23 +20,59 @@ PUBLIC, REFUSED = True, False
 # its first, middle and last address. Refused although "globally reachable": the anycast services
 # (the nearest instance answers, maybe inside the operator's network) and the NAT64 prefix.
 REGISTRY_V4 = {
-    "0.0.0.0/8": REFUSED, "0.0.0.0/32": REFUSED, "10.0.0.0/8": REFUSED, "100.64.0.0/10": REFUSED,
-    "127.0.0.0/8": REFUSED, "169.254.0.0/16": REFUSED, "172.16.0.0/12": REFUSED, "192.0.0.0/24": REFUSED,
-    "192.0.0.0/29": REFUSED, "192.0.0.8/32": REFUSED, "192.0.0.9/32": REFUSED, "192.0.0.10/32": REFUSED,
-    "192.0.0.170/32": REFUSED, "192.0.0.171/32": REFUSED, "192.0.2.0/24": REFUSED, "192.31.196.0/24": REFUSED,
-    "192.52.193.0/24": REFUSED, "192.88.99.0/24": REFUSED, "192.88.99.2/32": REFUSED, "192.168.0.0/16": REFUSED,
-    "192.175.48.0/24": REFUSED, "198.18.0.0/15": REFUSED, "198.51.100.0/24": REFUSED, "203.0.113.0/24": REFUSED,
-    "240.0.0.0/4": REFUSED, "255.255.255.255/32": REFUSED,
+    "0.0.0.0/8": REFUSED,
+    "0.0.0.0/32": REFUSED,
+    "10.0.0.0/8": REFUSED,
+    "100.64.0.0/10": REFUSED,
+    "127.0.0.0/8": REFUSED,
+    "169.254.0.0/16": REFUSED,
+    "172.16.0.0/12": REFUSED,
+    "192.0.0.0/24": REFUSED,
+    "192.0.0.0/29": REFUSED,
+    "192.0.0.8/32": REFUSED,
+    "192.0.0.9/32": REFUSED,
+    "192.0.0.10/32": REFUSED,
+    "192.0.0.170/32": REFUSED,
+    "192.0.0.171/32": REFUSED,
+    "192.0.2.0/24": REFUSED,
+    "192.31.196.0/24": REFUSED,
+    "192.52.193.0/24": REFUSED,
+    "192.88.99.0/24": REFUSED,
+    "192.88.99.2/32": REFUSED,
+    "192.168.0.0/16": REFUSED,
+    "192.175.48.0/24": REFUSED,
+    "198.18.0.0/15": REFUSED,
+    "198.51.100.0/24": REFUSED,
+    "203.0.113.0/24": REFUSED,
+    "240.0.0.0/4": REFUSED,
+    "255.255.255.255/32": REFUSED,
 }
 REGISTRY_V6 = {
-    "::1/128": REFUSED, "::/128": REFUSED,
+    "::1/128": REFUSED,
+    "::/128": REFUSED,
     "::ffff:0:0/96": (REFUSED, PUBLIC, REFUSED),  # judged as the IPv4 inside: 0.0.0.0, 128.0.0.0, 255.255.255.255
-    "64:ff9b::/96": REFUSED, "64:ff9b:1::/48": REFUSED, "100::/64": REFUSED, "100:0:0:1::/64": REFUSED,
-    "2001::/23": REFUSED, "2001::/32": REFUSED, "2001:1::1/128": REFUSED, "2001:1::2/128": REFUSED,
-    "2001:1::3/128": REFUSED, "2001:2::/48": REFUSED, "2001:3::/32": REFUSED, "2001:4:112::/48": REFUSED,
-    "2001:10::/28": REFUSED, "2001:20::/28": PUBLIC, "2001:30::/28": PUBLIC, "2001:db8::/32": REFUSED,
-    "2002::/16": REFUSED, "2620:4f:8000::/48": REFUSED, "3fff::/20": REFUSED, "5f00::/16": REFUSED,
-    "fc00::/7": REFUSED, "fe80::/10": REFUSED,
+    "64:ff9b::/96": REFUSED,
+    "64:ff9b:1::/48": REFUSED,
+    "100::/64": REFUSED,
+    "100:0:0:1::/64": REFUSED,
+    "2001::/23": REFUSED,
+    "2001::/32": REFUSED,
+    "2001:1::1/128": REFUSED,
+    "2001:1::2/128": REFUSED,
+    "2001:1::3/128": REFUSED,
+    "2001:2::/48": REFUSED,
+    "2001:3::/32": REFUSED,
+    "2001:4:112::/48": REFUSED,
+    "2001:10::/28": REFUSED,
+    "2001:20::/28": PUBLIC,
+    "2001:30::/28": PUBLIC,
+    "2001:db8::/32": REFUSED,
+    "2002::/16": REFUSED,
+    "2620:4f:8000::/48": REFUSED,
+    "3fff::/20": REFUSED,
+    "5f00::/16": REFUSED,
+    "fc00::/7": REFUSED,
+    "fe80::/10": REFUSED,
 }
 # Outside the registries: multicast, deprecated site-local, IPv6 space not allocated for unicast.
 OTHER_REFUSED = ["224.0.0.0/4", "ff00::/8", "fec0::/10", "4000::/3", "e000::/4", "::/8", "1000::/4"]
@@ -72,25 +108,65 @@ def test_multicast_site_local_and_unallocated_ipv6_are_refused(case: str) -> Non
     assert not is_public(ip_address(case.split(": ")[1]))
 
 
-@pytest.mark.parametrize("address", [
-    "1.1.1.1", "8.8.8.8", "93.184.215.14", "9.255.255.255", "11.0.0.0", "100.63.255.255", "100.128.0.0",
-    "126.255.255.255", "128.0.0.0", "169.253.255.255", "169.255.0.0", "172.15.255.255", "172.32.0.0",
-    "192.0.1.0", "192.88.98.255", "192.88.100.0", "192.167.255.255", "192.169.0.0", "198.17.255.255",
-    "198.20.0.0", "223.255.255.255",
-    "2606:4700:4700::1111", "2a00:1450:4001::1", "2000::1", "2001:200::", "2001:db7:ffff::1", "2001:db9::1",
-    "2001:4860:4860::8888", "2620:4f:7fff:ffff::1", "2620:4f:8001::1", "3ffe:ffff::1", "3fff:1000::1",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "1.1.1.1",
+        "8.8.8.8",
+        "93.184.215.14",
+        "9.255.255.255",
+        "11.0.0.0",
+        "100.63.255.255",
+        "100.128.0.0",
+        "126.255.255.255",
+        "128.0.0.0",
+        "169.253.255.255",
+        "169.255.0.0",
+        "172.15.255.255",
+        "172.32.0.0",
+        "192.0.1.0",
+        "192.88.98.255",
+        "192.88.100.0",
+        "192.167.255.255",
+        "192.169.0.0",
+        "198.17.255.255",
+        "198.20.0.0",
+        "223.255.255.255",
+        "2606:4700:4700::1111",
+        "2a00:1450:4001::1",
+        "2000::1",
+        "2001:200::",
+        "2001:db7:ffff::1",
+        "2001:db9::1",
+        "2001:4860:4860::8888",
+        "2620:4f:7fff:ffff::1",
+        "2620:4f:8001::1",
+        "3ffe:ffff::1",
+        "3fff:1000::1",
+    ],
+)
 def test_ordinary_unicast_next_to_the_blocks_is_public(address: str) -> None:
     assert is_public(ip_address(address))
 
 
-@pytest.mark.parametrize("address", [
-    "64:ff9b::a00:1", "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe",  # NAT64 of private, loopback, metadata
-    "64:ff9b::808:808", "64:ff9b:1::808:808", "64:ff9b:1::a00:1",  # even a public IPv4 via a translator
-    "::10.0.0.1", "::127.0.0.1", "::8.8.8.8",  # IPv4-compatible (deprecated)
-    "fec0::1", "fec0:1:2:3::4",  # site-local (deprecated)
-    "192.0.0.1", "192.0.0.200",  # IETF protocol assignments
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::a00:1",
+        "64:ff9b::7f00:1",
+        "64:ff9b::a9fe:a9fe",  # NAT64 of private, loopback, metadata
+        "64:ff9b::808:808",
+        "64:ff9b:1::808:808",
+        "64:ff9b:1::a00:1",  # even a public IPv4 via a translator
+        "::10.0.0.1",
+        "::127.0.0.1",
+        "::8.8.8.8",  # IPv4-compatible (deprecated)
+        "fec0::1",
+        "fec0:1:2:3::4",  # site-local (deprecated)
+        "192.0.0.1",
+        "192.0.0.200",  # IETF protocol assignments
+    ],
+)
 def test_what_ipaddress_is_global_lets_through_is_refused(address: str) -> None:
     assert not is_public(ip_address(address))
 
@@ -151,12 +227,15 @@ def test_teredo_and_6to4_embeddings_agree_with_ipaddress() -> None:
 
 
 # RFC 6052 section 2.4's examples (192.0.2.33 under each prefix length), moved into 64:ff9b:1::/48.
-@pytest.mark.parametrize("address", [
-    "64:ff9b:1:c000:2:2100::",  # /48
-    "64:ff9b:1:3c0:0:221::",  # /56
-    "64:ff9b:1:344:c0:2:2100:0",  # /64
-    "64:ff9b:1:344::c000:221",  # /96
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b:1:c000:2:2100::",  # /48
+        "64:ff9b:1:3c0:0:221::",  # /56
+        "64:ff9b:1:344:c0:2:2100:0",  # /64
+        "64:ff9b:1:344::c000:221",  # /96
+    ],
+)
 def test_local_use_nat64_is_read_with_every_layout(address: str) -> None:
     ip = IPv6Address(address)
     assert IPv4Address("192.0.2.33") in embedded_ipv4(ip)

@@ -24,12 +24,15 @@ def test_decodes_to_16k_mono_float32(path, seconds) -> None:
     assert 0.01 < np.abs(audio).max() < 2  # resampling may ring slightly past full scale
 
 
-@pytest.mark.parametrize("data, error", [
-    (b"", InvalidRequest),
-    (b"\x00\x01garbage" * 100, UnsupportedFormat),
-    (b"hello, this is a text file\n" * 20, UnsupportedFormat),
-    (b"RIFF\x24\x00\x00\x00WAVEfmt ", UnsupportedFormat),  # truncated header
-])
+@pytest.mark.parametrize(
+    "data, error",
+    [
+        (b"", InvalidRequest),
+        (b"\x00\x01garbage" * 100, UnsupportedFormat),
+        (b"hello, this is a text file\n" * 20, UnsupportedFormat),
+        (b"RIFF\x24\x00\x00\x00WAVEfmt ", UnsupportedFormat),  # truncated header
+    ],
+)
 def test_bad_audio_is_a_client_error(data: bytes, error: type) -> None:
     with pytest.raises(error):
         decode(data, 7200)
@@ -72,13 +75,16 @@ def test_chunks_follow_a_shorter_engine_window() -> None:
     assert sum(c.audio.size for c in chunks) == audio.size
 
 
-@pytest.mark.parametrize("body", [
-    b"ffconcat version 1.0\nfile tests/data/whisper_jfk.flac\n",  # FFmpeg's concat playlist: would open a server file
-    b"ffconcat version 1.0\nfile " + str(JFK_FLAC.resolve()).encode() + b"\n",
-    b"#EXTM3U\n#EXTINF:11,\n" + str(JFK_FLAC.resolve()).encode() + b"\n",  # HLS playlist
-    b"v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nm=audio 9 RTP/AVP 0\n",  # SDP
-    b"subfile,,start,0,end,0,,:" + str(JFK_FLAC.resolve()).encode(),
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"ffconcat version 1.0\nfile tests/data/whisper_jfk.flac\n",  # FFmpeg's concat playlist: would open a server file
+        b"ffconcat version 1.0\nfile " + str(JFK_FLAC.resolve()).encode() + b"\n",
+        b"#EXTM3U\n#EXTINF:11,\n" + str(JFK_FLAC.resolve()).encode() + b"\n",  # HLS playlist
+        b"v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nm=audio 9 RTP/AVP 0\n",  # SDP
+        b"subfile,,start,0,end,0,,:" + str(JFK_FLAC.resolve()).encode(),
+    ],
+)
 def test_playlists_and_references_are_never_opened(body: bytes) -> None:
     with pytest.raises(UnsupportedFormat):
         decode(body, 7200)

@@ -35,10 +35,21 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 STREAM = "/v1/listen?encoding=linear16&sample_rate=16000"
 
 
-@pytest.mark.parametrize("header, key", [
-    ("Token abc", "abc"), ("Bearer abc", "abc"), ("token abc", "abc"), ("BEARER  abc ", "abc"), ("  tOkEn   abc", "abc"),
-    ("Basic abc", None), ("Token", None), ("abc", None), ("", None), (None, None),
-])
+@pytest.mark.parametrize(
+    "header, key",
+    [
+        ("Token abc", "abc"),
+        ("Bearer abc", "abc"),
+        ("token abc", "abc"),
+        ("BEARER  abc ", "abc"),
+        ("  tOkEn   abc", "abc"),
+        ("Basic abc", None),
+        ("Token", None),
+        ("abc", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_parse_authorization(header, key) -> None:
     assert parse_authorization(header) == key
 
@@ -57,7 +68,9 @@ def auth(issuer: Issuer, tmp_path: Path) -> LicenseAuthenticator:
 
 
 def _token(issuer: Issuer, **changes) -> str:
-    claims = issuer.claims().model_copy(update={"issued_at": NOW - timedelta(days=1), "expires_at": NOW + timedelta(days=1), **changes})
+    claims = issuer.claims().model_copy(
+        update={"issued_at": NOW - timedelta(days=1), "expires_at": NOW + timedelta(days=1), **changes}
+    )
     return sign(claims, issuer.private_key)
 
 
@@ -125,10 +138,18 @@ def test_expiry_against_the_injected_clock(auth: LicenseAuthenticator, issuer: I
     assert info.value.body() == {"error": "License expired", "code": "LICENSE_EXPIRED", "expires_at": expires_at}
 
 
-@pytest.mark.parametrize("ahead, valid", [
-    (timedelta(minutes=4), True), (timedelta(minutes=5), True), (timedelta(minutes=5, seconds=1), False), (timedelta(days=1), False),
-])
-def test_issued_in_the_future_beyond_the_clock_skew_is_not_yet_valid(auth: LicenseAuthenticator, issuer: Issuer, ahead: timedelta, valid: bool) -> None:
+@pytest.mark.parametrize(
+    "ahead, valid",
+    [
+        (timedelta(minutes=4), True),
+        (timedelta(minutes=5), True),
+        (timedelta(minutes=5, seconds=1), False),
+        (timedelta(days=1), False),
+    ],
+)
+def test_issued_in_the_future_beyond_the_clock_skew_is_not_yet_valid(
+    auth: LicenseAuthenticator, issuer: Issuer, ahead: timedelta, valid: bool
+) -> None:
     header = f"Token {_token(issuer, issued_at=NOW + ahead, expires_at=NOW + timedelta(days=2))}"
     if valid:
         assert isinstance(auth.check(header), Principal)
@@ -139,7 +160,9 @@ def test_issued_in_the_future_beyond_the_clock_skew_is_not_yet_valid(auth: Licen
 
 
 def test_clock_skew_is_configurable(issuer: Issuer) -> None:
-    strict = LicenseAuthenticator(PublicKeys.from_lines([issuer.public_line()]), RevocationList(None), clock=lambda: NOW, clock_skew=timedelta(0))
+    strict = LicenseAuthenticator(
+        PublicKeys.from_lines([issuer.public_line()]), RevocationList(None), clock=lambda: NOW, clock_skew=timedelta(0)
+    )
     refusal = strict.check(f"Token {_token(issuer, issued_at=NOW + timedelta(seconds=1))}")
     assert isinstance(refusal, Refusal) and refusal.reason == "not_yet_valid"
     assert isinstance(strict.check(f"Token {_token(issuer, issued_at=NOW)}"), Principal)
@@ -163,18 +186,31 @@ def _unreadable(path: Path, how: str) -> None:
         path.write_bytes(b"\xff\xfe\x00revoked")
 
 
-@pytest.mark.parametrize("how, reason", [
-    ("never created", "revocation file missing"), ("a directory", "revocation file unreadable"), ("not text", "revocation file unreadable"),
-])
-def test_an_unreadable_revocation_file_fails_closed(issuer: Issuer, tmp_path: Path, how: str, reason: str, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "how, reason",
+    [
+        ("never created", "revocation file missing"),
+        ("a directory", "revocation file unreadable"),
+        ("not text", "revocation file unreadable"),
+    ],
+)
+def test_an_unreadable_revocation_file_fails_closed(
+    issuer: Issuer, tmp_path: Path, how: str, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "revoked.txt"
     _unreadable(path, how)
-    auth = LicenseAuthenticator(PublicKeys.from_lines([issuer.public_line()]), RevocationList(path, check_every_s=0), clock=lambda: NOW)
+    auth = LicenseAuthenticator(
+        PublicKeys.from_lines([issuer.public_line()]), RevocationList(path, check_every_s=0), clock=lambda: NOW
+    )
     with caplog.at_level(logging.WARNING, logger="ray.serve"):
         for _ in range(3):
             with pytest.raises(ServiceUnavailable) as info:
                 auth.authenticate(f"Token {_token(issuer)}")
-            assert info.value.status == 503 and info.value.body()["code"] == "SERVICE_UNAVAILABLE" and info.value.body()["retry_after"] > 0
+            assert (
+                info.value.status == 503
+                and info.value.body()["code"] == "SERVICE_UNAVAILABLE"
+                and info.value.body()["retry_after"] > 0
+            )
         with pytest.raises(InvalidLicense):  # a forged key is still what it is
             auth.authenticate(f"Token {_token(Issuer())}")
         assert auth.describe() == {"status": "unhealthy", "issuer_keys": 1, "revoked_keys": 0, "reason": reason}
@@ -191,7 +227,9 @@ def test_an_unreadable_revocation_file_fails_closed(issuer: Issuer, tmp_path: Pa
 def test_a_revocation_file_that_disappears_refuses_keys_it_did_not_list(issuer: Issuer, tmp_path: Path) -> None:
     path = tmp_path / "revoked.txt"
     path.write_text("")
-    auth = LicenseAuthenticator(PublicKeys.from_lines([issuer.public_line()]), RevocationList(path, check_every_s=0), clock=lambda: NOW)
+    auth = LicenseAuthenticator(
+        PublicKeys.from_lines([issuer.public_line()]), RevocationList(path, check_every_s=0), clock=lambda: NOW
+    )
     auth.authenticate(f"Token {_token(issuer)}")
     path.unlink()
     with pytest.raises(ServiceUnavailable):
@@ -215,7 +253,9 @@ def test_only_verified_refusals_carry_their_key_id(auth: LicenseAuthenticator, i
 
 
 def test_server_can_accept_only_some_environments(issuer: Issuer) -> None:
-    auth = LicenseAuthenticator(PublicKeys.from_lines([issuer.public_line()]), RevocationList(None), clock=lambda: NOW, environments=["prod"])
+    auth = LicenseAuthenticator(
+        PublicKeys.from_lines([issuer.public_line()]), RevocationList(None), clock=lambda: NOW, environments=["prod"]
+    )
     with pytest.raises(InvalidLicense, match="Invalid license key") as info:
         auth.authenticate(f"Token {_token(issuer)}")  # a dev key
     assert "dev" in info.value.body()["reason"]
@@ -282,6 +322,7 @@ def test_throttle_off() -> None:
 
 # Through the ingress (fake engine): what a refused key writes, the throttle, the revocation file.
 
+
 class RecordingMetrics:
     def __init__(self) -> None:
         self.requests: list[tuple[str, int, str]] = []
@@ -309,7 +350,9 @@ def _client(ingress: Ingress, address: str = "203.0.113.7") -> TestClient:
 
 
 def _post(client: TestClient, key: str) -> Any:
-    return client.post("/v1/listen", headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    return client.post(
+        "/v1/listen", headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes()
+    )
 
 
 def _metered_key_ids(tmp_path: Path) -> dict[str, float]:
@@ -396,7 +439,12 @@ def test_missing_revocation_file_is_503_and_unhealthy(missing_revocations: tuple
     assert refused.status_code == 503 and refused.json()["code"] == "SERVICE_UNAVAILABLE"
     assert refused.json()["retry_after"] > 0 and refused.headers["Retry-After"]
     assert health.status_code == 503 and health.json()["reason"] == "unhealthy: license"
-    assert health.json()["components"]["license"] == {"status": "unhealthy", "issuer_keys": 1, "revoked_keys": 0, "reason": "revocation file missing"}
+    assert health.json()["components"]["license"] == {
+        "status": "unhealthy",
+        "issuer_keys": 1,
+        "revoked_keys": 0,
+        "reason": "revocation file missing",
+    }
     assert healed.status_code == 200 and healed.json()["components"]["license"]["status"] == "healthy"
     assert _metered_key_ids(tmp_path) == {}  # the server's failure is not the client's
     assert ingress.auth_throttle.retry_after("203.0.113.7") is None and len(ingress.auth_throttle) == 0

@@ -19,10 +19,35 @@ pytestmark = pytest.mark.e2e
 
 def test_benchmark_smoke(server: Server, tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "tools.bench.benchmark", "--url", server.url, "--key", server.key, "--engines", "service",
-         "--levels", "1,2", "--min-requests", "2", "--clips", "2", "--manifest", ROOT / "tests/data/manifest.jsonl",
-         "--min-s", "1", "--max-s", "15", "--out", tmp_path],
-        check=True, cwd=ROOT, capture_output=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "tools.bench.benchmark",
+            "--url",
+            server.url,
+            "--key",
+            server.key,
+            "--engines",
+            "service",
+            "--levels",
+            "1,2",
+            "--min-requests",
+            "2",
+            "--clips",
+            "2",
+            "--manifest",
+            ROOT / "tests/data/manifest.jsonl",
+            "--min-s",
+            "1",
+            "--max-s",
+            "15",
+            "--out",
+            tmp_path,
+        ],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=600,
     )
     results = json.loads((tmp_path / "results.json").read_text())
     rows = results["engines"]["service"]["levels"]

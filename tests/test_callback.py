@@ -452,10 +452,14 @@ def _callback(client: TestClient, hooks: FileServer, auth: dict[str, str]) -> An
     return client.post(f"/v1/listen?callback={hooks.url('/hook')}", headers=headers, content=JFK_FLAC.read_bytes())
 
 
-@pytest.mark.parametrize("bounds, other_key, status, code", [
-    ({"pending_per_key": 2}, False, 429, "RATE_LIMIT_EXCEEDED"),
-    ({"pending_per_replica": 2}, True, 503, "SERVICE_UNAVAILABLE"),
-], ids=["per-key", "per-replica"])
+@pytest.mark.parametrize(
+    "bounds, other_key, status, code",
+    [
+        ({"pending_per_key": 2}, False, 429, "RATE_LIMIT_EXCEEDED"),
+        ({"pending_per_replica": 2}, True, 503, "SERVICE_UNAVAILABLE"),
+    ],
+    ids=["per-key", "per-replica"],
+)
 def test_callbacks_beyond_a_bound_are_refused_up_front(
     tmp_path: Any, hooks: FileServer, bounds: dict, other_key: bool, status: int, code: str
 ) -> None:

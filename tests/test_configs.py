@@ -73,7 +73,12 @@ def test_configs_state_only_what_differs_from_the_shared_defaults(path: Path) ->
 
     app = yaml.safe_load(path.read_text())["applications"][0]
     defaults = AppArgs().model_dump()
-    repeated = [r for name, section in app.get("args", {}).items() if name != "engine" for r in _repeats(section, defaults[name], f"args.{name}")]
+    repeated = [
+        r
+        for name, section in app.get("args", {}).items()
+        if name != "engine"
+        for r in _repeats(section, defaults[name], f"args.{name}")
+    ]
     for deployment in app["deployments"]:
         code = {"WhisperEngine": EngineDeployment, "Ingress": IngressDeployment}[deployment["name"]]
         shared = code._deployment_config.model_dump()
@@ -89,7 +94,10 @@ def test_demo_configs_of_the_cluster_tools_validate(tmp_path: Path) -> None:
     cluster = multinode.Cluster.__new__(multinode.Cluster)  # no processes: only its ports are read
     cluster.http_port = 17100
     engines = {}
-    for name, path in (("autoscale", autoscale.config(cluster, tmp_path)), ("multinode", multinode.config_for(cluster, tmp_path))):
+    for name, path in (
+        ("autoscale", autoscale.config(cluster, tmp_path)),
+        ("multinode", multinode.config_for(cluster, tmp_path)),
+    ):
         app = ServeDeploySchema.model_validate(yaml.safe_load(path.read_text())).applications[0]
         engines[name] = next(d for d in app.deployments if d.name == "WhisperEngine")
     assert engines["autoscale"].autoscaling_config["max_replicas"] == 2

@@ -66,7 +66,9 @@ def test_converted_names_and_shapes_match_transformers(name: str) -> None:
 def test_converted_model_transcribes_jfk_exactly(name: str) -> None:
     path = MODELS[name]
     model = WhisperForConditionalGeneration.from_pretrained(path, torch_dtype=torch.float32).eval()
-    features = WhisperFeatureExtractor.from_pretrained(path)(decode(JFK_FLAC.read_bytes(), 60), sampling_rate=16000, return_tensors="pt")
+    features = WhisperFeatureExtractor.from_pretrained(path)(
+        decode(JFK_FLAC.read_bytes(), 60), sampling_rate=16000, return_tensors="pt"
+    )
     tokenizer = WhisperTokenizerFast.from_pretrained(path)
     generation = json.loads((Path(path) / "generation_config.json").read_text())
     prompt = [generation["decoder_start_token_id"]]

@@ -29,7 +29,9 @@ def test_transcribe_url_and_file(server: Server, storage: FileServer) -> None:
 
 
 def test_utterances_and_paragraphs_parse(server: Server) -> None:
-    result = deepgram_client(server).listen.v1.media.transcribe_file(request=JFK_FLAC.read_bytes(), model="nova-3", utterances=True, paragraphs=True)
+    result = deepgram_client(server).listen.v1.media.transcribe_file(
+        request=JFK_FLAC.read_bytes(), model="nova-3", utterances=True, paragraphs=True
+    )
     expected = normalize(manifest()["whisper_jfk.flac"]["text"])
     assert normalize(" ".join(u.transcript for u in result.results.utterances)) == expected
     assert all(u.start < u.end for u in result.results.utterances)

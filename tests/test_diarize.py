@@ -113,9 +113,11 @@ def test_phone_call_has_two_speakers_who_take_turns(max_windows: int, monkeypatc
     audio = decode((DATA / "pyannote_sample.wav").read_bytes(), 600)
     found = diarize.Diarizer(WEIGHTS)(audio)
     assert {t.speaker for t in found} == {0, 1}
+
     # the reference (pyannote's RTTM): Sheila speaks alone 14.5-17.9 s and 21.8-27.8 s, Diane 18.6-21.5 s
     def at(second: float) -> int:
         return next(t.speaker for t in found if t.start <= second < t.end)
+
     assert at(16.0) == at(25.0) != at(20.0)
 
 

@@ -108,8 +108,12 @@ def test_no_repetition_loop_on_a_phone_call(server: Server) -> None:
 
 def test_diarization_of_a_phone_call(server: Server) -> None:
     """Two people on the phone: two speakers found, and each one's introduction is theirs alone."""
-    response = listen(server, data=(DATA / "pyannote_sample.wav").read_bytes(), headers={"Content-Type": "audio/wav"},
-                      params={"diarize": "true", "utterances": "true"})
+    response = listen(
+        server,
+        data=(DATA / "pyannote_sample.wav").read_bytes(),
+        headers={"Content-Type": "audio/wav"},
+        params={"diarize": "true", "utterances": "true"},
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     words = body["results"]["channels"][0]["alternatives"][0]["words"]
@@ -118,12 +122,15 @@ def test_diarization_of_a_phone_call(server: Server) -> None:
     def speaker_of(phrase: str) -> set[int]:
         said = [normalize(w["word"]) for w in words]
         n = len(phrase.split())
-        at = next(i for i in range(len(said)) if said[i:i + n] == phrase.split())
-        return {w["speaker"] for w in words[at:at + n]}
+        at = next(i for i in range(len(said)) if said[i : i + n] == phrase.split())
+        return {w["speaker"] for w in words[at : at + n]}
 
     diane, sheila = speaker_of("this is diane"), speaker_of("sheila")
     assert len(diane) == 1 and len(sheila) == 1 and diane != sheila
-    assert all(len({w["speaker"] for w in u["words"]}) == 1 and u["speaker"] == u["words"][0]["speaker"] for u in body["results"]["utterances"])
+    assert all(
+        len({w["speaker"] for w in u["words"]}) == 1 and u["speaker"] == u["words"][0]["speaker"]
+        for u in body["results"]["utterances"]
+    )
 
 
 def test_long_file_comes_back_whole(server: Server) -> None:
@@ -170,20 +177,25 @@ def test_long_file_sentence_starts_are_timed(server: Server) -> None:
 
 def test_concurrent_requests_all_succeed(server: Server) -> None:
     with ThreadPoolExecutor(8) as pool:
-        responses = list(pool.map(lambda _: listen(server, data=JFK_MP3.read_bytes(), headers={"Content-Type": "audio/mpeg"}), range(8)))
+        responses = list(
+            pool.map(lambda _: listen(server, data=JFK_MP3.read_bytes(), headers={"Content-Type": "audio/mpeg"}), range(8))
+        )
     assert [r.status_code for r in responses] == [200] * 8
     assert {normalize(r.json()["text"]) for r in responses} == {JFK_TEXT}
 
 
-@pytest.mark.parametrize("kwargs, status, code", [
-    ({"data": b"", "headers": {"Content-Type": "audio/wav"}}, 400, "INVALID_REQUEST"),
-    ({"data": b"\x13\x37garbage" * 64, "headers": {"Content-Type": "application/octet-stream"}}, 415, "UNSUPPORTED_FORMAT"),
-    ({"data": b"just some text\n" * 20, "headers": {"Content-Type": "audio/mpeg"}}, 415, "UNSUPPORTED_FORMAT"),
-    ({"data": b"abc", "headers": {"Content-Type": "application/xml"}}, 415, "UNSUPPORTED_FORMAT"),
-    ({"json": {"link": "x"}}, 400, "MISSING_PARAMETER"),
-    ({"data": b"{not json", "headers": {"Content-Type": "application/json"}}, 400, "INVALID_REQUEST"),
-    ({"data": b"\0" * 100_000_001, "headers": {"Content-Type": "audio/wav"}}, 413, "FILE_TOO_LARGE"),
-])
+@pytest.mark.parametrize(
+    "kwargs, status, code",
+    [
+        ({"data": b"", "headers": {"Content-Type": "audio/wav"}}, 400, "INVALID_REQUEST"),
+        ({"data": b"\x13\x37garbage" * 64, "headers": {"Content-Type": "application/octet-stream"}}, 415, "UNSUPPORTED_FORMAT"),
+        ({"data": b"just some text\n" * 20, "headers": {"Content-Type": "audio/mpeg"}}, 415, "UNSUPPORTED_FORMAT"),
+        ({"data": b"abc", "headers": {"Content-Type": "application/xml"}}, 415, "UNSUPPORTED_FORMAT"),
+        ({"json": {"link": "x"}}, 400, "MISSING_PARAMETER"),
+        ({"data": b"{not json", "headers": {"Content-Type": "application/json"}}, 400, "INVALID_REQUEST"),
+        ({"data": b"\0" * 100_000_001, "headers": {"Content-Type": "audio/wav"}}, 413, "FILE_TOO_LARGE"),
+    ],
+)
 def test_bad_inputs(server: Server, kwargs: dict, status: int, code: str) -> None:
     response = listen(server, **kwargs)
     assert response.status_code == status, response.text
@@ -202,7 +214,9 @@ def test_url_failures(server: Server, storage: FileServer, canary: FileServer) -
 
 
 def test_wrong_key(server: Server) -> None:
-    response = requests.post(f"{server.url}/v1/listen", headers={"Authorization": "Token nope"}, json={"url": "http://127.0.0.2/x"}, timeout=30)
+    response = requests.post(
+        f"{server.url}/v1/listen", headers={"Authorization": "Token nope"}, json={"url": "http://127.0.0.2/x"}, timeout=30
+    )
     assert response.status_code == 401
     body = response.json()
     assert (body["error"], body["code"], body["reason"]) == ("Invalid license key", "INVALID_LICENSE", "malformed")
@@ -218,7 +232,9 @@ def _refused_keys(server: Server) -> list[str]:
     forged = sign(stranger.claims().model_copy(update={"iss": lic.issuer.claims().iss}), stranger.private_key)
     bad_signature = lic.issuer.issue()[:-6] + "AAAAAA"
     deadline = time.monotonic() + 10  # the revocation list is re-read while serving
-    while (response := requests.post(f"{server.url}/v1/listen", headers={"Authorization": f"Token {revoked}"}, timeout=30)).status_code != 401:
+    while (
+        response := requests.post(f"{server.url}/v1/listen", headers={"Authorization": f"Token {revoked}"}, timeout=30)
+    ).status_code != 401:
         assert time.monotonic() < deadline, "revocation not honoured within 10 s"
         time.sleep(0.5)
     for key in (forged, bad_signature):

@@ -37,9 +37,18 @@ def _command(name: str) -> list[str]:
 
 @pytest.mark.parametrize("name", ["curl.sh", "python_requests.py", "javascript_fetch.mjs", "go"])
 def test_example_prints_the_transcript(server: Server, storage: FileServer, name: str, tmp_path: Path) -> None:
-    env = {**os.environ, "LICENSE_KEY": server.key, "API_URL": server.url, "AUDIO_URL": storage.url("/audio.wav"),
-           "GOCACHE": str(tmp_path / "gocache"), "GOPATH": str(tmp_path / "gopath"), "GOPROXY": "off", "GOFLAGS": "-mod=mod"}
-    done = subprocess.run(_command(name), cwd=EXAMPLES / "go" if name == "go" else EXAMPLES, env=env,
-                          capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "LICENSE_KEY": server.key,
+        "API_URL": server.url,
+        "AUDIO_URL": storage.url("/audio.wav"),
+        "GOCACHE": str(tmp_path / "gocache"),
+        "GOPATH": str(tmp_path / "gopath"),
+        "GOPROXY": "off",
+        "GOFLAGS": "-mod=mod",
+    }
+    done = subprocess.run(
+        _command(name), cwd=EXAMPLES / "go" if name == "go" else EXAMPLES, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert normalize(manifest()["whisper_jfk.flac"]["text"]) in normalize(done.stdout)

@@ -26,10 +26,28 @@ LIMITS = FetchLimits(max_bytes=1000, timeout_s=5, max_redirects=2)
 @pytest.mark.parametrize(
     "address",
     [
-        "127.0.0.1", "127.8.9.10", "10.0.0.1", "172.16.0.1", "172.31.255.255", "192.168.1.1",
-        "169.254.169.254", "100.64.0.1", "0.0.0.0", "224.0.0.1", "255.255.255.255", "198.18.0.1",
-        "::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1",
-        "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "2002:a00:1::",
+        "127.0.0.1",
+        "127.8.9.10",
+        "10.0.0.1",
+        "172.16.0.1",
+        "172.31.255.255",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "255.255.255.255",
+        "198.18.0.1",
+        "::1",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "fd12:3456::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "::ffff:169.254.169.254",
+        "2002:a00:1::",
     ],
 )
 def test_non_public_addresses_are_refused(address: str) -> None:
@@ -52,19 +70,35 @@ def test_policy_refuses_a_name_when_any_address_is_private() -> None:
 
 
 def test_allowlist_opens_cidrs_and_hostnames_only() -> None:
-    policy = UrlPolicy(["10.20.0.0/16", "storage.internal"], _resolver({
-        "a.test": ["10.20.1.1"], "b.test": ["10.21.1.1"], "storage.internal": ["192.168.7.7"],
-    }))
+    policy = UrlPolicy(
+        ["10.20.0.0/16", "storage.internal"],
+        _resolver(
+            {
+                "a.test": ["10.20.1.1"],
+                "b.test": ["10.21.1.1"],
+                "storage.internal": ["192.168.7.7"],
+            }
+        ),
+    )
     assert policy.resolve("a.test", 80) == "10.20.1.1"
     assert policy.resolve("storage.internal", 80) == "192.168.7.7"
     with pytest.raises(UrlNotAllowed):
         policy.resolve("b.test", 80)
 
 
-@pytest.mark.parametrize("url", [
-    "ftp://example.com/a.wav", "file:///etc/passwd", "gopher://x", "http:///nohost", "http://h:99999/",
-    "http://[::1", "http://[zz::1]/a.wav", "http://h:port/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.com/a.wav",
+        "file:///etc/passwd",
+        "gopher://x",
+        "http:///nohost",
+        "http://h:99999/",
+        "http://[::1",
+        "http://[zz::1]/a.wav",
+        "http://h:port/",
+    ],
+)
 def test_only_http_and_https_urls(url: str) -> None:
     with pytest.raises(InvalidRequest):
         fetch(url, UrlPolicy(), LIMITS)

@@ -25,7 +25,11 @@ def test_srt_and_vtt_clock_past_an_hour() -> None:
     assert srt(t) == "1\n00:59:59,500 --> 01:00:00,250\nOne.\n\n2\n01:00:01,000 --> 01:00:02,000\nTwo.\n"
     assert vtt(t).startswith("WEBVTT\n\n00:59:59.500 --> 01:00:00.250\nOne.\n")
     body = verbose_json(t, with_words=True)
-    assert [s["text"] for s in body["segments"]] == [" One.", " Two."] and body["words"][1] == {"word": "Two.", "start": 3601.0, "end": 3602.0}
+    assert [s["text"] for s in body["segments"]] == [" One.", " Two."] and body["words"][1] == {
+        "word": "Two.",
+        "start": 3601.0,
+        "end": 3602.0,
+    }
 
 
 def test_unpunctuated_keeps_inner_marks() -> None:
@@ -56,13 +60,21 @@ def test_diarized_words_utterances_paragraphs_and_captions_carry_speakers() -> N
     words = [replace(w, speaker=s) for w, s in zip(spoken, (0, 1, 1, 0))]
     # a change of speaker ends an utterance, a paragraph and a caption even without a pause
     assert [(u["text"], u["speaker"]) for u in utterances(words, 0.8)] == [("Hello?", 0), ("Hi there.", 1), ("Bye.", 0)]
-    assert [(p["sentences"][0]["text"], p["speaker"]) for p in paragraphs(words)["paragraphs"]] == [("Hello?", 0), ("Hi there.", 1), ("Bye.", 0)]
+    assert [(p["sentences"][0]["text"], p["speaker"]) for p in paragraphs(words)["paragraphs"]] == [
+        ("Hello?", 0),
+        ("Hi there.", 1),
+        ("Bye.", 0),
+    ]
     t = Transcript("Hello? Hi there. Bye.", words, 0.9, 1.4, "en")
     assert srt(t).split("\n")[2:4] == ["[speaker 0]", "Hello?"] and "[speaker 1]\nHi there." in srt(t)
     assert "<v Speaker 1>Hi there.\n" in vtt(t)
     assert word_dict(words[1])["speaker"] == 1
     # undiarized: no speaker anywhere (Deepgram's SDK wants an integer when the key is there)
-    assert "speaker" not in word_dict(spoken[0]) and "speaker" not in utterances(spoken, 0.8)[0] and "[speaker" not in srt(replace(t, words=spoken))
+    assert (
+        "speaker" not in word_dict(spoken[0])
+        and "speaker" not in utterances(spoken, 0.8)[0]
+        and "[speaker" not in srt(replace(t, words=spoken))
+    )
 
 
 def test_words_take_the_speaker_they_overlap_most_or_the_nearest() -> None:

@@ -33,15 +33,39 @@ SCALE = float(os.environ.get("FUZZ_EXAMPLES", "1"))
 
 def examples(n: int) -> Any:
     # No example database: nothing is written into the checkout, and every run explores afresh.
-    return settings(max_examples=max(1, int(n * SCALE)), deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    return settings(
+        max_examples=max(1, int(n * SCALE)),
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
 
 
 OPTION_NAMES = [
-    "language", "detect_language", "timestamps", "word_timestamps", "punctuate", "smart_format", "utterances",
-    "utt_split", "paragraphs", "diarize", "num_speakers", "multichannel", "response_format", "callback",
-    "callback_url", "webhook_url", "webhook_method", "webhook_extra", "redact_pii", "emotion_detection",
-    "timestamp_granularities", "model", "encoding", "sample_rate",
+    "language",
+    "detect_language",
+    "timestamps",
+    "word_timestamps",
+    "punctuate",
+    "smart_format",
+    "utterances",
+    "utt_split",
+    "paragraphs",
+    "diarize",
+    "num_speakers",
+    "multichannel",
+    "response_format",
+    "callback",
+    "callback_url",
+    "webhook_url",
+    "webhook_method",
+    "webhook_extra",
+    "redact_pii",
+    "emotion_detection",
+    "timestamp_granularities",
+    "model",
+    "encoding",
+    "sample_rate",
 ]
 
 
@@ -54,11 +78,17 @@ def offline_text(max_size: int) -> st.SearchStrategy[str]:
 # Refused by the policy without a connection (127.0.0.1, ftp), or allowlisted loopback with nothing listening.
 URLS = ["http://127.0.0.1:1/a.wav", "http://127.0.0.2:1/a.wav", "https://127.0.0.2:1/a", "ftp://127.0.0.2/a", "http://[::1]:1/"]
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
-    offline_text(40), st.sampled_from(URLS),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    offline_text(40),
+    st.sampled_from(URLS),
     st.sampled_from(["true", "false", "1", "0", "en", "multi", "nan", "-1", "1e309", "srt", "vtt", ""]),
 )
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
+json_values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6
+)
 option_names = st.sampled_from(OPTION_NAMES) | st.text(max_size=12)
 
 
@@ -121,8 +151,18 @@ def test_any_bytes_decode_to_audio_or_are_a_clear_error(data: bytes, keep_channe
 
 
 HEADER_CHARS = st.characters(min_codepoint=32, max_codepoint=126)  # what an HTTP client can send
-CONTENT_TYPES = ["application/json", "audio/wav", "audio/flac", "audio/mpeg", "application/octet-stream",
-                 "multipart/form-data; boundary=xyz", "text/plain", "", "video/webm", "application/json; charset=utf-8"]
+CONTENT_TYPES = [
+    "application/json",
+    "audio/wav",
+    "audio/flac",
+    "audio/mpeg",
+    "application/octet-stream",
+    "multipart/form-data; boundary=xyz",
+    "text/plain",
+    "",
+    "video/webm",
+    "application/json; charset=utf-8",
+]
 
 
 @st.composite
@@ -130,15 +170,28 @@ def requests_(draw: st.DrawFn) -> tuple[str, str, dict[str, str], bytes]:
     path = draw(st.sampled_from(["/v1/listen", "/waves/v1/stt/", "/v1/audio/transcriptions", "/v1/usage", "/health"]))
     query = urlencode(draw(st.dictionaries(option_names, offline_text(12) | st.sampled_from(URLS), max_size=4)))
     content_type = draw(st.sampled_from(CONTENT_TYPES))
-    headers = {**AUTH, "Content-Type": content_type} if draw(st.integers(0, 9)) else {"Authorization": draw(st.text(HEADER_CHARS, max_size=30))}
+    headers = (
+        {**AUTH, "Content-Type": content_type}
+        if draw(st.integers(0, 9))
+        else {"Authorization": draw(st.text(HEADER_CHARS, max_size=30))}
+    )
     if content_type.startswith("application/json"):
-        body = draw(st.one_of(
-            st.builds(lambda v: json.dumps(v).encode(), st.dictionaries(st.sampled_from(["url", *OPTION_NAMES]), json_values, max_size=4)),
-            st.binary(max_size=64),
-        ))
+        body = draw(
+            st.one_of(
+                st.builds(
+                    lambda v: json.dumps(v).encode(),
+                    st.dictionaries(st.sampled_from(["url", *OPTION_NAMES]), json_values, max_size=4),
+                ),
+                st.binary(max_size=64),
+            )
+        )
     elif content_type.startswith("multipart"):
         part = draw(mutated_audio())
-        body = b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\n" + part + draw(st.sampled_from([b"\r\n--xyz--\r\n", b""]))
+        body = (
+            b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n'
+            + part
+            + draw(st.sampled_from([b"\r\n--xyz--\r\n", b""]))
+        )
     else:
         body = draw(st.one_of(mutated_audio(), st.binary(max_size=256)))
     return path, query, headers, body

@@ -98,16 +98,20 @@ def test_a_body_at_a_fair_pace_is_read(tmp_path: Any) -> None:
 
 
 def test_oversized_headers_are_a_431(client: TestClient, engine: FakeEngine) -> None:
-    response = client.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/flac", "X-Pad": "a" * 20_000},
-                           content=JFK_FLAC.read_bytes())
+    response = client.post(
+        "/v1/listen", headers={**AUTH, "Content-Type": "audio/flac", "X-Pad": "a" * 20_000}, content=JFK_FLAC.read_bytes()
+    )
     assert response.status_code == 431 and response.json()["code"] == "HEADERS_TOO_LARGE"
     assert engine.calls == []
 
 
-@pytest.mark.parametrize("headers, query, sent", [
-    ({"Content-Type": "text/x-canary-7f3e"}, "", "canary"),
-    ({"Content-Type": "audio/flac"}, "?language=zq", "zq"),  # a well-formed code the model does not serve
-])
+@pytest.mark.parametrize(
+    "headers, query, sent",
+    [
+        ({"Content-Type": "text/x-canary-7f3e"}, "", "canary"),
+        ({"Content-Type": "audio/flac"}, "?language=zq", "zq"),  # a well-formed code the model does not serve
+    ],
+)
 def test_errors_never_echo_what_was_sent(client: TestClient, headers: dict, query: str, sent: str) -> None:
     response = client.post(f"/v1/listen{query}", headers={**AUTH, **headers}, content=JFK_FLAC.read_bytes())
     assert 400 <= response.status_code < 500 and response.json()["code"]

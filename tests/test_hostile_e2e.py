@@ -35,7 +35,9 @@ pytestmark = pytest.mark.e2e
 INGRESS_GROWTH_MB = 600  # what the whole hostile suite may add to an ingress replica's resident memory
 
 
-def _listen(server: Server, body: bytes, content_type: str, key: str | None = None, path: str = "/v1/listen") -> requests.Response:
+def _listen(
+    server: Server, body: bytes, content_type: str, key: str | None = None, path: str = "/v1/listen"
+) -> requests.Response:
     headers = {"Authorization": f"Token {key or server.key}", "Content-Type": content_type}
     return requests.post(f"{server.url}{path}", data=body, headers=headers, timeout=120)
 
@@ -67,10 +69,13 @@ def memory_ceiling(server: Server) -> Iterator[None]:
     assert max(after) - max(before) < INGRESS_GROWTH_MB, (before, after)
 
 
-@pytest.mark.parametrize("body", [
-    b"ffconcat version 1.0\nfile tests/data/whisper_jfk.flac\n",  # the reported case: it came back with JFK's speech
-    b"#EXTM3U\n#EXT-X-TARGETDURATION:11\n#EXTINF:11,\ntests/data/whisper_jfk.flac\n#EXT-X-ENDLIST\n",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"ffconcat version 1.0\nfile tests/data/whisper_jfk.flac\n",  # the reported case: it came back with JFK's speech
+        b"#EXTM3U\n#EXT-X-TARGETDURATION:11\n#EXTINF:11,\ntests/data/whisper_jfk.flac\n#EXT-X-ENDLIST\n",
+    ],
+)
 @pytest.mark.parametrize("content_type", ["application/octet-stream", "audio/wav"])
 def test_a_playlist_upload_is_refused(server: Server, body: bytes, content_type: str) -> None:
     response = _listen(server, body, content_type)
@@ -94,8 +99,16 @@ def test_a_dripping_url_is_cut_at_its_deadline_and_others_are_served(server: Ser
     dripper = Dripper(host="127.0.0.2")  # headers, then a byte a second for a minute
     try:
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            slow = [pool.submit(requests.post, f"{server.url}/v1/listen", json={"url": dripper.url("/a.wav")},
-                                headers=server.auth, timeout=120) for _ in range(3)]
+            slow = [
+                pool.submit(
+                    requests.post,
+                    f"{server.url}/v1/listen",
+                    json={"url": dripper.url("/a.wav")},
+                    headers=server.auth,
+                    timeout=120,
+                )
+                for _ in range(3)
+            ]
             time.sleep(1)
             _still_serving(server)  # while three fetches hang on the dripper
             for future in slow:
@@ -106,11 +119,14 @@ def test_a_dripping_url_is_cut_at_its_deadline_and_others_are_served(server: Ser
         dripper.close()
 
 
-@pytest.mark.parametrize("token", [
-    "stt1.e30.AAAA",  # well formed, no valid signature
-    "stt1." + "A" * 9000 + ".AAAA",  # over the length cap
-    "not-a-key",
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "stt1.e30.AAAA",  # well formed, no valid signature
+        "stt1." + "A" * 9000 + ".AAAA",  # over the length cap
+        "not-a-key",
+    ],
+)
 def test_forged_tokens_are_refused_and_never_metered_under_their_claim(server: Server, token: str) -> None:
     response = _listen(server, JFK_FLAC.read_bytes(), "audio/flac", key=token)
     assert response.status_code == 401 and response.json()["code"] == "INVALID_LICENSE"
@@ -175,8 +191,10 @@ def _raw(server: Server, head: bytes, body_parts: list[bytes], pause_s: float) -
 
 
 def test_a_trickling_body_is_a_408(server: Server) -> None:
-    head = (f"POST /v1/listen HTTP/1.1\r\nHost: x\r\nAuthorization: Token {server.key}\r\n"
-            "Content-Type: audio/flac\r\nContent-Length: 100000\r\nConnection: close\r\n\r\n").encode()
+    head = (
+        f"POST /v1/listen HTTP/1.1\r\nHost: x\r\nAuthorization: Token {server.key}\r\n"
+        "Content-Type: audio/flac\r\nContent-Length: 100000\r\nConnection: close\r\n\r\n"
+    ).encode()
     answer = _raw(server, head, [b"x"] * 40, pause_s=1.0)
     assert answer.startswith(b"HTTP/1.1 408") and b"REQUEST_TIMEOUT" in answer, answer[:300]
 
@@ -227,8 +245,12 @@ class _BombReceiver:
 def test_a_callback_receiver_answering_a_gzip_bomb_gets_its_result(server: Server) -> None:
     receiver = _BombReceiver()
     try:
-        response = requests.post(f"{server.url}/v1/listen?callback={receiver.url}", data=JFK_FLAC.read_bytes(), timeout=60,
-                                 headers={**server.auth, "Content-Type": "audio/flac"})
+        response = requests.post(
+            f"{server.url}/v1/listen?callback={receiver.url}",
+            data=JFK_FLAC.read_bytes(),
+            timeout=60,
+            headers={**server.auth, "Content-Type": "audio/flac"},
+        )
         assert response.status_code == 200 and response.json()["status"] == "processing"
         deadline = time.monotonic() + 120
         while not receiver.bodies and time.monotonic() < deadline:
@@ -241,7 +263,9 @@ def test_a_callback_receiver_answering_a_gzip_bomb_gets_its_result(server: Serve
         receiver.close()
 
 
-def _stream_close(server: Server, frames: list[bytes], query: str = "encoding=linear16&sample_rate=16000") -> tuple[list[dict], int | None]:
+def _stream_close(
+    server: Server, frames: list[bytes], query: str = "encoding=linear16&sample_rate=16000"
+) -> tuple[list[dict], int | None]:
     """Send `frames` on a live stream, then read every message until the server closes it."""
     url = server.url.replace("http", "ws", 1) + f"/v1/listen?{query}"
     messages: list[dict] = []

@@ -96,6 +96,7 @@ class BusyEngine(FakeEngine):
         self.turn += 1
         if self.turn in self.refused:
             from ray.serve.exceptions import BackPressureError
+
             raise BackPressureError(num_queued_requests=64, max_queued_requests=64)
         return await super()._transcribe(audio, language, align)
 
@@ -135,6 +136,7 @@ def test_health_unhealthy_while_no_engine(tmp_path: Any) -> None:
     class Hanging(FakeEngine):
         async def _info(self) -> EngineInfo:
             from serve_app.errors import ServiceUnavailable
+
             raise ServiceUnavailable()
 
     ingress = make_ingress(Hanging(), tmp_path)
@@ -150,6 +152,7 @@ def test_health_follows_the_engine_after_a_first_success(client: TestClient, eng
 
     async def gone() -> EngineInfo:
         from ray.serve.exceptions import DeploymentUnavailableError
+
         raise DeploymentUnavailableError("WhisperEngine")
 
     engine.info = Method(gone)
@@ -166,7 +169,11 @@ def test_missing_or_wrong_key_is_401(client: TestClient, headers: dict) -> None:
 
 
 def test_raw_body_and_response_shape(client: TestClient, engine: FakeEngine) -> None:
-    response = client.post("/v1/listen", headers={**AUTH, "Authorization": f"bearer {KEY}", "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    response = client.post(
+        "/v1/listen",
+        headers={**AUTH, "Authorization": f"bearer {KEY}", "Content-Type": "audio/flac"},
+        content=JFK_FLAC.read_bytes(),
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["text"] == body["transcription"] == "Hello world." and body["status"] == "success"
@@ -181,7 +188,9 @@ def test_raw_body_and_response_shape(client: TestClient, engine: FakeEngine) -> 
     assert engine.calls == [(176000, "en")]
 
 
-@pytest.mark.parametrize("query, aligned", [("", False), ("?timestamps=true", True), ("?word_timestamps=1", True), ("?timestamps=false", False)])
+@pytest.mark.parametrize(
+    "query, aligned", [("", False), ("?timestamps=true", True), ("?word_timestamps=1", True), ("?timestamps=false", False)]
+)
 def test_word_times_are_aligned_when_asked(client: TestClient, engine: FakeEngine, query: str, aligned: bool) -> None:
     response = client.post(f"/v1/listen{query}", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
     assert response.status_code == 200, response.text
@@ -194,7 +203,9 @@ def test_word_times_are_aligned_when_asked(client: TestClient, engine: FakeEngin
 
 
 def test_bad_timestamps_flag_is_400(client: TestClient, engine: FakeEngine) -> None:
-    response = client.post("/v1/listen?timestamps=maybe", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    response = client.post(
+        "/v1/listen?timestamps=maybe", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes()
+    )
     assert _error(response, 400, "INVALID_REQUEST")["parameter"] == "timestamps"
     assert engine.calls == []
 
@@ -213,33 +224,42 @@ def test_url_with_options_in_body_and_query(client: TestClient, storage: FileSer
 
 
 def test_english_only_model_rejects_other_languages(client: TestClient, engine: FakeEngine) -> None:
-    response = client.post("/v1/listen?language=fr", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    response = client.post(
+        "/v1/listen?language=fr", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes()
+    )
     assert _error(response, 400, "INVALID_REQUEST")["parameter"] == "language"
     assert engine.calls == []
 
 
-@pytest.mark.parametrize("kwargs, status, code", [
-    ({"content": b"", "headers": {"Content-Type": "audio/wav"}}, 400, "INVALID_REQUEST"),
-    ({"content": b"\x13\x37garbage" * 64, "headers": {"Content-Type": "application/octet-stream"}}, 415, "UNSUPPORTED_FORMAT"),
-    ({"content": b"plain text, not audio\n" * 10, "headers": {"Content-Type": "audio/wav"}}, 415, "UNSUPPORTED_FORMAT"),
-    ({"content": b"abc", "headers": {"Content-Type": "text/plain"}}, 415, "UNSUPPORTED_FORMAT"),
-    ({"content": b"abc", "headers": {"Content-Type": "image/png"}}, 415, "UNSUPPORTED_FORMAT"),
-    ({"json": {"uri": "http://x"}}, 400, "MISSING_PARAMETER"),
-    ({"json": {}}, 400, "MISSING_PARAMETER"),
-    ({"json": {"url": 42}}, 400, "INVALID_REQUEST"),
-    ({"json": ["http://x"]}, 400, "INVALID_REQUEST"),
-    ({"json": {"url": "http://127.0.0.2/a", "language": 7}}, 400, "INVALID_REQUEST"),
-    ({"json": {"url": "http://127.0.0.2/a", "language": "english please"}}, 400, "INVALID_REQUEST"),
-    ({"content": b'{"url": "http://x"', "headers": {"Content-Type": "application/json"}}, 400, "INVALID_REQUEST"),
-    ({"content": b"\xff\xfe{}", "headers": {"Content-Type": "application/json"}}, 400, "INVALID_REQUEST"),
-    ({"json": {"url": "ftp://127.0.0.2/a.wav"}}, 400, "INVALID_REQUEST"),
-    ({"json": {"url": "http://[::1"}}, 400, "INVALID_REQUEST"),
-    ({"json": {"url": "http://127.0.0.1:9/a.wav"}}, 400, "URL_NOT_ALLOWED"),
-    ({"json": {"url": "http://[::1]:9/a.wav"}}, 400, "URL_NOT_ALLOWED"),
-    ({"files": {"other": ("a.wav", b"x", "audio/wav")}}, 400, "MISSING_PARAMETER"),
-    ({"content": b"--b\r\nbroken", "headers": {"Content-Type": "multipart/form-data; boundary=b"}}, 400, None),
-    ({"content": b"x" * 2_000_001, "headers": {"Content-Type": "audio/wav"}}, 413, "FILE_TOO_LARGE"),
-])
+@pytest.mark.parametrize(
+    "kwargs, status, code",
+    [
+        ({"content": b"", "headers": {"Content-Type": "audio/wav"}}, 400, "INVALID_REQUEST"),
+        (
+            {"content": b"\x13\x37garbage" * 64, "headers": {"Content-Type": "application/octet-stream"}},
+            415,
+            "UNSUPPORTED_FORMAT",
+        ),
+        ({"content": b"plain text, not audio\n" * 10, "headers": {"Content-Type": "audio/wav"}}, 415, "UNSUPPORTED_FORMAT"),
+        ({"content": b"abc", "headers": {"Content-Type": "text/plain"}}, 415, "UNSUPPORTED_FORMAT"),
+        ({"content": b"abc", "headers": {"Content-Type": "image/png"}}, 415, "UNSUPPORTED_FORMAT"),
+        ({"json": {"uri": "http://x"}}, 400, "MISSING_PARAMETER"),
+        ({"json": {}}, 400, "MISSING_PARAMETER"),
+        ({"json": {"url": 42}}, 400, "INVALID_REQUEST"),
+        ({"json": ["http://x"]}, 400, "INVALID_REQUEST"),
+        ({"json": {"url": "http://127.0.0.2/a", "language": 7}}, 400, "INVALID_REQUEST"),
+        ({"json": {"url": "http://127.0.0.2/a", "language": "english please"}}, 400, "INVALID_REQUEST"),
+        ({"content": b'{"url": "http://x"', "headers": {"Content-Type": "application/json"}}, 400, "INVALID_REQUEST"),
+        ({"content": b"\xff\xfe{}", "headers": {"Content-Type": "application/json"}}, 400, "INVALID_REQUEST"),
+        ({"json": {"url": "ftp://127.0.0.2/a.wav"}}, 400, "INVALID_REQUEST"),
+        ({"json": {"url": "http://[::1"}}, 400, "INVALID_REQUEST"),
+        ({"json": {"url": "http://127.0.0.1:9/a.wav"}}, 400, "URL_NOT_ALLOWED"),
+        ({"json": {"url": "http://[::1]:9/a.wav"}}, 400, "URL_NOT_ALLOWED"),
+        ({"files": {"other": ("a.wav", b"x", "audio/wav")}}, 400, "MISSING_PARAMETER"),
+        ({"content": b"--b\r\nbroken", "headers": {"Content-Type": "multipart/form-data; boundary=b"}}, 400, None),
+        ({"content": b"x" * 2_000_001, "headers": {"Content-Type": "audio/wav"}}, 413, "FILE_TOO_LARGE"),
+    ],
+)
 def test_bad_inputs_get_coded_errors(client: TestClient, kwargs: dict, status: int, code: str | None) -> None:
     headers = {**AUTH, **kwargs.pop("headers", {})}
     response = client.post("/v1/listen", headers=headers, **kwargs)
@@ -251,7 +271,12 @@ def test_bad_inputs_get_coded_errors(client: TestClient, kwargs: dict, status: i
 
 
 def test_url_errors(client: TestClient, storage: FileServer) -> None:
-    assert _error(client.post("/v1/listen", headers=AUTH, json={"url": storage.url("/nope.wav")}), 400, "URL_FETCH_FAILED")["upstream_status"] == 404
+    assert (
+        _error(client.post("/v1/listen", headers=AUTH, json={"url": storage.url("/nope.wav")}), 400, "URL_FETCH_FAILED")[
+            "upstream_status"
+        ]
+        == 404
+    )
     _error(client.post("/v1/listen", headers=AUTH, json={"url": storage.url("/notes.txt")}), 415, "UNSUPPORTED_FORMAT")
 
 
@@ -318,29 +343,46 @@ def test_caption_formats_from_listen(client: TestClient, engine: FakeEngine) -> 
     assert engine.aligned == [True, True]  # captions always get the model's times
 
 
-@pytest.mark.parametrize("fmt, check", [
-    ("json", lambda r: r.json() == {"text": "Hello world."}),
-    ("text", lambda r: r.text == "Hello world.\n"),
-    ("verbose_json", lambda r: r.json()["segments"][0]["start"] == 0.5 and r.json()["duration"] == 11.0 and "words" not in r.json()),
-])
+@pytest.mark.parametrize(
+    "fmt, check",
+    [
+        ("json", lambda r: r.json() == {"text": "Hello world."}),
+        ("text", lambda r: r.text == "Hello world.\n"),
+        (
+            "verbose_json",
+            lambda r: r.json()["segments"][0]["start"] == 0.5 and r.json()["duration"] == 11.0 and "words" not in r.json(),
+        ),
+    ],
+)
 def test_openai_route_formats(client: TestClient, fmt: str, check: Callable) -> None:
-    response = client.post("/v1/audio/transcriptions", headers=AUTH, files={"file": ("jfk.flac", JFK_FLAC.read_bytes(), "audio/flac")},
-                           data={"model": "whisper-1", "response_format": fmt})
+    response = client.post(
+        "/v1/audio/transcriptions",
+        headers=AUTH,
+        files={"file": ("jfk.flac", JFK_FLAC.read_bytes(), "audio/flac")},
+        data={"model": "whisper-1", "response_format": fmt},
+    )
     assert response.status_code == 200 and check(response), response.text
 
 
 def test_openai_word_granularity(client: TestClient, engine: FakeEngine) -> None:
-    response = client.post("/v1/audio/transcriptions", headers=AUTH, files={"file": ("jfk.flac", JFK_FLAC.read_bytes(), "audio/flac")},
-                           data={"response_format": "verbose_json", "timestamp_granularities[]": ["word", "segment"]})
+    response = client.post(
+        "/v1/audio/transcriptions",
+        headers=AUTH,
+        files={"file": ("jfk.flac", JFK_FLAC.read_bytes(), "audio/flac")},
+        data={"response_format": "verbose_json", "timestamp_granularities[]": ["word", "segment"]},
+    )
     assert response.json()["words"] == [{"word": "Hello", "start": 0.5, "end": 0.9}, {"word": "world.", "start": 0.9, "end": 1.5}]
 
 
-@pytest.mark.parametrize("path, data, parameter", [
-    ("/v1/audio/transcriptions", {"response_format": "docx"}, "response_format"),
-    ("/v1/audio/transcriptions", {"response_format": "listen"}, "response_format"),
-    ("/v1/audio/transcriptions", {"timestamp_granularities[]": "letter"}, "timestamp_granularities"),
-    ("/v1/listen", {"response_format": "pdf"}, "response_format"),
-])
+@pytest.mark.parametrize(
+    "path, data, parameter",
+    [
+        ("/v1/audio/transcriptions", {"response_format": "docx"}, "response_format"),
+        ("/v1/audio/transcriptions", {"response_format": "listen"}, "response_format"),
+        ("/v1/audio/transcriptions", {"timestamp_granularities[]": "letter"}, "timestamp_granularities"),
+        ("/v1/listen", {"response_format": "pdf"}, "response_format"),
+    ],
+)
 def test_bad_format_options_are_400(client: TestClient, engine: FakeEngine, path: str, data: dict, parameter: str) -> None:
     response = client.post(path, headers=AUTH, files={"file": ("jfk.flac", JFK_FLAC.read_bytes(), "audio/flac")}, data=data)
     assert _error(response, 400, "INVALID_REQUEST")["parameter"] == parameter
@@ -357,23 +399,39 @@ def test_punctuate_false_and_smart_format(client: TestClient) -> None:
 
 
 def test_utterances_and_paragraphs_are_timed(client: TestClient, engine: FakeEngine) -> None:
-    response = client.post("/v1/listen?utterances=true&paragraphs=true&utt_split=0.5", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    response = client.post(
+        "/v1/listen?utterances=true&paragraphs=true&utt_split=0.5",
+        headers={**AUTH, "Content-Type": "audio/flac"},
+        content=JFK_FLAC.read_bytes(),
+    )
     body = response.json()
     assert engine.aligned == [True]
     assert [(u["transcript"], u["start"], u["end"]) for u in body["results"]["utterances"]] == [("Hello world.", 0.5, 1.5)]
-    assert body["utterances"] == [{"text": "Hello world.", "start": 0.5, "end": 1.5, "confidence": body["results"]["utterances"][0]["confidence"]}]
+    assert body["utterances"] == [
+        {"text": "Hello world.", "start": 0.5, "end": 1.5, "confidence": body["results"]["utterances"][0]["confidence"]}
+    ]
     assert body["results"]["channels"][0]["alternatives"][0]["paragraphs"]["transcript"] == "\nHello world."
 
 
 def test_diarize_labels_words_and_utterances(client: TestClient, engine: FakeEngine) -> None:
-    response = client.post("/v1/listen?diarize=true&utterances=true", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    response = client.post(
+        "/v1/listen?diarize=true&utterances=true", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes()
+    )
     body = response.json()
     assert response.status_code == 200 and engine.diarized == [(11 * 16_000, None)]
     assert all(engine.aligned)  # speakers are given to words by their times, so the times are the model's
-    assert [(w["word"], w["speaker"]) for w in body["results"]["channels"][0]["alternatives"][0]["words"]][:2] == [("hello", 0), ("world", 1)]
+    assert [(w["word"], w["speaker"]) for w in body["results"]["channels"][0]["alternatives"][0]["words"]][:2] == [
+        ("hello", 0),
+        ("world", 1),
+    ]
     assert [(u["transcript"], u["speaker"]) for u in body["results"]["utterances"][:2]] == [("Hello", 0), ("world.", 1)]
     engine.diarized.clear()
-    assert client.post("/v1/listen?num_speakers=3", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes()).status_code == 200
+    assert (
+        client.post(
+            "/v1/listen?num_speakers=3", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes()
+        ).status_code
+        == 200
+    )
     assert engine.diarized == [(11 * 16_000, 3)]  # num_speakers implies diarize
     plain = client.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes()).json()
     assert "speaker" not in plain["words"][0] and len(engine.diarized) == 1
@@ -387,7 +445,9 @@ def test_bad_diarize_options_are_400(client: TestClient, query: str) -> None:
 
 def test_waves_route_answers_in_smallest_pulse_shape(client: TestClient, engine: FakeEngine) -> None:
     bearer = {"Authorization": AUTH["Authorization"].replace("Token", "Bearer"), "Content-Type": "application/octet-stream"}
-    response = client.post("/waves/v1/stt/?model=pulse&language=en&word_timestamps=true&diarize=true", headers=bearer, content=JFK_FLAC.read_bytes())
+    response = client.post(
+        "/waves/v1/stt/?model=pulse&language=en&word_timestamps=true&diarize=true", headers=bearer, content=JFK_FLAC.read_bytes()
+    )
     body = response.json()
     assert response.status_code == 200 and body["status"] == "success" and body["transcription"] == "Hello world."
     assert [(w["word"], w["speaker"]) for w in body["words"][:2]] == [("Hello", "speaker_0"), ("world.", "speaker_1")]
@@ -396,11 +456,17 @@ def test_waves_route_answers_in_smallest_pulse_shape(client: TestClient, engine:
     assert "speaker" not in plain["words"][0] and "utterances" not in plain and "results" not in plain
 
 
-@pytest.mark.parametrize("query, parameter", [
-    ("redact_pii=true", "redact_pii"), ("emotion_detection=true", "emotion_detection"), ("webhook_extra=x", "webhook_extra"),
-    ("webhook_method=GET", "webhook_method"), ("response_format=waves", "response_format"),
-    ("gender_detection=maybe", "gender_detection"),
-])
+@pytest.mark.parametrize(
+    "query, parameter",
+    [
+        ("redact_pii=true", "redact_pii"),
+        ("emotion_detection=true", "emotion_detection"),
+        ("webhook_extra=x", "webhook_extra"),
+        ("webhook_method=GET", "webhook_method"),
+        ("response_format=waves", "response_format"),
+        ("gender_detection=maybe", "gender_detection"),
+    ],
+)
 def test_pulse_options_this_server_cannot_honour_are_400(client: TestClient, query: str, parameter: str) -> None:
     response = client.post(f"/v1/listen?{query}", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
     assert _error(response, 400, "INVALID_REQUEST")["parameter"] == parameter
@@ -412,12 +478,15 @@ def test_bad_utterance_options_are_400(client: TestClient, query: str) -> None:
     assert _error(response, 400, "INVALID_REQUEST")["parameter"] == query.split("=")[0]
 
 
-@pytest.mark.parametrize("languages, query, expected", [
-    (["en"], "?detect_language=true", ("en", 1.0)),
-    (["de", "en", "fr"], "?language=multi", ("fr", 0.8)),
-    (["de", "en", "fr"], "?detect_language=true&language=de", ("fr", 0.8)),
-    (["de", "en", "fr"], "?language=multi-eu", ("fr", 0.8)),  # Smallest's regional aggregators detect too
-])
+@pytest.mark.parametrize(
+    "languages, query, expected",
+    [
+        (["en"], "?detect_language=true", ("en", 1.0)),
+        (["de", "en", "fr"], "?language=multi", ("fr", 0.8)),
+        (["de", "en", "fr"], "?detect_language=true&language=de", ("fr", 0.8)),
+        (["de", "en", "fr"], "?language=multi-eu", ("fr", 0.8)),  # Smallest's regional aggregators detect too
+    ],
+)
 def test_detected_language_is_used_and_reported(tmp_path: Any, languages: list[str], query: str, expected: tuple) -> None:
     engine = FakeEngine(languages)
     with TestClient(make_ingress(engine, tmp_path, {}).__serve_build_asgi_app__()) as c:
@@ -438,7 +507,11 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
 @pytest.mark.parametrize("field", ["callback", "callback_url"])
 def test_callback_answers_at_once_and_posts_the_result(client: TestClient, storage: FileServer, field: str) -> None:
     storage.post_statuses[:] = [503]  # the first delivery fails: it is retried
-    response = client.post(f"/v1/listen?{field}={storage.url('/hook')}", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    response = client.post(
+        f"/v1/listen?{field}={storage.url('/hook')}",
+        headers={**AUTH, "Content-Type": "audio/flac"},
+        content=JFK_FLAC.read_bytes(),
+    )
     assert response.status_code == 200 and response.json()["status"] == "processing"
     request_id = response.json()["request_id"]
     _wait_for(lambda: len(storage.posted) == 2)
@@ -449,7 +522,11 @@ def test_callback_answers_at_once_and_posts_the_result(client: TestClient, stora
 
 
 def test_callback_gets_captions_with_their_content_type(client: TestClient, storage: FileServer) -> None:
-    response = client.post(f"/v1/listen?response_format=srt&callback={storage.url('/hook')}", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    response = client.post(
+        f"/v1/listen?response_format=srt&callback={storage.url('/hook')}",
+        headers={**AUTH, "Content-Type": "audio/flac"},
+        content=JFK_FLAC.read_bytes(),
+    )
     assert response.status_code == 200
     _wait_for(lambda: len(storage.posted) == 1)
     assert storage.posted[0][1] == b"1\n00:00:00,500 --> 00:00:01,500\nHello world.\n"
@@ -457,27 +534,42 @@ def test_callback_gets_captions_with_their_content_type(client: TestClient, stor
 
 
 def test_callback_gets_the_error_of_a_failed_request(client: TestClient, storage: FileServer) -> None:
-    response = client.post(f"/v1/listen?callback={storage.url('/hook')}", headers={**AUTH, "Content-Type": "audio/flac"}, content=b"not audio at all" * 10)
+    response = client.post(
+        f"/v1/listen?callback={storage.url('/hook')}",
+        headers={**AUTH, "Content-Type": "audio/flac"},
+        content=b"not audio at all" * 10,
+    )
     assert response.status_code == 200
     _wait_for(lambda: len(storage.posted) == 1)
     result = json.loads(storage.posted[0][1])
-    assert (result["status"], result["code"], result["request_id"]) == ("failed", "UNSUPPORTED_FORMAT", response.json()["request_id"])
+    assert (result["status"], result["code"], result["request_id"]) == (
+        "failed",
+        "UNSUPPORTED_FORMAT",
+        response.json()["request_id"],
+    )
     assert storage.posted_types == ["application/json"]
 
 
-@pytest.mark.parametrize("url, code", [
-    ("http://127.0.0.1:9/hook", "URL_NOT_ALLOWED"),  # loopback is not allowlisted here: nothing is sent
-    ("ftp://example.com/hook", "INVALID_REQUEST"),
-    ("http://[::1/hook", "INVALID_REQUEST"),
-])
+@pytest.mark.parametrize(
+    "url, code",
+    [
+        ("http://127.0.0.1:9/hook", "URL_NOT_ALLOWED"),  # loopback is not allowlisted here: nothing is sent
+        ("ftp://example.com/hook", "INVALID_REQUEST"),
+        ("http://[::1/hook", "INVALID_REQUEST"),
+    ],
+)
 def test_bad_callback_urls_are_refused_before_any_work(client: TestClient, engine: FakeEngine, url: str, code: str) -> None:
-    response = client.post("/v1/listen", params={"callback": url}, headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    response = client.post(
+        "/v1/listen", params={"callback": url}, headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes()
+    )
     assert _error(response, 400, code)
     assert engine.calls == []
 
 
 def test_multichannel_transcribes_each_channel(client: TestClient, engine: FakeEngine) -> None:
-    response = client.post("/v1/listen?multichannel=true&utterances=true", headers={**AUTH, "Content-Type": "audio/wav"}, content=STEREO.read_bytes())
+    response = client.post(
+        "/v1/listen?multichannel=true&utterances=true", headers={**AUTH, "Content-Type": "audio/wav"}, content=STEREO.read_bytes()
+    )
     body = response.json()
     assert response.status_code == 200 and engine.calls == [(80000, "en"), (80000, "en")]
     assert body["metadata"]["channels"] == len(body["results"]["channels"]) == 2
@@ -508,7 +600,9 @@ class _Watch:
 
 
 @pytest.mark.parametrize("running, status", [(0, 503), (None, 200), (1, 200)])
-def test_a_call_waiting_on_an_engine_with_no_running_replica_is_a_quick_503(tmp_path: Any, running: int | None, status: int) -> None:
+def test_a_call_waiting_on_an_engine_with_no_running_replica_is_a_quick_503(
+    tmp_path: Any, running: int | None, status: int
+) -> None:
     """Serve would hold the call until a replica returns; with none running, the ingress stops waiting."""
     engine, finished = FakeEngine(), []
     slow = engine._transcribe

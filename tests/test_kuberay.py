@@ -125,7 +125,9 @@ def test_edge_tls_secrets_and_scraping_fit_together(environment: str) -> None:
     assert api["spec"]["ports"][0]["port"] == 7100
     text = (ROOT / "kuberay" / environment / "stt.yaml").read_text()
     assert "requirepass" in text and "secretKeyRef" in text
-    assert "redis://:$(STT_REDIS_PASSWORD)@" in text and "password: " not in text.replace("redisPassword:", "")  # no literal password
+    assert "redis://:$(STT_REDIS_PASSWORD)@" in text and "password: " not in text.replace(
+        "redisPassword:", ""
+    )  # no literal password
     (monitor,) = _by_kind(environment, "PodMonitor")  # the Prometheus operator's CRD: checked against the pods it scrapes
     (service,) = _by_kind(environment, "RayService")
     pods = [service["spec"]["rayClusterConfig"]["headGroupSpec"], *service["spec"]["rayClusterConfig"]["workerGroupSpecs"]]
@@ -166,6 +168,7 @@ def _cluster(environment: str) -> dict:
 
 # ---- what KubeRay checks beyond its CRD schema ----
 
+
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_the_cluster_passes_the_checks_kuberay_makes_beyond_its_schema(environment: str) -> None:
     """The operator (ray-operator/controllers/ray/utils/validation.go, v1.7) refuses a RayCluster whose
@@ -182,6 +185,7 @@ def test_the_cluster_passes_the_checks_kuberay_makes_beyond_its_schema(environme
 
 
 # ---- Redis: usage apart from Ray's GCS state, never evicted, persisted ----
+
 
 def _bytes(quantity: str) -> int:
     """A Kubernetes quantity ("4Gi") or a Redis size ("3072mb") in bytes."""
@@ -230,6 +234,7 @@ def test_redis_never_evicts_and_persists_every_write(environment: str) -> None:
 
 
 # ---- pod security ----
+
 
 def _pods(environment: str) -> dict[str, dict]:
     """Every pod template by name: the Ray head, each worker group, each Redis."""
@@ -315,6 +320,7 @@ def test_workers_mount_no_service_account_token() -> None:
 
 # ---- NetworkPolicies, evaluated ----
 
+
 @dataclass(frozen=True)
 class Endpoint:
     """A pod (labels, namespace) or, with namespace None, an address outside the cluster's pods."""
@@ -367,18 +373,27 @@ def _rule_allows(rule: dict, peers_key: str, other: Endpoint, port: int, protoco
 def _side_allows(policies: list[dict], subject: Endpoint, kind: str, other: Endpoint, port: int, protocol: str) -> bool:
     """Kubernetes' semantics: a pod no policy selects for this direction is open; a selected one
     allows what any selecting policy's rules allow."""
-    selecting = [p for p in policies if p["metadata"]["namespace"] == subject.namespace
-                 and kind in p["spec"]["policyTypes"] and _selects(p["spec"]["podSelector"], dict(subject.labels))]
+    selecting = [
+        p
+        for p in policies
+        if p["metadata"]["namespace"] == subject.namespace
+        and kind in p["spec"]["policyTypes"]
+        and _selects(p["spec"]["podSelector"], dict(subject.labels))
+    ]
     if not selecting:
         return True
     peers_key = "from" if kind == "Ingress" else "to"
-    return any(_rule_allows(rule, peers_key, other, port, protocol, p["metadata"]["namespace"])
-               for p in selecting for rule in p["spec"].get(kind.lower(), []))
+    return any(
+        _rule_allows(rule, peers_key, other, port, protocol, p["metadata"]["namespace"])
+        for p in selecting
+        for rule in p["spec"].get(kind.lower(), [])
+    )
 
 
 def _allowed(policies: list[dict], source: Endpoint, dest: Endpoint, port: int, protocol: str = "TCP") -> bool:
-    return (_side_allows(policies, source, "Egress", dest, port, protocol)
-            and _side_allows(policies, dest, "Ingress", source, port, protocol))
+    return _side_allows(policies, source, "Egress", dest, port, protocol) and _side_allows(
+        policies, dest, "Ingress", source, port, protocol
+    )
 
 
 def _endpoints(environment: str) -> dict[str, Endpoint]:
@@ -394,7 +409,9 @@ def _endpoints(environment: str) -> dict[str, Endpoint]:
         "neighbour": _pod({"app": "debug"}, namespace, "10.1.0.6"),  # any other pod of the namespace
         "ray-elsewhere": _pod({**ray, "ray.io/node-type": "head"}, "other-team", "10.2.0.1"),  # same labels, other namespace
         "stranger": _pod({"app": "web"}, "default", "10.2.0.2"),
-        "ingress-controller": _pod({"app.kubernetes.io/name": "ingress-nginx"}, network["ingressControllerNamespace"], "10.3.0.1"),
+        "ingress-controller": _pod(
+            {"app.kubernetes.io/name": "ingress-nginx"}, network["ingressControllerNamespace"], "10.3.0.1"
+        ),
         "kuberay-operator": _pod(kuberay.OPERATOR_POD, network["kuberayOperatorNamespace"], "10.3.0.2"),
         "prometheus": _pod(kuberay.PROMETHEUS_POD, network["prometheusNamespace"], "10.3.0.3"),
         "grafana": _pod({"app.kubernetes.io/name": "grafana"}, network["prometheusNamespace"], "10.3.0.4"),
@@ -413,43 +430,76 @@ def _endpoints(environment: str) -> dict[str, Endpoint]:
 # (source, destination, port, allowed): the policy as kuberay/README.md states it.
 FLOWS = [
     # the Serve port: from the Ray pods and the Ingress controller; the operator to the head's proxy
-    ("ingress-controller", "worker", 7100, True), ("ingress-controller", "head", 7100, True),
-    ("stranger", "worker", 7100, False), ("neighbour", "head", 7100, False),
-    ("kuberay-operator", "head", 7100, True), ("kuberay-operator", "worker", 7100, False),
+    ("ingress-controller", "worker", 7100, True),
+    ("ingress-controller", "head", 7100, True),
+    ("stranger", "worker", 7100, False),
+    ("neighbour", "head", 7100, False),
+    ("kuberay-operator", "head", 7100, True),
+    ("kuberay-operator", "worker", 7100, False),
     # the dashboard (job submission: running code) and the other Ray ports
-    ("kuberay-operator", "head", 8265, True), ("stranger", "head", 8265, False),
-    ("ingress-controller", "head", 8265, False), ("neighbour", "head", 8265, False),
-    ("ray-elsewhere", "head", 8265, False), ("stranger", "head", 6379, False), ("stranger", "head", 10001, False),
-    ("prometheus", "head", 8265, False), ("ingress-controller", "worker", 10001, False),
-    ("worker", "head", 6379, True), ("worker", "head", 8265, True), ("head", "worker", 10001, True),
-    ("worker", "worker", 12345, True), ("head", "worker", 52365, True),
+    ("kuberay-operator", "head", 8265, True),
+    ("stranger", "head", 8265, False),
+    ("ingress-controller", "head", 8265, False),
+    ("neighbour", "head", 8265, False),
+    ("ray-elsewhere", "head", 8265, False),
+    ("stranger", "head", 6379, False),
+    ("stranger", "head", 10001, False),
+    ("prometheus", "head", 8265, False),
+    ("ingress-controller", "worker", 10001, False),
+    ("worker", "head", 6379, True),
+    ("worker", "head", 8265, True),
+    ("head", "worker", 10001, True),
+    ("worker", "worker", 12345, True),
+    ("head", "worker", 52365, True),
     # metrics: Prometheus only (besides the Ray pods)
-    ("prometheus", "worker", 8080, True), ("prometheus", "head", 8080, True),
-    ("grafana", "worker", 8080, False), ("stranger", "head", 8080, False),
+    ("prometheus", "worker", 8080, True),
+    ("prometheus", "head", 8080, True),
+    ("grafana", "worker", 8080, False),
+    ("stranger", "head", 8080, False),
     # Redis: usage from every Ray pod, GCS state from the head (and KubeRay's clean-up Job) only
-    ("worker", "usage-redis", 6379, True), ("head", "usage-redis", 6379, True),
-    ("head", "gcs-redis", 6379, True), ("redis-cleanup", "gcs-redis", 6379, True),
-    ("worker", "gcs-redis", 6379, False), ("neighbour", "usage-redis", 6379, False),
-    ("stranger", "usage-redis", 6379, False), ("stranger", "gcs-redis", 6379, False),
-    ("usage-redis", "internet", 443, False), ("gcs-redis", "worker", 8265, False),
+    ("worker", "usage-redis", 6379, True),
+    ("head", "usage-redis", 6379, True),
+    ("head", "gcs-redis", 6379, True),
+    ("redis-cleanup", "gcs-redis", 6379, True),
+    ("worker", "gcs-redis", 6379, False),
+    ("neighbour", "usage-redis", 6379, False),
+    ("stranger", "usage-redis", 6379, False),
+    ("stranger", "gcs-redis", 6379, False),
+    ("usage-redis", "internet", 443, False),
+    ("gcs-redis", "worker", 8265, False),
     # out of the Ray pods: DNS, the internet, never the cluster network, the metadata endpoint or elsewhere's Ray
-    ("worker", "coredns", 53, True), ("worker", "internet", 443, True), ("worker", "internet", 8443, True),
-    ("worker", "internet-v6", 443, True), ("worker", "metadata", 80, False), ("worker", "metadata-v6", 80, False),
-    ("worker", "node-network", 443, False), ("worker", "cgnat", 443, False), ("worker", "nat64-private", 80, False),
-    ("worker", "stranger", 80, False), ("worker", "ray-elsewhere", 6379, False), ("head", "ray-elsewhere", 8265, False),
-    ("worker", "kuberay-operator", 443, False), ("worker", "api-server", 443, False),
+    ("worker", "coredns", 53, True),
+    ("worker", "internet", 443, True),
+    ("worker", "internet", 8443, True),
+    ("worker", "internet-v6", 443, True),
+    ("worker", "metadata", 80, False),
+    ("worker", "metadata-v6", 80, False),
+    ("worker", "node-network", 443, False),
+    ("worker", "cgnat", 443, False),
+    ("worker", "nat64-private", 80, False),
+    ("worker", "stranger", 80, False),
+    ("worker", "ray-elsewhere", 6379, False),
+    ("head", "ray-elsewhere", 8265, False),
+    ("worker", "kuberay-operator", 443, False),
+    ("worker", "api-server", 443, False),
     # the Kubernetes API: the head's autoscaler only
-    ("head", "api-server", 443, True), ("head", "api-server", 6443, True), ("head", "node-network", 22, False),
+    ("head", "api-server", 443, True),
+    ("head", "api-server", 6443, True),
+    ("head", "node-network", 22, False),
     # whatever else lands in the namespace is closed both ways
-    ("neighbour", "internet", 443, False), ("stranger", "neighbour", 80, False),
+    ("neighbour", "internet", 443, False),
+    ("stranger", "neighbour", 80, False),
 ]
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_network_policies_allow_exactly_the_intended_flows(environment: str) -> None:
     policies, endpoints = _by_kind(environment, "NetworkPolicy"), _endpoints(environment)
-    wrong = [(s, d, port, expected) for s, d, port, expected in FLOWS
-             if _allowed(policies, endpoints[s], endpoints[d], port) != expected]
+    wrong = [
+        (s, d, port, expected)
+        for s, d, port, expected in FLOWS
+        if _allowed(policies, endpoints[s], endpoints[d], port) != expected
+    ]
     assert wrong == []
     assert _allowed(policies, endpoints["worker"], endpoints["coredns"], 53, "UDP")
     assert not _allowed(policies, endpoints["worker"], endpoints["internet"], 53, "UDP")
@@ -474,8 +524,17 @@ def test_the_egress_exceptions_are_exactly_the_non_public_ranges() -> None:
     falls in one (classification with ipaddress; nothing is contacted)."""
     networks = [ipaddress.ip_network(c) for ranges in kuberay.NOT_PUBLIC.values() for c in ranges]
     assert all(not n.is_global for n in networks if n != ipaddress.ip_network("64:ff9b::/96"))
-    for address in ("10.96.0.1", "172.31.255.1", "192.168.0.1", "169.254.169.254", "100.127.0.1",
-                    "fd00:ec2::254", "fe80::1", "::ffff:10.0.0.1", "64:ff9b::a9fe:a9fe"):
+    for address in (
+        "10.96.0.1",
+        "172.31.255.1",
+        "192.168.0.1",
+        "169.254.169.254",
+        "100.127.0.1",
+        "fd00:ec2::254",
+        "fe80::1",
+        "::ffff:10.0.0.1",
+        "64:ff9b::a9fe:a9fe",
+    ):
         assert any(ipaddress.ip_address(address) in n for n in networks), address
     for address in ("1.1.1.1", "2606:4700::1111"):
         assert not any(ipaddress.ip_address(address) in n for n in networks), address
@@ -483,6 +542,7 @@ def test_the_egress_exceptions_are_exactly_the_non_public_ranges() -> None:
 
 
 # ---- alert rules ----
+
 
 def _declared_metrics() -> dict[str, tuple[str, set[str]]]:
     """serve_app/metrics.py's Counter/Gauge/Histogram declarations: name -> (kind, tag keys)."""
@@ -505,7 +565,9 @@ def _exported() -> dict[str, set[str]]:
 def _dashboard_metrics() -> set[str]:
     """What the Grafana dashboard queries: tests/test_multinode.py finds each of them on a live scrape."""
     dashboard = json.loads((ROOT / "kuberay" / "grafana" / "stt-dashboard.json").read_text())
-    return {name for panel in dashboard["panels"] for target in panel["targets"] for name in re.findall(r"\bray_\w+", target["expr"])}
+    return {
+        name for panel in dashboard["panels"] for target in panel["targets"] for name in re.findall(r"\bray_\w+", target["expr"])
+    }
 
 
 def _serve_names() -> dict[str, set[str]]:
@@ -526,7 +588,9 @@ def _expr_problems(text: str) -> list[str]:
     except ValueError as exc:
         return [f"does not parse: {exc}"]
     exported, known = _exported(), _dashboard_metrics()
-    problems = [f"unknown metric {s.name}" for s in _walk(expr, promql_parser.VectorSelector) if s.name not in exported.keys() | known]
+    problems = [
+        f"unknown metric {s.name}" for s in _walk(expr, promql_parser.VectorSelector) if s.name not in exported.keys() | known
+    ]
     for selector in _walk(expr, promql_parser.VectorSelector):
         for matcher in selector.matchers.matchers:
             if selector.name in exported and matcher.name not in exported[selector.name]:
@@ -561,7 +625,9 @@ def _rule_problems(rule: dict) -> list[str]:
         problems.append(f"for {rule['for']!r}")
     if rule["labels"].get("severity") not in ("critical", "warning", "info"):
         problems.append("severity")
-    if set(rule["annotations"]) != {"summary", "description"} or not all(isinstance(v, str) for v in rule["annotations"].values()):
+    if set(rule["annotations"]) != {"summary", "description"} or not all(
+        isinstance(v, str) for v in rule["annotations"].values()
+    ):
         problems.append("annotations")
     elif not problems:  # a $labels.x the expression drops renders empty
         used = set(re.findall(r"\$labels\.(\w+)", " ".join(rule["annotations"].values())))
@@ -591,22 +657,29 @@ def test_every_alert_rule_is_sound() -> None:
     assert {rule["alert"]: _rule_problems(rule) for rule in rules} == {rule["alert"]: [] for rule in rules}
     # The anomalies operators must watch, each covered by a metric of its own.
     watched = {name for rule in rules for name in re.findall(r"\bray_\w+", rule["expr"])}
-    assert {"ray_stt_auth_failures_total", "ray_stt_quota_remaining_seconds", "ray_stt_requests_total",
-            "ray_serve_deployment_replica_healthy"} <= watched
+    assert {
+        "ray_stt_auth_failures_total",
+        "ray_stt_quota_remaining_seconds",
+        "ray_stt_requests_total",
+        "ray_serve_deployment_replica_healthy",
+    } <= watched
     statuses = " ".join(rule["expr"] for rule in rules)
     assert 'status=~"5.."' in statuses and 'status="429"' in statuses
 
 
-@pytest.mark.parametrize(("change", "problem"), [
-    (lambda r: r.update(expr=r["expr"].replace("ray_stt_auth_failures_total", "ray_stt_auth_failures")), "unknown metric"),
-    (lambda r: r.update(expr=r["expr"].replace("by (reason)", "by (reasons)")), "grouping by unknown label"),
-    (lambda r: r.update(expr=r["expr"].replace("[5m]", "[5m")), "does not parse"),
-    (lambda r: r.update({"for": "5 minutes"}), "for"),
-    (lambda r: r.pop("annotations"), "fields"),
-    (lambda r: r["annotations"].update(summary="{{ $labels.key_id }} fails"), "dropped label"),
-    (lambda r: r.update(expr='sum(ray_serve_deployment_replica_healthy{deployment="Engine"}) < 1'), "no deployment Engine"),
-    (lambda r: r.update(expr='sum(ray_stt_requests_total{code="500"})'), "has no label code"),
-])
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda r: r.update(expr=r["expr"].replace("ray_stt_auth_failures_total", "ray_stt_auth_failures")), "unknown metric"),
+        (lambda r: r.update(expr=r["expr"].replace("by (reason)", "by (reasons)")), "grouping by unknown label"),
+        (lambda r: r.update(expr=r["expr"].replace("[5m]", "[5m")), "does not parse"),
+        (lambda r: r.update({"for": "5 minutes"}), "for"),
+        (lambda r: r.pop("annotations"), "fields"),
+        (lambda r: r["annotations"].update(summary="{{ $labels.key_id }} fails"), "dropped label"),
+        (lambda r: r.update(expr='sum(ray_serve_deployment_replica_healthy{deployment="Engine"}) < 1'), "no deployment Engine"),
+        (lambda r: r.update(expr='sum(ray_stt_requests_total{code="500"})'), "has no label code"),
+    ],
+)
 def test_the_rule_checks_catch_a_broken_rule(change: Any, problem: str) -> None:
     rule = _alert_groups()[0]["rules"][0]
     change(rule)

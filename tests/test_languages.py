@@ -28,8 +28,13 @@ def base_server(tmp_path_factory: pytest.TempPathFactory, licensing: Licensing) 
 
 
 def _listen(server: Server, name: str, **params: str) -> dict:
-    response = requests.post(f"{server.url}/v1/listen", params=params, headers={**server.auth, "Content-Type": "audio/ogg"},
-                             data=(DATA / name).read_bytes(), timeout=300)
+    response = requests.post(
+        f"{server.url}/v1/listen",
+        params=params,
+        headers={**server.auth, "Content-Type": "audio/ogg"},
+        data=(DATA / name).read_bytes(),
+        timeout=300,
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -52,6 +57,10 @@ def test_named_language_is_used(base_server: Server) -> None:
 
 
 def test_unknown_language_is_400(base_server: Server) -> None:
-    response = requests.post(f"{base_server.url}/v1/listen?language=xx", headers={**base_server.auth, "Content-Type": "audio/ogg"},
-                             data=(DATA / CLIPS["fr"]).read_bytes(), timeout=60)
+    response = requests.post(
+        f"{base_server.url}/v1/listen?language=xx",
+        headers={**base_server.auth, "Content-Type": "audio/ogg"},
+        data=(DATA / CLIPS["fr"]).read_bytes(),
+        timeout=60,
+    )
     assert response.status_code == 400 and response.json()["parameter"] == "language"

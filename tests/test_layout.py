@@ -41,7 +41,9 @@ def _offenders(packages: tuple[str, ...], forbidden: tuple[str, ...]) -> list[st
     """Modules of `packages` (under serve_app/) that import from any of `forbidden`."""
     found = []
     for package in packages:
-        for path in sorted((ROOT / "serve_app" / package).rglob("*.py")) if package else sorted((ROOT / "serve_app").glob("*.py")):
+        for path in (
+            sorted((ROOT / "serve_app" / package).rglob("*.py")) if package else sorted((ROOT / "serve_app").glob("*.py"))
+        ):
             if any(name == f or name.startswith(f + ".") for name in _imports(path) for f in forbidden):
                 found.append(str(path.relative_to(ROOT)))
     return found
@@ -49,14 +51,19 @@ def _offenders(packages: tuple[str, ...], forbidden: tuple[str, ...]) -> list[st
 
 def test_only_the_builder_names_the_engine_package() -> None:
     ingress_side = ("", "api", "pipeline", "stream", "licensing")
-    offenders = [path for path in _offenders(ingress_side, ("serve_app.engine",)) if path != "serve_app/" + next(iter(MAY_NAME_THE_ENGINE))]
+    offenders = [
+        path for path in _offenders(ingress_side, ("serve_app.engine",)) if path != "serve_app/" + next(iter(MAY_NAME_THE_ENGINE))
+    ]
     assert offenders == []
 
 
-@pytest.mark.parametrize("packages, forbidden", [
-    (("pipeline", "stream", "licensing"), ("serve_app.api", "serve_app.ingress")),  # api -> pipeline, never back
-    (("licensing",), ("serve_app.pipeline", "serve_app.stream")),
-])
+@pytest.mark.parametrize(
+    "packages, forbidden",
+    [
+        (("pipeline", "stream", "licensing"), ("serve_app.api", "serve_app.ingress")),  # api -> pipeline, never back
+        (("licensing",), ("serve_app.pipeline", "serve_app.stream")),
+    ],
+)
 def test_imports_point_one_way(packages: tuple[str, ...], forbidden: tuple[str, ...]) -> None:
     assert _offenders(packages, forbidden) == []
 

@@ -93,10 +93,19 @@ def test_length_is_capped_before_any_work() -> None:
         KEYS.verify(f"{PREFIX}." + "A" * 10_000_000 + ".AAAA")
 
 
-@pytest.mark.parametrize("token", [
-    "", PREFIX, f"{PREFIX}..", f"{PREFIX}.AAAA", f"{PREFIX}.AAAA.AAAA.AAAA", "stt0.AAAA.AAAA", f"{PREFIX}.A.AAAA",
-    f"{PREFIX}.{_b64(b'{}')}.{_b64(b'short')}",  # a signature that is not 64 bytes
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        PREFIX,
+        f"{PREFIX}..",
+        f"{PREFIX}.AAAA",
+        f"{PREFIX}.AAAA.AAAA.AAAA",
+        "stt0.AAAA.AAAA",
+        f"{PREFIX}.A.AAAA",
+        f"{PREFIX}.{_b64(b'{}')}.{_b64(b'short')}",  # a signature that is not 64 bytes
+    ],
+)
 def test_malformed_shapes(token: str) -> None:
     with pytest.raises(LicenseError, match="^malformed$"):
         KEYS.verify(token)
@@ -107,12 +116,20 @@ def _forged(claims_issuer: Issuer, signer: Issuer, **changes: object) -> str:
     return sign(claims, signer.private_key)
 
 
-@pytest.mark.parametrize("make", [
-    pytest.param(lambda: _with_payload(ISSUER.issue(), lambda p: _b64(read_claims(ISSUER.issue(days=3650)).model_dump_json().encode())), id="payload swapped"),
-    pytest.param(lambda: _with_signature(ISSUER.issue(), lambda s: _b64(bytes(64))), id="zero signature"),
-    pytest.param(lambda: Issuer().issue(), id="untrusted issuer"),
-    pytest.param(lambda: _forged(ISSUER, Issuer()), id="claims a trusted issuer, signed by another"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(
+            lambda: _with_payload(
+                ISSUER.issue(), lambda p: _b64(read_claims(ISSUER.issue(days=3650)).model_dump_json().encode())
+            ),
+            id="payload swapped",
+        ),
+        pytest.param(lambda: _with_signature(ISSUER.issue(), lambda s: _b64(bytes(64))), id="zero signature"),
+        pytest.param(lambda: Issuer().issue(), id="untrusted issuer"),
+        pytest.param(lambda: _forged(ISSUER, Issuer()), id="claims a trusted issuer, signed by another"),
+    ],
+)
 def test_forged_keys_are_bad_signatures(make: Callable[[], str]) -> None:
     with pytest.raises(LicenseError, match="^bad signature$"):
         KEYS.verify(make())

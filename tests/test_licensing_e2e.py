@@ -22,8 +22,10 @@ pytestmark = pytest.mark.e2e
 
 def post(url: str, key: str, path: Path = JFK_MP3) -> requests.Response:
     return requests.post(
-        f"{url}/v1/listen", headers={"Authorization": f"Token {key}", "Content-Type": "audio/mpeg"},
-        data=path.read_bytes(), timeout=300,
+        f"{url}/v1/listen",
+        headers={"Authorization": f"Token {key}", "Content-Type": "audio/mpeg"},
+        data=path.read_bytes(),
+        timeout=300,
     )
 
 
@@ -81,14 +83,29 @@ def test_concurrent_request_limit_under_parallel_requests(server: Server) -> Non
 
 def test_cli_round_trip_issue_inspect_use_revoke(server: Server) -> None:
     lic = server.licensing
-    key = stt_license("issue", "--private-key", str(lic.private_key), "--customer", "acme", "--environment", "staging",
-                      "--days", "7", "--requests-per-minute", "100", "--audio-hours-per-month", "10")
+    key = stt_license(
+        "issue",
+        "--private-key",
+        str(lic.private_key),
+        "--customer",
+        "acme",
+        "--environment",
+        "staging",
+        "--days",
+        "7",
+        "--requests-per-minute",
+        "100",
+        "--audio-hours-per-month",
+        "10",
+    )
     report = stt_license("inspect", key, "--public-keys", str(lic.public_keys), "--revocations", str(lic.revocations))
     assert '"status": "valid"' in report and '"customer": "acme"' in report
     assert post(server.url, key).status_code == 200
     kid = read_claims(key).kid
     stt_license("revoke", kid, "--revocations", str(lic.revocations), "--note", "test")
-    assert '"status": "revoked"' in stt_license("inspect", key, "--public-keys", str(lic.public_keys), "--revocations", str(lic.revocations))
+    assert '"status": "revoked"' in stt_license(
+        "inspect", key, "--public-keys", str(lic.public_keys), "--revocations", str(lic.revocations)
+    )
     deadline = time.monotonic() + 10
     while (response := post(server.url, key)).status_code == 200:
         assert time.monotonic() < deadline, "revocation not honoured within 10 s"
@@ -106,7 +123,12 @@ def test_usage_survives_a_full_restart(store: str, tmp_path: Path, licensing: Li
     try:
         process.start()
         assert post(process.url, key).status_code == 200
-        assert requests.post(f"{process.url}/v1/listen", headers={"Authorization": "Token " + key[:-6] + "AAAAAA"}, timeout=30).status_code == 401
+        assert (
+            requests.post(
+                f"{process.url}/v1/listen", headers={"Authorization": "Token " + key[:-6] + "AAAAAA"}, timeout=30
+            ).status_code
+            == 401
+        )
         before = usage(process.url, key)["usage"]
         process.stop()
         process.start()

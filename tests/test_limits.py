@@ -74,7 +74,9 @@ def client(tmp_path: Any, clock: Clock, metrics: RecordingMetrics, request: pyte
 
 
 def post(client: TestClient, key: str) -> Any:
-    return client.post("/v1/listen", headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    return client.post(
+        "/v1/listen", headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes()
+    )
 
 
 def test_requests_per_minute_with_honest_retry_after(client: TestClient, clock: Clock) -> None:
@@ -112,8 +114,14 @@ def test_parallel_requests_cannot_overrun_the_quota(client: TestClient) -> None:
 
         app = client.app
         async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as c:
-            calls = [c.post("/v1/listen", headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"},
-                            content=JFK_FLAC.read_bytes()) for _ in range(8)]
+            calls = [
+                c.post(
+                    "/v1/listen",
+                    headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"},
+                    content=JFK_FLAC.read_bytes(),
+                )
+                for _ in range(8)
+            ]
             return [r.status_code for r in await asyncio.gather(*calls)]
 
     statuses = asyncio.run(burst())
@@ -199,7 +207,9 @@ def _settled_after(tmp_path: Any, clock: Clock, ending: BaseException | None) ->
     store = SqliteStore(tmp_path / f"{type(ending).__name__}.db")
     limiter = Limiter(store, clock=clock)
     key = ISSUER.issue(audio_hours_per_day=20 / 3600)
-    principal = LicenseAuthenticator(PublicKeys.from_lines([ISSUER.public_line()]), RevocationList(None)).authenticate(f"Token {key}")
+    principal = LicenseAuthenticator(PublicKeys.from_lines([ISSUER.public_line()]), RevocationList(None)).authenticate(
+        f"Token {key}"
+    )
 
     async def request() -> None:
         async with limiter.admit(principal) as admission:
@@ -213,10 +223,13 @@ def _settled_after(tmp_path: Any, clock: Clock, ending: BaseException | None) ->
     return store.usage(principal.key_id, clock()).audio_seconds_today
 
 
-@pytest.mark.parametrize("ending, billed", [
-    (None, 11.0),  # answered
-    (RuntimeError("engine bug"), 0.0),  # the server failed it: refunded
-    (asyncio.CancelledError(), 11.0),  # the client hung up (or the replica is going away): the work was under way
-])
+@pytest.mark.parametrize(
+    "ending, billed",
+    [
+        (None, 11.0),  # answered
+        (RuntimeError("engine bug"), 0.0),  # the server failed it: refunded
+        (asyncio.CancelledError(), 11.0),  # the client hung up (or the replica is going away): the work was under way
+    ],
+)
 def test_what_a_request_is_billed_when_it_ends(tmp_path: Any, clock: Clock, ending: BaseException | None, billed: float) -> None:
     assert _settled_after(tmp_path, clock, ending) == billed

@@ -31,8 +31,12 @@ assert LISTEN_TIMEOUT_S < IngressArgs().engine_timeout_s / 2  # a 503 in time wa
 
 
 def _listen(cluster: Cluster, key: str) -> requests.Response:
-    return requests.post(f"{cluster.url}/v1/listen", data=JFK_FLAC.read_bytes(), timeout=LISTEN_TIMEOUT_S,
-                         headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"})
+    return requests.post(
+        f"{cluster.url}/v1/listen",
+        data=JFK_FLAC.read_bytes(),
+        timeout=LISTEN_TIMEOUT_S,
+        headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"},
+    )
 
 
 def _metric_names(cluster: Cluster) -> set[str]:
@@ -47,9 +51,14 @@ def test_every_metric_of_the_grafana_dashboard_is_exported(cluster: tuple[Cluste
     assert _listen(nodes, key).status_code == 200
     assert requests.post(f"{nodes.url}/v1/listen", data=b"x", headers={"Authorization": "Token nope"}).status_code == 401
     dashboard = json.loads((ROOT / "kuberay/grafana/stt-dashboard.json").read_text())
-    wanted = {name for panel in dashboard["panels"] for target in panel["targets"]
-              for name in re.findall(r"\bray_\w+", target["expr"])}
-    assert {"ray_stt_stage_seconds_bucket", "ray_vllm_num_requests_waiting", "ray_vllm_request_queue_time_seconds_bucket"} <= wanted
+    wanted = {
+        name for panel in dashboard["panels"] for target in panel["targets"] for name in re.findall(r"\bray_\w+", target["expr"])
+    }
+    assert {
+        "ray_stt_stage_seconds_bucket",
+        "ray_vllm_num_requests_waiting",
+        "ray_vllm_request_queue_time_seconds_bucket",
+    } <= wanted
     deadline = time.monotonic() + 90  # Ray exports metrics every few seconds
     while not wanted <= (names := _metric_names(nodes)) and time.monotonic() < deadline:
         time.sleep(3)

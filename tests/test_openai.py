@@ -83,8 +83,12 @@ def test_bad_format_is_a_400_the_sdk_raises(client: OpenAI) -> None:
 
 
 def test_deepgram_captions_from_listen(server: Server) -> None:
-    response = requests.post(f"{server.url}/v1/listen?timestamps=true", headers={**server.auth, "Content-Type": "audio/flac"},
-                             data=JFK_FLAC.read_bytes(), timeout=120)
+    response = requests.post(
+        f"{server.url}/v1/listen?timestamps=true",
+        headers={**server.auth, "Content-Type": "audio/flac"},
+        data=JFK_FLAC.read_bytes(),
+        timeout=120,
+    )
     assert response.status_code == 200, response.text
     converter = DeepgramConverter(response.json())
     _check_cues(_srt_cues(srt(converter)))

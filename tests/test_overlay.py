@@ -13,13 +13,31 @@ from ray.serve.schema import ServeDeploySchema
 from serve_app import overlay
 from serve_app.settings import ROOT, AppArgs
 
-BASE = {"http_options": {"port": 7100}, "applications": [{"name": "stt", "args": {"engine": {"model": "a", "dtype": "float16"}},
-        "deployments": [{"name": "Ingress", "num_replicas": 2}, {"name": "WhisperEngine", "ray_actor_options": {"num_gpus": 1, "num_cpus": 4}}]}]}
+BASE = {
+    "http_options": {"port": 7100},
+    "applications": [
+        {
+            "name": "stt",
+            "args": {"engine": {"model": "a", "dtype": "float16"}},
+            "deployments": [
+                {"name": "Ingress", "num_replicas": 2},
+                {"name": "WhisperEngine", "ray_actor_options": {"num_gpus": 1, "num_cpus": 4}},
+            ],
+        }
+    ],
+}
 
 
 def test_mappings_merge_by_key_and_lists_by_name() -> None:
-    override = {"applications": [{"name": "stt", "args": {"engine": {"model": "b"}},
-                                  "deployments": [{"name": "WhisperEngine", "ray_actor_options": {"num_gpus": 0}}]}]}
+    override = {
+        "applications": [
+            {
+                "name": "stt",
+                "args": {"engine": {"model": "b"}},
+                "deployments": [{"name": "WhisperEngine", "ray_actor_options": {"num_gpus": 0}}],
+            }
+        ]
+    }
     merged = overlay.merge(BASE, override)
     app = merged["applications"][0]
     assert app["args"]["engine"] == {"model": "b", "dtype": "float16"}
@@ -33,10 +51,13 @@ def test_null_resets_to_the_default() -> None:
     assert merged["applications"][0]["args"]["engine"]["dtype"] is None
 
 
-@pytest.mark.parametrize("override", [
-    {"applications": [{"name": "sst"}]},
-    {"applications": [{"name": "stt", "deployments": [{"name": "WhisperEngin", "num_replicas": 1}]}]},
-])
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"applications": [{"name": "sst"}]},
+        {"applications": [{"name": "stt", "deployments": [{"name": "WhisperEngin", "num_replicas": 1}]}]},
+    ],
+)
 def test_a_misspelt_name_is_refused(override: dict) -> None:
     with pytest.raises(overlay.OverlayError):
         overlay.merge(BASE, override)
@@ -45,7 +66,9 @@ def test_a_misspelt_name_is_refused(override: dict) -> None:
 def test_the_cli_writes_the_merged_config(tmp_path: Path) -> None:
     out = tmp_path / "merged.yaml"
     assert overlay.main([str(ROOT / "configs/prod.yaml"), str(ROOT / "configs/overrides/prod-on-cpu.yaml"), "-o", str(out)]) == 0
-    assert yaml.safe_load(out.read_text()) == overlay.load(ROOT / "configs/prod.yaml", ROOT / "configs/overrides/prod-on-cpu.yaml")
+    assert yaml.safe_load(out.read_text()) == overlay.load(
+        ROOT / "configs/prod.yaml", ROOT / "configs/overrides/prod-on-cpu.yaml"
+    )
 
 
 def test_prod_on_cpu_changes_only_hardware() -> None:
@@ -61,4 +84,7 @@ def test_prod_on_cpu_changes_only_hardware() -> None:
     engine = next(d for d in app.deployments if d.name == "WhisperEngine")
     ingress = next(d for d in app.deployments if d.name == "Ingress")
     assert engine.ray_actor_options.num_gpus == 0 and ingress.autoscaling_config["min_replicas"] == 2
-    assert engine.max_queued_requests == next(d for d in base_app["deployments"] if d["name"] == "WhisperEngine")["max_queued_requests"]
+    assert (
+        engine.max_queued_requests
+        == next(d for d in base_app["deployments"] if d["name"] == "WhisperEngine")["max_queued_requests"]
+    )

@@ -40,8 +40,12 @@ def prod(tmp_path_factory: pytest.TempPathFactory, licensing: Licensing, redis_u
 
 
 def _post(server: Server, key: str, query: str = "") -> requests.Response:
-    return requests.post(f"{server.url}/v1/listen{query}", data=JFK_FLAC.read_bytes(), timeout=120,
-                         headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"})
+    return requests.post(
+        f"{server.url}/v1/listen{query}",
+        data=JFK_FLAC.read_bytes(),
+        timeout=120,
+        headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"},
+    )
 
 
 def test_transcribes_with_model_aligned_word_times_by_default(prod: tuple[Server, ServeProcess]) -> None:

@@ -74,8 +74,12 @@ def one_engine_per_replica(cluster: tuple[Cluster, str, Path]) -> Iterator[None]
 
 
 def _transcribes(nodes: Cluster, key: str) -> bool:
-    response = requests.post(f"{nodes.url}/v1/listen", data=AUDIO, timeout=TIMEOUT_S,
-                             headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"})
+    response = requests.post(
+        f"{nodes.url}/v1/listen",
+        data=AUDIO,
+        timeout=TIMEOUT_S,
+        headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"},
+    )
     return response.status_code == 200 and "country" in response.json()["text"]
 
 

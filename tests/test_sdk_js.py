@@ -44,7 +44,9 @@ def _node(tmp_path: Path, script: str, env: dict[str, str] | None = None) -> str
     if not (modules / "client").exists():
         (modules / "client").symlink_to(SDK, target_is_directory=True)
     (tmp_path / "main.mjs").write_text(script)
-    done = subprocess.run([NODE, "main.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
+    done = subprocess.run(
+        [NODE, "main.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -56,7 +58,9 @@ def test_sdk_unit_tests_pass() -> None:
 
 
 def test_npm_pack_has_the_module_and_its_types() -> None:
-    done = subprocess.run(["npm", "pack", "--dry-run", "--json"], cwd=SDK, capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run(
+        ["npm", "pack", "--dry-run", "--json"], cwd=SDK, capture_output=True, text=True, timeout=120, check=True
+    )
     (package,) = json.loads(done.stdout)
     assert package["name"] == "@smallest/client"
     assert {"src/index.js", "src/index.d.ts", "README.md", "package.json"} <= {f["path"] for f in package["files"]}
@@ -69,13 +73,18 @@ def storage() -> Iterator[FileServer]:
 
 @pytest.mark.e2e
 def test_seed_snippet_prints_the_transcript(server: Server, storage: FileServer, tmp_path: Path) -> None:
-    code = (SEED_SNIPPET.replace("http://localhost:7100", server.url).replace("your-license-key-here", server.key)
-            .replace("https://example.com/audio.wav", storage.url("/audio.wav")))
+    code = (
+        SEED_SNIPPET.replace("http://localhost:7100", server.url)
+        .replace("your-license-key-here", server.key)
+        .replace("https://example.com/audio.wav", storage.url("/audio.wav"))
+    )
     assert normalize(_node(tmp_path, code)) == normalize(manifest()["whisper_jfk.flac"]["text"])
 
 
 @pytest.mark.e2e
 def test_sdk_against_the_real_server(server: Server, tmp_path: Path) -> None:
-    out = json.loads(_node(tmp_path, REAL_SERVER, {"API_URL": server.url, "LICENSE_KEY": server.key, "AUDIO_PATH": str(JFK_FLAC)}))
+    out = json.loads(
+        _node(tmp_path, REAL_SERVER, {"API_URL": server.url, "LICENSE_KEY": server.key, "AUDIO_PATH": str(JFK_FLAC)})
+    )
     assert normalize(out["text"]) == normalize(manifest()["whisper_jfk.flac"]["text"])
     assert out["duration"] == pytest.approx(11.0, abs=0.1) and out["first"]["word"] == "and" and out["invalid"] is True

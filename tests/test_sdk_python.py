@@ -47,14 +47,21 @@ def test_retry_after_header_counts_when_the_body_names_none(scripted: ScriptedSe
     assert scripted.times[1] - scripted.times[0] >= 0.95
 
 
-@pytest.mark.parametrize("status, body, error", [
-    (401, {"error": "Invalid license key", "code": "INVALID_LICENSE"}, smallest.InvalidLicenseError),
-    (403, {"error": "License expired", "code": "LICENSE_EXPIRED", "expires_at": "2024-12-31T23:59:59Z"}, smallest.LicenseExpiredError),
-    (403, {"error": "Quota exceeded", "code": "QUOTA_EXCEEDED"}, smallest.QuotaExceededError),
-    (400, {"error": "bad", "code": "INVALID_REQUEST", "parameter": "language"}, smallest.BadRequestError),
-    (413, {"error": "big", "code": "FILE_TOO_LARGE"}, smallest.PayloadTooLargeError),
-    (500, {"error": "Internal server error", "code": "INTERNAL_ERROR"}, smallest.InternalServerError),
-])
+@pytest.mark.parametrize(
+    "status, body, error",
+    [
+        (401, {"error": "Invalid license key", "code": "INVALID_LICENSE"}, smallest.InvalidLicenseError),
+        (
+            403,
+            {"error": "License expired", "code": "LICENSE_EXPIRED", "expires_at": "2024-12-31T23:59:59Z"},
+            smallest.LicenseExpiredError,
+        ),
+        (403, {"error": "Quota exceeded", "code": "QUOTA_EXCEEDED"}, smallest.QuotaExceededError),
+        (400, {"error": "bad", "code": "INVALID_REQUEST", "parameter": "language"}, smallest.BadRequestError),
+        (413, {"error": "big", "code": "FILE_TOO_LARGE"}, smallest.PayloadTooLargeError),
+        (500, {"error": "Internal server error", "code": "INTERNAL_ERROR"}, smallest.InternalServerError),
+    ],
+)
 def test_other_errors_raise_at_once_with_their_type(scripted: ScriptedServer, status: int, body: dict, error: type) -> None:
     scripted.script.append((status, body, {}))
     with pytest.raises(error) as raised:
@@ -132,14 +139,14 @@ def _nothing_listening() -> str:
 
 
 # The seed's Python snippet, exactly; the test points its URLs and key at the test server.
-SEED_SNIPPET = '''from smallest import Client
+SEED_SNIPPET = """from smallest import Client
 client = Client(
 api_url = "http://localhost:7100" ,
 license_key = "your-license-key-here"
 )
 result = client.transcribe_url( "https://example.com/audio.wav" )
 print (result.text)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +156,11 @@ def storage() -> Iterator[FileServer]:
 
 @pytest.mark.e2e
 def test_seed_snippet_prints_the_transcript(server: Server, storage: FileServer) -> None:
-    code = (SEED_SNIPPET.replace("http://localhost:7100", server.url).replace("your-license-key-here", server.key)
-            .replace("https://example.com/audio.wav", storage.url("/audio.wav")))
+    code = (
+        SEED_SNIPPET.replace("http://localhost:7100", server.url)
+        .replace("your-license-key-here", server.key)
+        .replace("https://example.com/audio.wav", storage.url("/audio.wav"))
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
     assert normalize(out) == normalize(manifest()["whisper_jfk.flac"]["text"])
 
@@ -171,8 +181,12 @@ def test_sdk_against_the_real_server(server: Server) -> None:
 
 
 def test_sdk_builds_as_a_wheel(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(SDK)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(SDK)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = tmp_path.glob("smallest_client-0.1.0-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())

@@ -269,7 +269,16 @@ def test_errors_name_the_parameter_not_the_value_sent() -> None:
         with pytest.raises(InvalidRequest) as raised:
             control(text)
         assert "c4n4ry" not in json.dumps(raised.value.body())
-    deepgram = ("encoding", "sample_rate", "channels", "language", "endpointing", "utterance_end_ms", "interim_results", "vad_events")
+    deepgram = (
+        "encoding",
+        "sample_rate",
+        "channels",
+        "language",
+        "endpointing",
+        "utterance_end_ms",
+        "interim_results",
+        "vad_events",
+    )
     smallest = ("encoding", "sample_rate", "channels", "language", "eou_timeout_ms", "word_timestamps", "full_transcript")
     for protocol, names in ((Deepgram(), deepgram), (Smallest(), smallest)):
         for name in names:
@@ -280,13 +289,23 @@ def test_errors_name_the_parameter_not_the_value_sent() -> None:
 
 
 def test_handshake_options() -> None:
-    options = Deepgram().parse({"encoding": "linear16", "sample_rate": "8000", "endpointing": "10", "interim_results": "true"}, 0.3)
+    options = Deepgram().parse(
+        {"encoding": "linear16", "sample_rate": "8000", "endpointing": "10", "interim_results": "true"}, 0.3
+    )
     assert options.sample_rate == 8000 and options.endpoint_s == 0.1 and options.interim_results  # raised to the floor
     assert Deepgram().parse({"endpointing": "false"}, 0.3).endpoint_s is None
     assert Deepgram().parse({}, 0.3).encoding is None  # a container
-    for bad in ({"encoding": "mp3"}, {"sample_rate": "fast"}, {"sample_rate": "100"}, {"channels": "9"},
-                {"language": "multi"}, {"endpointing": "-5"}, {"utterance_end_ms": "1000"}, {"multichannel": "true"},
-                {"interim_results": "perhaps"}):
+    for bad in (
+        {"encoding": "mp3"},
+        {"sample_rate": "fast"},
+        {"sample_rate": "100"},
+        {"channels": "9"},
+        {"language": "multi"},
+        {"endpointing": "-5"},
+        {"utterance_end_ms": "1000"},
+        {"multichannel": "true"},
+        {"interim_results": "perhaps"},
+    ):
         with pytest.raises(InvalidRequest):
             Deepgram().parse(bad, 0.3)
 
@@ -461,7 +480,9 @@ def test_stream_errors_do_not_echo_what_was_sent(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("name", PLAYLISTS)
-def test_a_playlist_stream_is_refused_without_a_transcript(name: str, client: TestClient, engine: FakeEngine, monkeypatch: Any) -> None:
+def test_a_playlist_stream_is_refused_without_a_transcript(
+    name: str, client: TestClient, engine: FakeEngine, monkeypatch: Any
+) -> None:
     monkeypatch.chdir(JFK_FLAC.parents[2])
     with client.websocket_connect("/v1/listen", headers=AUTH) as ws:
         ws.send_bytes(PLAYLISTS[name])
@@ -478,7 +499,9 @@ def test_an_oversized_frame_ends_the_stream_after_the_audio_before_it(client: Te
         messages, code = _messages(ws)
     assert code == 1009 and messages[-1]["code"] == "FILE_TOO_LARGE" and messages[-1]["max_frame_bytes"] == 2**20
     metadata = next(m for m in messages if m["type"] == "Metadata")  # the big frame was never taken in
-    assert metadata["duration"] == pytest.approx(2.0, abs=0.01) and metadata["sha256"] == hashlib.sha256(JFK_PCM[:64000]).hexdigest()
+    assert (
+        metadata["duration"] == pytest.approx(2.0, abs=0.01) and metadata["sha256"] == hashlib.sha256(JFK_PCM[:64000]).hexdigest()
+    )
     assert any(m["type"] == "Results" and m["is_final"] and m["channel"]["alternatives"][0]["transcript"] for m in messages)
 
 

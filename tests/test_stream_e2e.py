@@ -44,7 +44,9 @@ def messages_until_close(ws: websockets.sync.client.ClientConnection) -> list[st
         try:
             messages.append(str(ws.recv(timeout=READ_S)))
         except TimeoutError:
-            raise AssertionError(f"no message or close within {READ_S} s after {len(messages)} messages: {messages[-2:]}") from None
+            raise AssertionError(
+                f"no message or close within {READ_S} s after {len(messages)} messages: {messages[-2:]}"
+            ) from None
         except websockets.exceptions.ConnectionClosedOK:
             return messages
 
@@ -75,7 +77,9 @@ def test_deepgram_live_client(server: Server) -> None:
 
 def test_smallestai_streaming_helper(server: Server) -> None:
     events: list[Any] = []
-    with stream_speech_to_text(smallest_client(server), language="en", sample_rate=16000, word_timestamps=True, full_transcript=True) as socket:
+    with stream_speech_to_text(
+        smallest_client(server), language="en", sample_rate=16000, word_timestamps=True, full_transcript=True
+    ) as socket:
         reader = threading.Thread(target=lambda: events.extend(socket))
         reader.start()
         paced(socket.send_audio_chunk_out, JFK_PCM[:PAUSE])
@@ -127,9 +131,31 @@ def test_stream_benchmark_smoke(server: Server, tmp_path: Path) -> None:
     """The benchmark runs and writes its results (latency itself is for the benchmark to show)."""
     out = tmp_path / "streaming.json"
     subprocess.run(
-        [sys.executable, "-m", "tools.bench.stream", "--url", server.url, "--key", server.key, "--levels", "1,2",
-         "--seconds", "12", "--warmup-s", "4", "--target-s", "60", "--manifest", ROOT / "tests/data/manifest.jsonl", "--out", out],
-        check=True, cwd=ROOT, capture_output=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "tools.bench.stream",
+            "--url",
+            server.url,
+            "--key",
+            server.key,
+            "--levels",
+            "1,2",
+            "--seconds",
+            "12",
+            "--warmup-s",
+            "4",
+            "--target-s",
+            "60",
+            "--manifest",
+            ROOT / "tests/data/manifest.jsonl",
+            "--out",
+            out,
+        ],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=600,
     )
     modes = json.loads(out.read_text())["modes"]
     assert set(modes) == {"interim", "finals-only"}

@@ -27,16 +27,25 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.timezone.utc)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = folder / "tls.crt", folder / "tls.key"
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     key_path.chmod(0o600)
     return cert_path, key_path
 
@@ -57,10 +66,17 @@ def test_transcription_over_https(https: tuple[ServeProcess, str]) -> None:
     process, key = https
     assert process.url.startswith("https://127.0.0.1:")
     assert requests.get(f"{process.url}/health", verify=process.verify, timeout=10).json() == {"status": "healthy"}
-    response = requests.post(f"{process.url}/v1/listen", data=JFK_FLAC.read_bytes(), verify=process.verify, timeout=120,
-                             headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"})
+    response = requests.post(
+        f"{process.url}/v1/listen",
+        data=JFK_FLAC.read_bytes(),
+        verify=process.verify,
+        timeout=120,
+        headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"},
+    )
     assert response.status_code == 200, response.text
-    assert normalize(response.json()["results"]["channels"][0]["alternatives"][0]["transcript"]) == normalize(manifest()["whisper_jfk.flac"]["text"])
+    assert normalize(response.json()["results"]["channels"][0]["alternatives"][0]["transcript"]) == normalize(
+        manifest()["whisper_jfk.flac"]["text"]
+    )
 
 
 def test_plain_http_and_untrusted_clients_get_nothing(https: tuple[ServeProcess, str]) -> None:

@@ -25,8 +25,11 @@ def test_scripts_holds_only_the_entry_points() -> None:
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_nothing_edits_the_import_path(path: Path) -> None:
-    edits = [node.lineno for node in ast.walk(_tree(path))
-             if isinstance(node, ast.Attribute) and node.attr == "path" and isinstance(node.value, ast.Name) and node.value.id == "sys"]
+    edits = [
+        node.lineno
+        for node in ast.walk(_tree(path))
+        if isinstance(node, ast.Attribute) and node.attr == "path" and isinstance(node.value, ast.Name) and node.value.id == "sys"
+    ]
     assert edits == [], f"sys.path used at lines {edits}"
 
 

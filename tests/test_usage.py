@@ -58,7 +58,9 @@ def test_concurrency_slots_leases_and_release(make_store) -> None:
     assert store.acquire_slot("k", "a", 2, T0 + 120, T0 + 30)  # renewing a held lease always works
     store.release_slot("k", "b")
     assert store.acquire_slot("k", "c", 2, T0 + 60, T0)
-    assert store.acquire_slot("k", "d", 2, T0 + 200, T0 + 130)  # a's and c's leases expired: a dead replica's slots free themselves
+    assert store.acquire_slot(
+        "k", "d", 2, T0 + 200, T0 + 130
+    )  # a's and c's leases expired: a dead replica's slots free themselves
 
 
 def test_counters_by_day_month_total_survive_a_new_store(make_store) -> None:

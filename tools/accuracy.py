@@ -43,8 +43,11 @@ LANGUAGES = ("de", "es", "fr", "pt")
 
 def post(service: Service, path: Path, **params: str) -> dict:
     response = requests.post(
-        f"{service.url}/v1/listen", params=params, data=path.read_bytes(),
-        headers={"Authorization": f"Token {service.key}", "Content-Type": "application/octet-stream"}, timeout=900,
+        f"{service.url}/v1/listen",
+        params=params,
+        data=path.read_bytes(),
+        headers={"Authorization": f"Token {service.key}", "Content-Type": "application/octet-stream"},
+        timeout=900,
     )
     response.raise_for_status()
     return response.json()
@@ -74,12 +77,19 @@ def timing_and_longform(service: Service, rows: list[dict], base: Path) -> dict:
     absolute = [abs(e) for e in errors]
     return {
         "timing": {
-            "file": long["path"], "sentences": len(long["segments"]), "matched": len(errors),
-            "median_abs_error_s": round(statistics.median(absolute), 3), "max_abs_error_s": round(max(absolute), 3),
-            "mean_signed_error_s": round(statistics.mean(errors), 3), "errors_s": errors,
+            "file": long["path"],
+            "sentences": len(long["segments"]),
+            "matched": len(errors),
+            "median_abs_error_s": round(statistics.median(absolute), 3),
+            "max_abs_error_s": round(max(absolute), 3),
+            "mean_signed_error_s": round(statistics.mean(errors), 3),
+            "errors_s": errors,
         },
-        "longform": {"wer_whole_file": round(wer_long, 4), "wer_sentences_one_by_one": round(wer_sentences, 4),
-                     "ratio": round(wer_long / wer_sentences, 3) if wer_sentences else None},
+        "longform": {
+            "wer_whole_file": round(wer_long, 4),
+            "wer_sentences_one_by_one": round(wer_sentences, 4),
+            "ratio": round(wer_long / wer_sentences, 3) if wer_sentences else None,
+        },
     }
 
 
@@ -88,8 +98,13 @@ def languages(service: Service, rows: list[dict], base: Path) -> dict:
 
     def one(row: dict) -> dict:
         body = post(service, base / row["path"], detect_language="true")
-        return {"path": row["path"], "language": row["language"], "detected": body["language"],
-                "confidence": body.get("language_confidence"), "wer": jiwer.wer(normalize(row["text"]), normalize(body["text"]) or "-")}
+        return {
+            "path": row["path"],
+            "language": row["language"],
+            "detected": body["language"],
+            "confidence": body.get("language_confidence"),
+            "wer": jiwer.wer(normalize(row["text"]), normalize(body["text"]) or "-"),
+        }
 
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(one, clips))
@@ -118,14 +133,14 @@ def diarization_error_rate(reference: list[Span], hypothesis: list[Span], collar
         names = sorted({s for *_, s in spans})
         out = np.zeros((max(len(names), 1), frames), dtype=bool)
         for a, b, s in spans:
-            out[names.index(s), int(round(a * 100)):int(round(b * 100))] = True
+            out[names.index(s), int(round(a * 100)) : int(round(b * 100))] = True
         return out
 
     ref, hyp = grid(reference), grid(hypothesis)
     scored = np.ones(frames, dtype=bool)
     for a, b, _ in reference if collar else []:
         for edge in (a, b):
-            scored[max(0, int(round((edge - collar) * 100))):int(round((edge + collar) * 100))] = False
+            scored[max(0, int(round((edge - collar) * 100))) : int(round((edge + collar) * 100))] = False
     ref, hyp = ref[:, scored], hyp[:, scored]
     overlap = ref.astype(int) @ hyp.T.astype(int)
     rows, cols = linear_sum_assignment(-overlap)
@@ -141,7 +156,10 @@ def _reference_turns(row: dict, base: Path) -> list[Span] | None:
         return [(float(f[3]), float(f[3]) + float(f[4]), f[7]) for f in fields]
     segments = row.get("segments") or []
     if segments and all("start" in s or "start_sec" in s for s in segments):
-        return [(s.get("start", s.get("start_sec")), s.get("end", s.get("end_sec")), str(s.get("speaker", s.get("speaker_tag")))) for s in segments]
+        return [
+            (s.get("start", s.get("start_sec")), s.get("end", s.get("end_sec")), str(s.get("speaker", s.get("speaker_tag"))))
+            for s in segments
+        ]
     return None
 
 
@@ -159,19 +177,29 @@ def diarization(service: Service, rows: list[dict], base: Path) -> dict:
         hypothesis = [(t.start, t.end, str(t.speaker)) for t in turns]
         speakers = len({s for *_, s in reference})
         told = [(t.start, t.end, str(t.speaker)) for t in diarizer(audio, speakers)]
-        files.append({
-            "path": row["path"], "duration_s": round(len(audio) / 16000, 1),
-            "speakers": speakers, "found": len({t.speaker for t in turns}),
-            "der": round(diarization_error_rate(reference, hypothesis), 3),
-            "der_collar_0.25": round(diarization_error_rate(reference, hypothesis, 0.25), 3),
-            "seconds": round(elapsed, 2),
-            "der_told_num_speakers": round(diarization_error_rate(reference, told), 3),
-        })
+        files.append(
+            {
+                "path": row["path"],
+                "duration_s": round(len(audio) / 16000, 1),
+                "speakers": speakers,
+                "found": len({t.speaker for t in turns}),
+                "der": round(diarization_error_rate(reference, hypothesis), 3),
+                "der_collar_0.25": round(diarization_error_rate(reference, hypothesis, 0.25), 3),
+                "seconds": round(elapsed, 2),
+                "der_told_num_speakers": round(diarization_error_rate(reference, told), 3),
+            }
+        )
     singles = [r for r in rows if r["set"] in ("ljspeech", "long") or r["path"].endswith("whisper_jfk.flac")]
     counts = [len({t.speaker for t in diarizer(decode((base / r["path"]).read_bytes(), 600))}) for r in singles]
-    return {"files": files, "one_speaker": {"clips": len(singles), "found_one": sum(c == 1 for c in counts),
-                                            "misses": [r["path"] for r, c in zip(singles, counts) if c != 1]},
-            "phone_call_words": _attributed_words(service, next(r for r in rows if r["path"].endswith("pyannote_sample.wav")), base)}
+    return {
+        "files": files,
+        "one_speaker": {
+            "clips": len(singles),
+            "found_one": sum(c == 1 for c in counts),
+            "misses": [r["path"] for r, c in zip(singles, counts) if c != 1],
+        },
+        "phone_call_words": _attributed_words(service, next(r for r in rows if r["path"].endswith("pyannote_sample.wav")), base),
+    }
 
 
 def _attributed_words(service: Service, row: dict, base: Path) -> dict:
@@ -181,13 +209,19 @@ def _attributed_words(service: Service, row: dict, base: Path) -> dict:
     reference = [(w, s["speaker"]) for s in row["segments"] for w in normalize(s["text"]).split()]
     predicted = [(normalize(w["word"]), w["speaker"]) for w in body["words"]]
     pairs = []
-    for block in difflib.SequenceMatcher(None, [w for w, _ in reference], [w for w, _ in predicted], autojunk=False).get_matching_blocks():
+    for block in difflib.SequenceMatcher(
+        None, [w for w, _ in reference], [w for w, _ in predicted], autojunk=False
+    ).get_matching_blocks():
         pairs += [(reference[block.a + k][1], predicted[block.b + k][1]) for k in range(block.size)]
     names, labels = sorted({r for r, _ in pairs}), sorted({p for _, p in pairs})
     agree = np.array([[sum(r == n and p == label for r, p in pairs) for label in labels] for n in names])
     rows_, cols = linear_sum_assignment(-agree)
-    return {"words_matched": len(pairs), "reference_words": len(reference), "speakers_found": len({s for _, s in predicted}),
-            "attributed_correctly": round(agree[rows_, cols].sum() / max(len(pairs), 1), 3)}
+    return {
+        "words_matched": len(pairs),
+        "reference_words": len(reference),
+        "speakers_found": len({s for _, s in predicted}),
+        "attributed_correctly": round(agree[rows_, cols].sum() / max(len(pairs), 1), 3),
+    }
 
 
 def started(workdir: Path, config: dict, name: str) -> Service:
@@ -206,35 +240,60 @@ def _first_clip() -> Clip:  # the benchmark's readiness probe
 
 def markdown(results: dict) -> str:
     dates = results.get("dates", {})
-    lines = [f"On {results['machine']}; each part as of its last run: "
-             + ", ".join(f"{part} {date}" for part, date in dates.items()) + ".", ""]
+    lines = [
+        f"On {results['machine']}; each part as of its last run: "
+        + ", ".join(f"{part} {date}" for part, date in dates.items())
+        + ".",
+        "",
+    ]
     if "timing" in results:
         t = results["timing"]
-        lines += ["| word timing (timestamps=true) | value |", "|---|---|",
-                  f"| sentences with their first word found | {t['matched']} of {t['sentences']} |",
-                  f"| median error of sentence starts | {t['median_abs_error_s']} s |",
-                  f"| largest error | {t['max_abs_error_s']} s |",
-                  f"| mean signed error (late > 0) | {t['mean_signed_error_s']} s |", ""]
+        lines += [
+            "| word timing (timestamps=true) | value |",
+            "|---|---|",
+            f"| sentences with their first word found | {t['matched']} of {t['sentences']} |",
+            f"| median error of sentence starts | {t['median_abs_error_s']} s |",
+            f"| largest error | {t['max_abs_error_s']} s |",
+            f"| mean signed error (late > 0) | {t['mean_signed_error_s']} s |",
+            "",
+        ]
         lf = results["longform"]
-        lines += ["| long-form | WER |", "|---|---|",
-                  f"| whole 3.8-minute file | {lf['wer_whole_file']} |",
-                  f"| its 32 sentences one by one | {lf['wer_sentences_one_by_one']} |",
-                  f"| ratio | {lf['ratio']}x |", ""]
+        lines += [
+            "| long-form | WER |",
+            "|---|---|",
+            f"| whole 3.8-minute file | {lf['wer_whole_file']} |",
+            f"| its 32 sentences one by one | {lf['wer_sentences_one_by_one']} |",
+            f"| ratio | {lf['ratio']}x |",
+            "",
+        ]
     if "languages" in results:
         lang = results["languages"]
-        lines += [f"Language detection (base model, `detect_language=true`): {lang['detected_correctly']:.1%} of {lang['clips']} FLEURS clips.", "",
-                  "| language | clips | detected correctly | WER |", "|---|---|---|---|"]
+        lines += [
+            f"Language detection (base model, `detect_language=true`): {lang['detected_correctly']:.1%} of {lang['clips']} FLEURS clips.",
+            "",
+            "| language | clips | detected correctly | WER |",
+            "|---|---|---|---|",
+        ]
         lines += [f"| {k} | {v['clips']} | {v['detected_correctly']:.0%} | {v['wer']} |" for k, v in lang["by_language"].items()]
         lines += [""]
     if "diarization" in results:
         d = results["diarization"]
-        lines += ["| diarization | speakers | found | DER | DER, 0.25 s collar | DER given num_speakers | time |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {f['path']} ({f['duration_s']} s) | {f['speakers']} | {f['found']} | {f['der']:.1%} | {f['der_collar_0.25']:.1%} "
-                  f"| {f['der_told_num_speakers']:.1%} | {f['seconds']} s |" for f in d["files"]]
+        lines += [
+            "| diarization | speakers | found | DER | DER, 0.25 s collar | DER given num_speakers | time |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {f['path']} ({f['duration_s']} s) | {f['speakers']} | {f['found']} | {f['der']:.1%} | {f['der_collar_0.25']:.1%} "
+            f"| {f['der_told_num_speakers']:.1%} | {f['seconds']} s |"
+            for f in d["files"]
+        ]
         one, words = d["one_speaker"], d["phone_call_words"]
-        lines += ["", f"One-speaker clips found to have one speaker: {one['found_one']} of {one['clips']} (not: {', '.join(one['misses']) or 'none'}).",
-                  f"Phone call through the service (`diarize=true`): {words['speakers_found']} speakers, "
-                  f"{words['attributed_correctly']:.1%} of {words['words_matched']} matched words attributed to the right speaker."]
+        lines += [
+            "",
+            f"One-speaker clips found to have one speaker: {one['found_one']} of {one['clips']} (not: {', '.join(one['misses']) or 'none'}).",
+            f"Phone call through the service (`diarize=true`): {words['speakers_found']} speakers, "
+            f"{words['attributed_correctly']:.1%} of {words['words_matched']} matched words attributed to the right speaker.",
+        ]
     return "\n".join(lines) + "\n"
 
 

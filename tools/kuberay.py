@@ -70,8 +70,13 @@ def _labels(component: str) -> dict[str, str]:
 
 def _pod_security(user: tuple[int, int]) -> dict[str, Any]:
     uid, gid = user
-    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": gid, "fsGroup": gid,
-            "seccompProfile": {"type": "RuntimeDefault"}}
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": gid,
+        "fsGroup": gid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def _container_security(read_only: bool) -> dict[str, Any]:
@@ -128,8 +133,14 @@ def _pod(values: dict[str, Any], name: str, resources: dict[str, Any], read_only
 def _worker_group(name: str, sizes: dict[str, int], params: dict[str, str], template: dict[str, Any]) -> dict[str, Any]:
     # Workers never call the Kubernetes API (only the head's autoscaler does): no token to steal.
     template["spec"]["automountServiceAccountToken"] = False
-    return {"groupName": name, "replicas": sizes["min"], "minReplicas": sizes["min"], "maxReplicas": sizes["max"],
-            "rayStartParams": params, "template": template}
+    return {
+        "groupName": name,
+        "replicas": sizes["min"],
+        "minReplicas": sizes["min"],
+        "maxReplicas": sizes["max"],
+        "rayStartParams": params,
+        "template": template,
+    }
 
 
 def _cluster(values: dict[str, Any]) -> dict[str, Any]:
@@ -145,7 +156,8 @@ def _cluster(values: dict[str, Any]) -> dict[str, Any]:
         "authOptions": {"mode": "token", "secretName": "stt-ray-token"},
         "enableInTreeAutoscaling": True,  # workers follow Serve's replica demand
         "autoscalerOptions": {
-            "upscalingMode": "Default", "idleTimeoutSeconds": 300,
+            "upscalingMode": "Default",
+            "idleTimeoutSeconds": 300,
             # The autoscaler sidecar KubeRay adds to the head: as confined as the Ray container.
             "securityContext": _container_security(True),
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
@@ -164,8 +176,12 @@ def _cluster(values: dict[str, Any]) -> dict[str, Any]:
         },
         "workerGroupSpecs": [
             # Root filesystem left writable on GPU workers (kuberay/README.md: vLLM's CUDA stack).
-            _worker_group("gpu", values["gpuWorkers"], {"num-gpus": "1", **metrics},
-                          _pod(values, "ray-worker", gpu_resources, read_only=False, tolerations=[gpu_toleration])),
+            _worker_group(
+                "gpu",
+                values["gpuWorkers"],
+                {"num-gpus": "1", **metrics},
+                _pod(values, "ray-worker", gpu_resources, read_only=False, tolerations=[gpu_toleration]),
+            ),
             # ingress replicas and proxies
             _worker_group("cpu", values["cpuWorkers"], metrics, _pod(values, "ray-worker", {"cpu": "4", "memory": "8Gi"})),
         ],
@@ -189,7 +205,8 @@ def edge(values: dict[str, Any]) -> list[Manifest]:
     """The Service on port 7100 (pods KubeRay marks ready to serve) and the Ingress in front of it."""
     namespace, tls = values["namespace"], values["apiServer"]["tls"]
     service = {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": {"name": "stt", "namespace": namespace, "labels": _labels("api")},
         "spec": {
             "selector": {"ray.io/serve": "true", "app.kubernetes.io/name": "stt"},
@@ -197,12 +214,33 @@ def edge(values: dict[str, Any]) -> list[Manifest]:
         },
     }
     ingress: Manifest = {
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": "stt", "namespace": namespace, "labels": _labels("api"),
-                     "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "100m",
-                                     "nginx.ingress.kubernetes.io/proxy-read-timeout": "900"}},
-        "spec": {"rules": [{"host": values["host"], "http": {"paths": [{
-            "path": "/", "pathType": "Prefix", "backend": {"service": {"name": "stt", "port": {"number": SERVE_PORT}}}}]}}]},
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "name": "stt",
+            "namespace": namespace,
+            "labels": _labels("api"),
+            "annotations": {
+                "nginx.ingress.kubernetes.io/proxy-body-size": "100m",
+                "nginx.ingress.kubernetes.io/proxy-read-timeout": "900",
+            },
+        },
+        "spec": {
+            "rules": [
+                {
+                    "host": values["host"],
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": "stt", "port": {"number": SERVE_PORT}}},
+                            }
+                        ]
+                    },
+                }
+            ]
+        },
     }
     if tls["enabled"]:
         ingress["spec"]["tls"] = [{"hosts": [values["host"]], "secretName": tls["certSecretName"]}]
@@ -219,25 +257,42 @@ def maxmemory(limit: str) -> str:
 
 
 def _redis_pod(labels: dict[str, str], secret: str, memory: str) -> dict[str, Any]:
-    args = ["--requirepass", "$(REDIS_PASSWORD)", "--maxmemory", maxmemory(memory),
-            # Full memory refuses writes instead of evicting keys: an evicted counter is usage lost.
-            "--maxmemory-policy", "noeviction",
-            # Every write in the append-only file, flushed each second; a snapshot a minute for backups.
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "60 1"]
+    args = [
+        "--requirepass",
+        "$(REDIS_PASSWORD)",
+        "--maxmemory",
+        maxmemory(memory),
+        # Full memory refuses writes instead of evicting keys: an evicted counter is usage lost.
+        "--maxmemory-policy",
+        "noeviction",
+        # Every write in the append-only file, flushed each second; a snapshot a minute for backups.
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "60 1",
+    ]
     return {
         "metadata": {"labels": labels},
         "spec": {
             "securityContext": _pod_security(REDIS_USER),
             "automountServiceAccountToken": False,
-            "containers": [{
-                "name": "redis", "image": "redis:7.4", "args": args,
-                "env": [_secret_env("REDIS_PASSWORD", secret)],
-                "ports": [{"containerPort": REDIS_PORT, "name": "redis"}],
-                "volumeMounts": [{"name": "data", "mountPath": "/data"}],  # Redis writes nowhere else
-                "resources": {"requests": {"cpu": "250m", "memory": memory}, "limits": {"memory": memory}},
-                "readinessProbe": {"exec": {"command": ["sh", "-c", "redis-cli -a \"$REDIS_PASSWORD\" --no-auth-warning ping"]}},
-                "securityContext": _container_security(True),
-            }],
+            "containers": [
+                {
+                    "name": "redis",
+                    "image": "redis:7.4",
+                    "args": args,
+                    "env": [_secret_env("REDIS_PASSWORD", secret)],
+                    "ports": [{"containerPort": REDIS_PORT, "name": "redis"}],
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],  # Redis writes nowhere else
+                    "resources": {"requests": {"cpu": "250m", "memory": memory}, "limits": {"memory": memory}},
+                    "readinessProbe": {
+                        "exec": {"command": ["sh", "-c", 'redis-cli -a "$REDIS_PASSWORD" --no-auth-warning ping']}
+                    },
+                    "securityContext": _container_security(True),
+                }
+            ],
         },
     }
 
@@ -247,20 +302,26 @@ def _redis(values: dict[str, Any], name: str, component: str, sizing: dict[str, 
     namespace, labels = values["namespace"], _labels(component)
     return [
         {
-            "apiVersion": "v1", "kind": "Service",
+            "apiVersion": "v1",
+            "kind": "Service",
             "metadata": {"name": name, "namespace": namespace, "labels": labels},
             "spec": {"selector": labels, "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": REDIS_PORT}]},
         },
         {
-            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
             "metadata": {"name": name, "namespace": namespace, "labels": labels},
             "spec": {
-                "serviceName": name, "replicas": 1, "selector": {"matchLabels": labels},
+                "serviceName": name,
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
                 "template": _redis_pod(labels, name, sizing["memory"]),
-                "volumeClaimTemplates": [{
-                    "metadata": {"name": "data"},
-                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": sizing["storage"]}}},
-                }],
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "data"},
+                        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": sizing["storage"]}}},
+                    }
+                ],
             },
         },
     ]
@@ -270,8 +331,10 @@ def redis(values: dict[str, Any]) -> list[Manifest]:
     """Two instances: usage, limits and callbacks (stt-redis) apart from Ray's GCS fault-tolerance
     state (stt-gcs-redis), so neither can crowd out, flush or read the other, and only the head
     holds the GCS password."""
-    return [*_redis(values, "stt-redis", "redis", values["redis"]),
-            *_redis(values, "stt-gcs-redis", "gcs-redis", values["gcsRedis"])]
+    return [
+        *_redis(values, "stt-redis", "redis", values["redis"]),
+        *_redis(values, "stt-gcs-redis", "gcs-redis", values["gcsRedis"]),
+    ]
 
 
 def _peer(labels: dict[str, str], namespace: str | None = None, node_types: list[str] | None = None) -> dict[str, Any]:
@@ -291,7 +354,8 @@ def _ports(*ports: int, protocol: str = "TCP") -> list[dict[str, Any]]:
 
 def _policy(values: dict[str, Any], name: str, selector: dict[str, Any], **rules: list[dict[str, Any]]) -> Manifest:
     return {
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
         "metadata": {"name": name, "namespace": values["namespace"], "labels": _labels("network")},
         "spec": {"podSelector": selector, "policyTypes": [t.capitalize() for t in rules], **rules},
     }
@@ -302,18 +366,24 @@ def _ray_policy(values: dict[str, Any]) -> Manifest:
     port; out to DNS, each other, the two Redis and the public internet."""
     network, ray = values["network"], _peer(_labels("ray"))
     public = [{"ipBlock": {"cidr": cidr, "except": private}} for cidr, private in NOT_PUBLIC.items()]
-    return _policy(values, "stt-ray", ray["podSelector"], ingress=[
-        # GCS, dashboard, client, node and object managers, workers: Ray picks most of these ports
-        # at random and every Ray process of the cluster may run any code anyway, so all ports.
-        {"from": [ray]},
-        {"from": [_peer({}, network["ingressControllerNamespace"])], "ports": _ports(SERVE_PORT)},
-        {"from": [_peer(PROMETHEUS_POD, network["prometheusNamespace"])], "ports": _ports(METRICS_PORT)},
-    ], egress=[
-        {"to": [_peer(DNS_POD, "kube-system")], "ports": _ports(53, protocol="UDP") + _ports(53)},
-        {"to": [ray]},
-        {"to": [_peer(_labels("redis")), _peer(_labels("gcs-redis"))], "ports": _ports(REDIS_PORT)},
-        {"to": public, "ports": [{"protocol": "TCP"}]},  # audio URLs, callbacks, the model hub
-    ])
+    return _policy(
+        values,
+        "stt-ray",
+        ray["podSelector"],
+        ingress=[
+            # GCS, dashboard, client, node and object managers, workers: Ray picks most of these ports
+            # at random and every Ray process of the cluster may run any code anyway, so all ports.
+            {"from": [ray]},
+            {"from": [_peer({}, network["ingressControllerNamespace"])], "ports": _ports(SERVE_PORT)},
+            {"from": [_peer(PROMETHEUS_POD, network["prometheusNamespace"])], "ports": _ports(METRICS_PORT)},
+        ],
+        egress=[
+            {"to": [_peer(DNS_POD, "kube-system")], "ports": _ports(53, protocol="UDP") + _ports(53)},
+            {"to": [ray]},
+            {"to": [_peer(_labels("redis")), _peer(_labels("gcs-redis"))], "ports": _ports(REDIS_PORT)},
+            {"to": public, "ports": [{"protocol": "TCP"}]},  # audio URLs, callbacks, the model hub
+        ],
+    )
 
 
 def _head_policy(values: dict[str, Any]) -> Manifest:
@@ -323,9 +393,13 @@ def _head_policy(values: dict[str, Any]) -> Manifest:
     head = _peer(_labels("ray"), node_types=["head"])
     operator = _peer(OPERATOR_POD, network["kuberayOperatorNamespace"])
     api = [{"ipBlock": {"cidr": cidr}} for cidr in network["kubernetesApiCidrs"]]
-    return _policy(values, "stt-ray-head", head["podSelector"],
-                   ingress=[{"from": [operator], "ports": _ports(DASHBOARD_PORT, SERVE_PORT)}],
-                   egress=[{"to": api, "ports": _ports(443, 6443)}])
+    return _policy(
+        values,
+        "stt-ray-head",
+        head["podSelector"],
+        ingress=[{"from": [operator], "ports": _ports(DASHBOARD_PORT, SERVE_PORT)}],
+        egress=[{"to": api, "ports": _ports(443, 6443)}],
+    )
 
 
 def network_policies(values: dict[str, Any]) -> list[Manifest]:
@@ -335,10 +409,18 @@ def network_policies(values: dict[str, Any]) -> list[Manifest]:
         _policy(values, "stt-default-deny", {}, ingress=[], egress=[]),
         _ray_policy(values),
         _head_policy(values),
-        _policy(values, "stt-redis", {"matchLabels": _labels("redis")},
-                ingress=[{"from": [_peer(ray_pods)], "ports": _ports(REDIS_PORT)}]),
-        _policy(values, "stt-gcs-redis", {"matchLabels": _labels("gcs-redis")},
-                ingress=[{"from": [_peer(ray_pods, node_types=["head", "redis-cleanup"])], "ports": _ports(REDIS_PORT)}]),
+        _policy(
+            values,
+            "stt-redis",
+            {"matchLabels": _labels("redis")},
+            ingress=[{"from": [_peer(ray_pods)], "ports": _ports(REDIS_PORT)}],
+        ),
+        _policy(
+            values,
+            "stt-gcs-redis",
+            {"matchLabels": _labels("gcs-redis")},
+            ingress=[{"from": [_peer(ray_pods, node_types=["head", "redis-cleanup"])], "ports": _ports(REDIS_PORT)}],
+        ),
     ]
 
 
@@ -350,7 +432,8 @@ def monitoring(values: dict[str, Any]) -> list[Manifest]:
     alerts = yaml.safe_load((KUBERAY / "prometheus" / "stt-alerts.yaml").read_text())
     return [
         {
-            "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PodMonitor",
             "metadata": {"name": "stt-ray", "namespace": namespace, "labels": _labels("monitoring")},
             "spec": {
                 "selector": {"matchLabels": _labels("ray")},
@@ -358,14 +441,19 @@ def monitoring(values: dict[str, Any]) -> list[Manifest]:
             },
         },
         {
-            "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PrometheusRule",
             "metadata": {"name": "stt", "namespace": namespace, "labels": _labels("monitoring")},
             "spec": {"groups": alerts["groups"]},
         },
         {
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "stt-grafana-dashboard", "namespace": namespace,
-                         "labels": {**_labels("monitoring"), "grafana_dashboard": "1"}},
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "stt-grafana-dashboard",
+                "namespace": namespace,
+                "labels": {**_labels("monitoring"), "grafana_dashboard": "1"},
+            },
             "data": {"stt-dashboard.json": json.dumps(dashboard, indent=2)},
         },
     ]
@@ -383,15 +471,15 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
-_Dumper.add_representer(
-    str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None)
-)
+_Dumper.add_representer(str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None))
 
 
 def render(values_file: Path) -> str:
     values = yaml.safe_load(values_file.read_text())
-    header = (f"# Generated by tools/kuberay.py from configs/prod.yaml and kuberay/values/{values_file.name}: "
-              "edit those, then run it again.\n")
+    header = (
+        f"# Generated by tools/kuberay.py from configs/prod.yaml and kuberay/values/{values_file.name}: "
+        "edit those, then run it again.\n"
+    )
     return header + yaml.dump_all(manifests(values), Dumper=_Dumper, sort_keys=False, width=120)
 
 

@@ -72,7 +72,11 @@ class FileRoutes:
             name, writer = _writer(request, default_format)
             info = await self.engine.known_info()
             job = Job(principal, source, request, info, _language(request, info), uuid.uuid4().hex, name in TIMED)
-            callback = await asyncio.to_thread(check_callback, request.callback, self.url_policy) if request.callback is not None else None
+            callback = (
+                await asyncio.to_thread(check_callback, request.callback, self.url_policy)
+                if request.callback is not None
+                else None
+            )
             if callback is not None:  # into the outbox, or refused (503/429) before any work
                 await self.callbacks.accept(job.request_id, principal.key_id, callback)
         except BaseException:
@@ -103,7 +107,10 @@ class FileRoutes:
         except Exception as exc:
             if not isinstance(exc, ServiceError):
                 logger.exception("callback request %s failed", job.request_id)
-            body, content_type = failure(job.request_id, exc if isinstance(exc, ServiceError) else ServiceError()), "application/json"
+            body, content_type = (
+                failure(job.request_id, exc if isinstance(exc, ServiceError) else ServiceError()),
+                "application/json",
+            )
         await self.callbacks.finish(job.request_id, body, content_type)
 
 
@@ -112,7 +119,9 @@ def _writer(request: TranscriptionRequest, default_format: str) -> tuple[str, Wr
     name = request.response_format or default_format
     writer = FORMATS.get(name)
     if writer is None or name in ROUTE_FORMATS and name != default_format:
-        raise InvalidRequest(f"response_format must be one of {', '.join(sorted(set(FORMATS) - ROUTE_FORMATS))}", parameter="response_format")
+        raise InvalidRequest(
+            f"response_format must be one of {', '.join(sorted(set(FORMATS) - ROUTE_FORMATS))}", parameter="response_format"
+        )
     return name, writer
 
 

@@ -27,7 +27,9 @@ Writer = Callable[[Transcript, RequestMeta, TranscriptionRequest], Rendered]
 
 def as_json(body: Any) -> Rendered:
     # Starlette's JSONResponse encoding, so answers are byte-for-byte what they were as responses.
-    return Rendered(json.dumps(body, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode(), "application/json")
+    return Rendered(
+        json.dumps(body, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode(), "application/json"
+    )
 
 
 def as_text(text: str, content_type: str = "text/plain; charset=utf-8") -> Rendered:

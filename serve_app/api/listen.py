@@ -21,9 +21,17 @@ from .meta import RequestMeta
 # Every option a /v1/listen client may send. Pulse's flags that this server cannot honour are
 # refused here too: Smallest's self-hosted clients send Pulse's names to this route.
 OPTIONS: tuple[params.Option, ...] = (
-    params.language, params.timestamps, params.punctuation, params.granularities,
+    params.language,
+    params.timestamps,
+    params.punctuation,
+    params.granularities,
     params.refused("redact_pii", "redact_pci", "emotion_detection", "gender_detection"),
-    params.callback, params.speakers, params.response_format, params.utterances, params.paragraphs, params.multichannel,
+    params.callback,
+    params.speakers,
+    params.response_format,
+    params.utterances,
+    params.paragraphs,
+    params.multichannel,
 )
 DEFAULT_FORMAT = "listen"
 _MODEL_NAMESPACE = uuid.UUID("6f1b3c2a-8d4e-4f5a-9b7c-2e1d0a9f8c7b")
@@ -64,7 +72,9 @@ def listen_body(t: Transcript, meta: RequestMeta, options: TranscriptionRequest 
         body["language_confidence"] = t.language_confidence
     if options.utterances:
         per_channel = t.channels or (t,)
-        runs = sorted((u for i, c in enumerate(per_channel) for u in utterances(c.words, options.utt_split, i)), key=lambda u: u["start"])
+        runs = sorted(
+            (u for i, c in enumerate(per_channel) for u in utterances(c.words, options.utt_split, i)), key=lambda u: u["start"]
+        )
         body["results"]["utterances"] = runs
         body["utterances"] = [{k: u[k] for k in ("text", "start", "end", "confidence")} for u in runs]  # Smallest's
     return body
@@ -96,10 +106,19 @@ def utterances(words: list[Word], split_s: float, channel: int = 0) -> list[dict
     for run in split_at_pauses(words, split_s):
         text = " ".join(w.punctuated_word for w in run)
         confidence = round(sum(w.confidence for w in run) / len(run), 4)
-        out.append({
-            "id": str(uuid.uuid4()), "channel": channel, "start": run[0].start, "end": run[-1].end, "confidence": confidence,
-            "transcript": text, "text": text, "words": [word_dict(w) for w in run], **_speaker(run),
-        })
+        out.append(
+            {
+                "id": str(uuid.uuid4()),
+                "channel": channel,
+                "start": run[0].start,
+                "end": run[-1].end,
+                "confidence": confidence,
+                "transcript": text,
+                "text": text,
+                "words": [word_dict(w) for w in run],
+                **_speaker(run),
+            }
+        )
     return out
 
 
@@ -112,15 +131,21 @@ def paragraphs(words: list[Word]) -> dict[str, Any]:
     groups: list[list[list[Word]]] = []
     for sentence in sentences(words):
         last = groups[-1] if groups else None
-        if (last is None or sentence[0].start - last[-1][-1].end >= PARAGRAPH_PAUSE_S or len(last) >= PARAGRAPH_SENTENCES
-                or sentence[0].speaker != last[-1][-1].speaker):
+        if (
+            last is None
+            or sentence[0].start - last[-1][-1].end >= PARAGRAPH_PAUSE_S
+            or len(last) >= PARAGRAPH_SENTENCES
+            or sentence[0].speaker != last[-1][-1].speaker
+        ):
             groups.append([sentence])
         else:
             last.append(sentence)
     items: list[dict[str, Any]] = [
         {
             "sentences": [{"text": " ".join(w.punctuated_word for w in s), "start": s[0].start, "end": s[-1].end} for s in group],
-            "num_words": sum(len(s) for s in group), "start": group[0][0].start, "end": group[-1][-1].end,
+            "num_words": sum(len(s) for s in group),
+            "start": group[0][0].start,
+            "end": group[-1][-1].end,
             **_speaker(group[0]),
         }
         for group in groups

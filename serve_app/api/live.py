@@ -48,11 +48,15 @@ class Deepgram:
             "is_final": r.is_final,
             "speech_final": r.speech_final,
             "from_finalize": r.from_finalize,
-            "channel": {"alternatives": [{
-                "transcript": r.transcript.text,
-                "confidence": r.transcript.confidence,
-                "words": [word_dict(w) for w in r.transcript.words],
-            }]},
+            "channel": {
+                "alternatives": [
+                    {
+                        "transcript": r.transcript.text,
+                        "confidence": r.transcript.confidence,
+                        "words": [word_dict(w) for w in r.transcript.words],
+                    }
+                ]
+            },
             "metadata": {
                 "request_id": ctx.request_id,
                 "model_info": {"name": ctx.model, "version": "1", "arch": "whisper"},

@@ -28,8 +28,16 @@ def verbose_json(t: Transcript, with_words: bool) -> dict[str, Any]:
         "text": t.text,
         "segments": [
             {
-                "id": i, "seek": 0, "start": s.start, "end": s.end, "text": " " + s.text, "tokens": [],
-                "temperature": 0.0, "avg_logprob": _mean_logprob(s.words), "compression_ratio": 1.0, "no_speech_prob": 0.0,
+                "id": i,
+                "seek": 0,
+                "start": s.start,
+                "end": s.end,
+                "text": " " + s.text,
+                "tokens": [],
+                "temperature": 0.0,
+                "avg_logprob": _mean_logprob(s.words),
+                "compression_ratio": 1.0,
+                "no_speech_prob": 0.0,
             }
             for i, s in enumerate(segments(t.words))
         ],

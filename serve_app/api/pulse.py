@@ -20,10 +20,17 @@ def waves_body(t: Transcript, meta: RequestMeta, options: TranscriptionRequest) 
     """Smallest's Pulse answer (`POST /waves/v1/stt/`), as its `smallestai` SDK parses it: speakers
     are strings (`speaker_0`), and `utterances` come with diarization."""
     label = lambda speaker: {} if speaker is None else {"speaker": f"speaker_{speaker}"}  # noqa: E731
-    words = [{"word": w.punctuated_word, "start": w.start, "end": w.end, "confidence": w.confidence, **label(w.speaker)} for w in t.words]
+    words = [
+        {"word": w.punctuated_word, "start": w.start, "end": w.end, "confidence": w.confidence, **label(w.speaker)}
+        for w in t.words
+    ]
     body: dict[str, Any] = {
-        "status": "success", "transcription": t.text, "words": words, "language": t.language,
-        "metadata": {"duration": t.duration, "model": meta.model}, "request_id": meta.request_id,
+        "status": "success",
+        "transcription": t.text,
+        "words": words,
+        "language": t.language,
+        "metadata": {"duration": t.duration, "model": meta.model},
+        "request_id": meta.request_id,
     }
     if options.diarize or options.utterances:
         body["utterances"] = [

@@ -46,7 +46,10 @@ class Smallest:
             "is_last": r.is_last,
             "from_finalize": r.from_finalize,
             "language": r.transcript.language,
-            "words": [{"word": w.punctuated_word, "start": w.start, "end": w.end, "confidence": w.confidence} for w in r.transcript.words],
+            "words": [
+                {"word": w.punctuated_word, "start": w.start, "end": w.end, "confidence": w.confidence}
+                for w in r.transcript.words
+            ],
         }
         if ctx.options.full_transcript and r.is_final:
             body["full_transcript"] = r.full_text

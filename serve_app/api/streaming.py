@@ -72,24 +72,36 @@ class StreamRoutes:
         async with admitted:
             await ws.accept(subprotocol=subprotocol)
             ctx = Context(uuid.uuid4().hex, info.model, options)
-            session = self._session(ws, dialect, ctx, Segmenter(vad, options.endpoint_s, info.window_s, options.utterance_end_s), admission)
+            session = self._session(
+                ws, dialect, ctx, Segmenter(vad, options.endpoint_s, info.window_s, options.utterance_end_s), admission
+            )
             try:
                 await session.run()
             finally:
                 admission.audio_seconds = session.audio_seconds
-                logger.info("stream request_id=%s key_id=%s audio_s=%.1f", ctx.request_id, principal.key_id, session.audio_seconds)
+                logger.info(
+                    "stream request_id=%s key_id=%s audio_s=%.1f", ctx.request_id, principal.key_id, session.audio_seconds
+                )
         self.metrics.request("stream", 101, principal.key_id)
         await self.meter.observe(principal, session.audio_seconds)
 
     def _session(self, ws: WebSocket, dialect: LiveDialect, ctx: Context, segmenter: Segmenter, admission: Admission) -> Session:
         options, args = ctx.options, self.args
         return Session(
-            ws, dialect, ctx, open_input(options.encoding, options.sample_rate, options.channels, args.buffered_s, args.buffered_kb * 1024),
-            segmenter, self._decoder(options),
+            ws,
+            dialect,
+            ctx,
+            open_input(options.encoding, options.sample_rate, options.channels, args.buffered_s, args.buffered_kb * 1024),
+            segmenter,
+            self._decoder(options),
             StreamLimits(
-                args.idle_timeout_s, args.interim_every_s, args.decodes_in_flight,
-                lambda seconds: admission.reserve(seconds, partial=True), self.interims,
-                max_frame_bytes=args.max_frame_kb * 1024, max_duration_s=args.max_duration_s,
+                args.idle_timeout_s,
+                args.interim_every_s,
+                args.decodes_in_flight,
+                lambda seconds: admission.reserve(seconds, partial=True),
+                self.interims,
+                max_frame_bytes=args.max_frame_kb * 1024,
+                max_duration_s=args.max_duration_s,
             ),
         )
 

@@ -21,13 +21,15 @@ class UsageRoute:
         claims = principal.claims
         usage = await self.limiter.usage(principal.key_id)
         remaining = remaining_audio_seconds(claims.limits, usage)
-        return JSONResponse({
-            "key_id": claims.kid,
-            "customer": claims.customer,
-            "environment": claims.environment,
-            "expires_at": iso(claims.expires_at),
-            "features": claims.features,
-            "limits": claims.limits.model_dump(),
-            "usage": asdict(usage),
-            "remaining": {"audio_seconds_today": remaining["day"], "audio_seconds_month": remaining["month"]},
-        })
+        return JSONResponse(
+            {
+                "key_id": claims.kid,
+                "customer": claims.customer,
+                "environment": claims.environment,
+                "expires_at": iso(claims.expires_at),
+                "features": claims.features,
+                "limits": claims.limits.model_dump(),
+                "usage": asdict(usage),
+                "remaining": {"audio_seconds_today": remaining["day"], "audio_seconds_month": remaining["month"]},
+            }
+        )

@@ -115,7 +115,12 @@ class Aligner:
             out = self.model(input_features=mel, decoder_input_ids=ids, output_attentions=True)
         # Row p predicts token p+1: rows from the last prompt token to the last text token.
         first = len(prompt) - 1
-        attention = np.stack([out.cross_attentions[layer][0, h, first : first + len(text_tokens) + 1].float().cpu().numpy() for layer, h in self.heads])
+        attention = np.stack(
+            [
+                out.cross_attentions[layer][0, h, first : first + len(text_tokens) + 1].float().cpu().numpy()
+                for layer, h in self.heads
+            ]
+        )
         n_frames = min(attention.shape[-1], int(np.ceil(audio.size / SAMPLE_RATE * FRAMES_PER_S)))
         times = token_times(attention, max(n_frames, 1))
         return [(float(times[k]), float(times[k + 1])) for k in range(len(text_tokens))]

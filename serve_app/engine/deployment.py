@@ -145,7 +145,9 @@ class WhisperEngine:
 
     def _params(self, temperature: float) -> SamplingParams:
         # A fixed seed keeps fallback decodes reproducible.
-        return self._sampling_params(temperature=temperature, max_tokens=self.args.max_tokens, logprobs=0, seed=0 if temperature else None)
+        return self._sampling_params(
+            temperature=temperature, max_tokens=self.args.max_tokens, logprobs=0, seed=0 if temperature else None
+        )
 
     async def _generate(self, prompt: ExplicitEncoderDecoderPrompt, params: SamplingParams) -> CompletionOutput:
         final: RequestOutput | None = None
@@ -170,15 +172,18 @@ class WhisperEngine:
         # iter(): vLLM types FlatLogprobs as a sequence of `dict | None` (a prompt's first position has no
         # logprobs), but a completion's positions all have one, as its __iter__ declares.
         steps = iter(completion.logprobs or [])
-        text = [(token_id, step[token_id]) for token_id, step in zip(completion.token_ids, steps) if token_id < self.vocab.eot and token_id in step]
+        text = [
+            (token_id, step[token_id])
+            for token_id, step in zip(completion.token_ids, steps)
+            if token_id < self.vocab.eot and token_id in step
+        ]
         ids = [token_id for token_id, _ in text]
         times: list[tuple[float, float]] | None = None
         if align:
             loop = asyncio.get_running_loop()
             times = await loop.run_in_executor(self._align_pool, self.aligner.align, audio, prompt_ids, ids, self.vocab.eot)
         tokens = [
-            Token(lp.decoded_token or "", lp.logprob, *(times[k] if times else (None, None)))
-            for k, (_, lp) in enumerate(text)
+            Token(lp.decoded_token or "", lp.logprob, *(times[k] if times else (None, None))) for k, (_, lp) in enumerate(text)
         ]
         return ChunkTranscript(completion.text, tokens, aligned=times is not None)
 

@@ -54,9 +54,17 @@ class SpeakerEncoder(torch.nn.Module):
         self.eval()
         from transformers.audio_utils import mel_filter_bank
 
-        self.mel = torch.from_numpy(mel_filter_bank(
-            num_frequency_bins=201, num_mel_filters=40, min_frequency=0.0, max_frequency=8000.0,
-            sampling_rate=SAMPLE_RATE, norm="slaney", mel_scale="slaney")).float()  # (201, 40)
+        self.mel = torch.from_numpy(
+            mel_filter_bank(
+                num_frequency_bins=201,
+                num_mel_filters=40,
+                min_frequency=0.0,
+                max_frequency=8000.0,
+                sampling_rate=SAMPLE_RATE,
+                norm="slaney",
+                mel_scale="slaney",
+            )
+        ).float()  # (201, 40)
 
     def frames(self, audio: np.ndarray) -> torch.Tensor:
         """Power mel spectrogram (frames, 40) as librosa computes it for Resemblyzer (not log),
@@ -71,7 +79,7 @@ class SpeakerEncoder(torch.nn.Module):
         for first in range(0, total, MEL_BLOCK_FRAMES):
             count = min(MEL_BLOCK_FRAMES, total - first)
             a, b = first * HOP - 200, (first + count - 1) * HOP + 200  # frames centred on their hop
-            wav = torch.nn.functional.pad(samples[max(a, 0):b].float() * gain, (max(-a, 0), max(b - len(audio), 0)))
+            wav = torch.nn.functional.pad(samples[max(a, 0) : b].float() * gain, (max(-a, 0), max(b - len(audio), 0)))
             spec = torch.stft(wav, 400, HOP, window=torch.hann_window(400), center=False, return_complex=True)
             blocks.append((spec.abs() ** 2).T @ self.mel)
         return torch.cat(blocks)
@@ -80,7 +88,7 @@ class SpeakerEncoder(torch.nn.Module):
     def embed(self, mel: torch.Tensor, windows: list[tuple[int, int]]) -> np.ndarray:
         out = []
         for first in range(0, len(windows), EMBED_BATCH):
-            some = windows[first:first + EMBED_BATCH]
+            some = windows[first : first + EMBED_BATCH]
             lengths = torch.tensor([b - a for a, b in some])
             batch = torch.nn.utils.rnn.pad_sequence([mel[a:b] for a, b in some], batch_first=True)
             packed = torch.nn.utils.rnn.pack_padded_sequence(batch, lengths, batch_first=True, enforce_sorted=False)

@@ -27,7 +27,9 @@ class WhisperVocabulary:
         tokenizer = json.loads((path / "tokenizer.json").read_text())
         ids = {t["content"]: t["id"] for t in tokenizer["added_tokens"]}
         languages = {k.strip("<|>"): v for k, v in generation.get("lang_to_id", {}).items()}
-        return cls(ids["<|startoftranscript|>"], ids["<|endoftext|>"], ids["<|notimestamps|>"], ids.get("<|transcribe|>"), languages)
+        return cls(
+            ids["<|startoftranscript|>"], ids["<|endoftext|>"], ids["<|notimestamps|>"], ids.get("<|transcribe|>"), languages
+        )
 
     def prompt(self, language: str | None) -> list[int]:
         if not self.multilingual:

@@ -30,10 +30,19 @@ logger = logging.getLogger("ray.serve")
 Clock = Callable[[], datetime]
 _SCHEMES = ("token", "bearer")
 # Every value the `stt_auth_failures{reason}` label can take: a fixed set, never free text.
-FAILURE_REASONS = frozenset({
-    "missing", "malformed", "bad_signature", "not_yet_valid", "revoked", "wrong_environment", "expired",
-    "revocations_unavailable", "throttled",
-})
+FAILURE_REASONS = frozenset(
+    {
+        "missing",
+        "malformed",
+        "bad_signature",
+        "not_yet_valid",
+        "revoked",
+        "wrong_environment",
+        "expired",
+        "revocations_unavailable",
+        "throttled",
+    }
+)
 UNVERIFIED = "(unverified)"  # the one usage-store bucket for failures whose key did not verify
 CLOCK_SKEW = timedelta(minutes=5)  # how far in the future a key's issued_at may be (clocks differ)
 REVOCATIONS_RETRY_S = 5  # retry_after while the revocation list cannot be read
@@ -124,7 +133,9 @@ class RevocationList:
             self._read(self.path)
         except (OSError, UnicodeDecodeError) as exc:
             self._ids, self._stamp = frozenset(), None
-            self._set_problem("revocation file missing" if isinstance(exc, FileNotFoundError) else "revocation file unreadable", exc)
+            self._set_problem(
+                "revocation file missing" if isinstance(exc, FileNotFoundError) else "revocation file unreadable", exc
+            )
             return
         self._set_problem(None, None)
 
@@ -192,7 +203,9 @@ class LicenseAuthenticator:
         try:
             revoked = self.revocations.revoked(kid)
         except RevocationsUnreadable:
-            error = ServiceUnavailable("License check unavailable: the revocation list cannot be read", retry_after=REVOCATIONS_RETRY_S)
+            error = ServiceUnavailable(
+                "License check unavailable: the revocation list cannot be read", retry_after=REVOCATIONS_RETRY_S
+            )
             return Refusal(error, "revocations_unavailable", kid)
         if revoked:
             return Refusal(InvalidLicense(reason="revoked"), "revoked", kid)
@@ -223,7 +236,9 @@ class FailureThrottle:
 
     WINDOW_S = 60.0
 
-    def __init__(self, per_minute: int | None, max_addresses: int = 10_000, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, per_minute: int | None, max_addresses: int = 10_000, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self.per_minute, self.max_addresses, self.monotonic = per_minute, max_addresses, monotonic
         self._windows: OrderedDict[str, _Window] = OrderedDict()  # oldest window first
 

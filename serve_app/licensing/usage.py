@@ -49,8 +49,12 @@ def _usage(values: dict[tuple[str, str], float], now: float) -> Usage:
     day, month, total = periods(now)
     get = lambda period, name: values.get((period, name), 0)  # noqa: E731
     return Usage(
-        int(get(day, "requests")), int(get(month, "requests")), int(get(total, "requests")),
-        round(get(day, "audio_seconds"), 3), round(get(month, "audio_seconds"), 3), round(get(total, "audio_seconds"), 3),
+        int(get(day, "requests")),
+        int(get(month, "requests")),
+        int(get(total, "requests")),
+        round(get(day, "audio_seconds"), 3),
+        round(get(month, "audio_seconds"), 3),
+        round(get(total, "audio_seconds"), 3),
         int(get(total, "auth_failures")),
     )
 
@@ -154,10 +158,12 @@ class SqliteStore(SqliteFile):
         day, month, _ = periods(now)
 
         def run(db: sqlite3.Connection) -> float:
-            used = dict(db.execute(
-                "SELECT period, value FROM counters WHERE key_id = ? AND name = 'audio_seconds' AND period IN (?, ?)",
-                (key_id, day, month),
-            ).fetchall())
+            used = dict(
+                db.execute(
+                    "SELECT period, value FROM counters WHERE key_id = ? AND name = 'audio_seconds' AND period IN (?, ?)",
+                    (key_id, day, month),
+                ).fetchall()
+            )
             billed = granted(caps.room(used.get(day, 0.0), used.get(month, 0.0)), seconds, partial)
             if billed > 0:
                 self._add(db, key_id, now, {"audio_seconds": billed})
@@ -166,9 +172,11 @@ class SqliteStore(SqliteFile):
         return self._transaction(run)
 
     def usage(self, key_id: str, now: float) -> Usage:
-        rows = self._connect().execute(
-            "SELECT period, name, value FROM counters WHERE key_id = ? AND period IN (?, ?, ?)", (key_id, *periods(now))
-        ).fetchall()
+        rows = (
+            self._connect()
+            .execute("SELECT period, name, value FROM counters WHERE key_id = ? AND period IN (?, ?, ?)", (key_id, *periods(now)))
+            .fetchall()
+        )
         return _usage({(p, n): v for p, n, v in rows}, now)
 
 

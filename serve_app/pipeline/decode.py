@@ -73,7 +73,9 @@ def decode(data: bytes, max_duration_s: float, keep_channels: bool = False) -> n
         raise UnsupportedFormat("Could not decode audio; send wav, mp3, flac, ogg/opus, m4a/aac or webm") from exc
 
 
-def _decode_stream(container: av.container.InputContainer, stream: av.AudioStream, max_samples: int, max_s: float, keep_channels: bool) -> np.ndarray:
+def _decode_stream(
+    container: av.container.InputContainer, stream: av.AudioStream, max_samples: int, max_s: float, keep_channels: bool
+) -> np.ndarray:
     # Planar float keeps channels apart (one row each); "mono" makes the resampler mix them down.
     layout = stream.layout.name if keep_channels else "mono"
     resampler = av.AudioResampler(format="fltp", layout=layout, rate=SAMPLE_RATE)
@@ -98,4 +100,6 @@ def _decode_stream(container: av.container.InputContainer, stream: av.AudioStrea
 
 
 def _too_long(max_duration_s: float) -> FileTooLarge:
-    return FileTooLarge(f"Audio longer than the {max_duration_s:g} s limit (all channels together)", max_duration_s=max_duration_s)
+    return FileTooLarge(
+        f"Audio longer than the {max_duration_s:g} s limit (all channels together)", max_duration_s=max_duration_s
+    )

@@ -28,7 +28,12 @@ from ..watch import ReplicaWatch
 logger = logging.getLogger("ray.serve")
 
 T = TypeVar("T")
-_UNAVAILABLE = (DeploymentUnavailableError, ReplicaUnavailableError, RayActorError, TaskCancelledError)  # BackPressureError: EngineBusy
+_UNAVAILABLE = (
+    DeploymentUnavailableError,
+    ReplicaUnavailableError,
+    RayActorError,
+    TaskCancelledError,
+)  # BackPressureError: EngineBusy
 RETRY_AFTER_S = 5
 BUSY_RETRY_S = 1.0  # how soon a request under way asks a full engine queue again
 ENGINE_CHECK_S = 2.0  # how long an engine call waits before checking that a replica is running

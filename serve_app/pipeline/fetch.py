@@ -190,7 +190,9 @@ def _tls(host: str) -> dict:
 
 
 def pinned_pool(scheme: str, host: str, ip: str, port: int, timeout: float) -> urllib3.HTTPConnectionPool:
-    kwargs: dict[str, Any] = dict(host=ip, port=port, timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False, maxsize=1)
+    kwargs: dict[str, Any] = dict(
+        host=ip, port=port, timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False, maxsize=1
+    )
     if scheme == "https":
         return urllib3.HTTPSConnectionPool(**kwargs, **_tls(host))
     return urllib3.HTTPConnectionPool(**kwargs)

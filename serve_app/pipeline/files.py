@@ -66,20 +66,31 @@ class FilePipeline:
             language, confidence = await self.engine.detect_language(channels[0][0].audio)
         align = self._align(job)
         with self.meter.timed("engine"):
-            transcripts = await asyncio.gather(*(
-                self._channel(chunks, samples, language, confidence, align, request)
-                for chunks, samples in zip(channels, channel_audio)
-            ))
+            transcripts = await asyncio.gather(
+                *(
+                    self._channel(chunks, samples, language, confidence, align, request)
+                    for chunks, samples in zip(channels, channel_audio)
+                )
+            )
         transcript = merge_channels(list(transcripts)) if request.multichannel else transcripts[0]
         admission.audio_seconds = transcript.duration * len(channels)  # each channel is transcribed
-        logger.info("transcription request_id=%s key_id=%s audio_s=%.1f channels=%d", job.request_id, job.principal.key_id, transcript.duration, len(channels))
+        logger.info(
+            "transcription request_id=%s key_id=%s audio_s=%.1f channels=%d",
+            job.request_id,
+            job.principal.key_id,
+            transcript.duration,
+            len(channels),
+        )
         return transcript, data
 
     def _align(self, job: Job) -> bool:
         """Captions and word granularity need the model's times; otherwise the request or the server decides."""
         request = job.request
-        return (job.timed_answer or request.needs_times
-                or (request.timestamps if request.timestamps is not None else self.args.word_timestamps))
+        return (
+            job.timed_answer
+            or request.needs_times
+            or (request.timestamps if request.timestamps is not None else self.args.word_timestamps)
+        )
 
     async def _channel(
         self, chunks: list[Chunk], audio: Any, language: str, confidence: float | None, align: bool, request: TranscriptionRequest

@@ -58,7 +58,9 @@ def _chunk_words(chunk: Chunk, result: ChunkTranscript) -> list[Word]:
     return words
 
 
-def stitch(chunks: list[Chunk], results: list[ChunkTranscript], language: str, language_confidence: float | None = None) -> Transcript:
+def stitch(
+    chunks: list[Chunk], results: list[ChunkTranscript], language: str, language_confidence: float | None = None
+) -> Transcript:
     words = [w for chunk, result in zip(chunks, results) for w in _chunk_words(chunk, result)]
     text = " ".join(r.text.strip() for r in results if r.text.strip())
     logprobs = [t.logprob for r in results for t in r.tokens if not _SPECIAL.match(t.text)]
@@ -73,8 +75,13 @@ def merge_channels(channels: list[Transcript]) -> Transcript:
     confidence = sum(c.confidence for c in channels) / len(channels)
     first = channels[0]
     return Transcript(
-        " ".join(w.punctuated_word for w in words), words, round(confidence, 4), max(c.duration for c in channels),
-        first.language, first.language_confidence, tuple(channels),
+        " ".join(w.punctuated_word for w in words),
+        words,
+        round(confidence, 4),
+        max(c.duration for c in channels),
+        first.language,
+        first.language_confidence,
+        tuple(channels),
     )
 
 

@@ -42,7 +42,12 @@ MAGIC = {b"OggS": OGG, b"\x1a\x45\xdf\xa3": MATROSKA}
 CODECS = ("opus", "vorbis")  # what MediaRecorder puts in them: no other FFmpeg decoder sees client bytes
 # encoding -> the containers it may arrive in; none: raw PCM
 ENCODINGS: dict[str, tuple[str, ...]] = {
-    "linear16": (), "opus": (OGG, MATROSKA), "ogg-opus": (OGG,), "ogg_opus": (OGG,), "webm": (MATROSKA,), "webm-opus": (MATROSKA,),
+    "linear16": (),
+    "opus": (OGG, MATROSKA),
+    "ogg-opus": (OGG,),
+    "ogg_opus": (OGG,),
+    "webm": (MATROSKA,),
+    "webm-opus": (MATROSKA,),
 }
 
 

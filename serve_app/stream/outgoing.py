@@ -46,4 +46,3 @@ async def until_over(tasks: list[asyncio.Task], sender: asyncio.Task) -> BaseExc
         if failed is not None or sender in done:
             return failed
     return None
-

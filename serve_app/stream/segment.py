@@ -127,7 +127,11 @@ class Segmenter:
         if self._open is None:
             return None
         # the samples short of a VAD frame belong to the utterance too
-        self._kept, self.position, self._pending = np.concatenate((self._kept, self._pending)), self.position + self._pending.size, self._pending[:0]
+        self._kept, self.position, self._pending = (
+            np.concatenate((self._kept, self._pending)),
+            self.position + self._pending.size,
+            self._pending[:0],
+        )
         return replace(self._take(self.position), speech_final=not self._speaking, from_finalize=True)
 
     def _frame(self, frame: np.ndarray) -> list[Event]:

@@ -128,7 +128,9 @@ class Session:
         """One client message: None while the stream goes on, else how it ends."""
         if len(data or text or "") > self.limits.max_frame_bytes:  # refused before it is converted or parsed
             limit = self.limits.max_frame_bytes
-            return Close(MESSAGE_TOO_BIG, FileTooLarge(f"WebSocket messages must be at most {limit} bytes", max_frame_bytes=limit))
+            return Close(
+                MESSAGE_TOO_BIG, FileTooLarge(f"WebSocket messages must be at most {limit} bytes", max_frame_bytes=limit)
+            )
         if data:
             self.sha256.update(data)
             await self.audio.feed(data)
@@ -242,7 +244,9 @@ class Session:
         task.add_done_callback(self._decodes.discard)
         return task
 
-    async def _decoded(self, span: Span, transcript: Awaitable[Transcript], is_last: bool = False, interim: bool = False) -> dict[str, Any] | None:
+    async def _decoded(
+        self, span: Span, transcript: Awaitable[Transcript], is_last: bool = False, interim: bool = False
+    ) -> dict[str, Any] | None:
         """The message for a decode, built when the sender reaches it (full text in stream order)."""
         try:
             result = await transcript
@@ -258,8 +262,13 @@ class Session:
             self._finals.append(result.text)
         return self.protocol.result(
             Result(
-                result, span.start, span.duration, is_final=not interim,
-                speech_final=span.speech_final, from_finalize=span.from_finalize, is_last=is_last,
+                result,
+                span.start,
+                span.duration,
+                is_final=not interim,
+                speech_final=span.speech_final,
+                from_finalize=span.from_finalize,
+                is_last=is_last,
                 full_text=" ".join(t for t in self._finals if t),
             ),
             self.ctx,

@@ -52,20 +52,49 @@ class Service:
         config = yaml.safe_load(config_path.read_text())
         config["http_options"].update(host="127.0.0.1", port=self.port)
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-        subprocess.run([BIN / "stt-license", "keygen", "--private-key", workdir / "issuer.key", "--public-keys", workdir / "issuer.pub"], check=True, capture_output=True)
+        subprocess.run(
+            [BIN / "stt-license", "keygen", "--private-key", workdir / "issuer.key", "--public-keys", workdir / "issuer.pub"],
+            check=True,
+            capture_output=True,
+        )
         self.key = subprocess.run(
-            [BIN / "stt-license", "issue", "--private-key", workdir / "issuer.key", "--customer", "bench", "--environment", "dev", "--days", "1"],
-            check=True, capture_output=True, text=True,
+            [
+                BIN / "stt-license",
+                "issue",
+                "--private-key",
+                workdir / "issuer.key",
+                "--customer",
+                "bench",
+                "--environment",
+                "dev",
+                "--days",
+                "1",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
     def start(self, first_clip: Clip) -> float:
         """Seconds from the command to the first 200 on /v1/listen."""
-        env = {**os.environ, "STT_LICENSE_PUBLIC_KEYS": str(self.workdir / "issuer.pub"), "STT_USAGE_DB": str(self.workdir / "usage.db"), "RAY_USAGE_STATS_ENABLED": "0"}
+        env = {
+            **os.environ,
+            "STT_LICENSE_PUBLIC_KEYS": str(self.workdir / "issuer.pub"),
+            "STT_USAGE_DB": str(self.workdir / "usage.db"),
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
         start = time.monotonic()
         with open(self.workdir / "serve.log", "wb") as log:
-            self.proc = subprocess.Popen([BIN / "serve", "run", "--address", "local", self.workdir / "config.yaml"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [BIN / "serve", "run", "--address", "local", self.workdir / "config.yaml"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         while time.monotonic() - start < 900:
             if self.proc.poll() is not None:
                 raise SystemExit(f"service exited; see {self.workdir / 'serve.log'}")
@@ -96,8 +125,10 @@ def _free_port() -> int:
 
 def post(url: str, key: str, clip: Clip) -> tuple[int, str | None]:
     response = requests.post(
-        f"{url}/v1/listen", headers={"Authorization": f"Token {key}", "Content-Type": "application/octet-stream"},
-        data=Path(clip.path).read_bytes(), timeout=600,
+        f"{url}/v1/listen",
+        headers={"Authorization": f"Token {key}", "Content-Type": "application/octet-stream"},
+        data=Path(clip.path).read_bytes(),
+        timeout=600,
     )
     return response.status_code, response.json().get("text") if response.status_code == 200 else None
 
@@ -130,11 +161,25 @@ def drive_service(url: str, key: str, clips: list[Clip], levels: list[int], min_
         for _, status, _ in outcomes:
             statuses[str(status)] = statuses.get(str(status), 0) + 1
         result = LevelResult(
-            "service", level, len(plan), wall, sum(c.duration_s for c in plan), [o[0] for o in outcomes if o[1] == 200],
-            statuses, [o[2] for o in outcomes], [c.text for c in plan], getattr(rss, "peak", 0.0),
+            "service",
+            level,
+            len(plan),
+            wall,
+            sum(c.duration_s for c in plan),
+            [o[0] for o in outcomes if o[1] == 200],
+            statuses,
+            [o[2] for o in outcomes],
+            [c.text for c in plan],
+            getattr(rss, "peak", 0.0),
         )
         by_cpu = lambda d: dict(sorted(d.items(), key=lambda kv: -kv[1]))  # noqa: E731
-        results.append({**result_json(result), "cpu_s_by_process": by_cpu(cpu), "rss_mb_by_process": by_cpu(rss_mb_by_role(pid)) if pid else {}})
+        results.append(
+            {
+                **result_json(result),
+                "cpu_s_by_process": by_cpu(cpu),
+                "rss_mb_by_process": by_cpu(rss_mb_by_role(pid)) if pid else {},
+            }
+        )
         print(f"  service level {level}: {result.summary()['throughput_x']}x real time", flush=True)
     return results
 
@@ -154,7 +199,9 @@ def run_peer(engine: str, plan: dict, workdir: Path) -> dict:
     out = workdir / f"{engine}.json"
     print(f"==> {engine}", flush=True)
     start = time.monotonic()
-    subprocess.run([PYTHON, "-m", "tools.bench.peers", engine, "--plan", workdir / "plan.json", "--out", out], check=True, cwd=ROOT)
+    subprocess.run(
+        [PYTHON, "-m", "tools.bench.peers", engine, "--plan", workdir / "plan.json", "--out", out], check=True, cwd=ROOT
+    )
     result = json.loads(out.read_text())
     result["process_s"] = round(time.monotonic() - start, 1)
     return result
@@ -176,7 +223,9 @@ def main() -> None:
     p.add_argument("--max-s", type=float, default=15)
     p.add_argument("--clips", type=int, default=None, help="use at most this many clips")
     p.add_argument("--levels", default="1,4,16,64")
-    p.add_argument("--min-requests", type=int, default=32, help="requests per level: max(level, this); fewer are noisy on 2 cores")
+    p.add_argument(
+        "--min-requests", type=int, default=32, help="requests per level: max(level, this); fewer are noisy on 2 cores"
+    )
     p.add_argument("--engines", default="service,vllm,faster-whisper")
     p.add_argument("--url", help="drive this running service instead of starting one")
     p.add_argument("--key", default=os.environ.get("LICENSE_KEY"))
@@ -185,17 +234,35 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     args = p.parse_args()
 
-    clips = load_clips(args.manifest, args.min_s, args.max_s, args.clips, sets={"ljspeech", "classic", "librivox", "speechbrain_asr", "harvard", "arctic"} if args.manifest == DEFAULT_MANIFEST else None)
+    clips = load_clips(
+        args.manifest,
+        args.min_s,
+        args.max_s,
+        args.clips,
+        sets={"ljspeech", "classic", "librivox", "speechbrain_asr", "harvard", "arctic"}
+        if args.manifest == DEFAULT_MANIFEST
+        else None,
+    )
     if not clips:
         raise SystemExit("no clips match")
     levels = [int(x) for x in args.levels.split(",")]
     engines = args.engines.split(",")
     # Bare vLLM runs with the very engine settings the service's config gives its engine.
     engine_args = yaml.safe_load(args.config.read_text())["applications"][0]["args"]["engine"]
-    plan = {"clips": [c.__dict__ for c in clips], "levels": levels, "min_requests": args.min_requests, "engine": {**engine_args, "model": args.model}}
+    plan = {
+        "clips": [c.__dict__ for c in clips],
+        "levels": levels,
+        "min_requests": args.min_requests,
+        "engine": {**engine_args, "model": args.model},
+    }
     results: dict = {
         "machine": {"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
-        "workload": {"clips": len(clips), "clip_audio_s": round(sum(c.duration_s for c in clips), 1), "levels": levels, "min_requests": args.min_requests},
+        "workload": {
+            "clips": len(clips),
+            "clip_audio_s": round(sum(c.duration_s for c in clips), 1),
+            "levels": levels,
+            "min_requests": args.min_requests,
+        },
         "engines": {},
     }
     print(f"{len(clips)} clips, {results['workload']['clip_audio_s']} s of audio; levels {levels}", flush=True)
@@ -206,7 +273,10 @@ def main() -> None:
             if args.url:
                 if not args.key:
                     raise SystemExit("--url needs --key (or LICENSE_KEY)")
-                results["engines"]["service"] = {"cold_start_s": None, "levels": drive_service(args.url, args.key, clips, levels, args.min_requests, None)}
+                results["engines"]["service"] = {
+                    "cold_start_s": None,
+                    "levels": drive_service(args.url, args.key, clips, levels, args.min_requests, None),
+                }
             else:
                 service = Service(workdir, args.config)
                 try:

@@ -69,12 +69,18 @@ class LevelResult:
         pairs = [(normalize(r), normalize(h)) for r, h in zip(self.references, self.hypotheses) if h is not None]
         wer = jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]) if pairs else None
         return {
-            "engine": self.engine, "level": self.level, "requests": self.requests,
-            "wall_s": round(self.wall_s, 3), "audio_s": round(self.audio_s, 2),
+            "engine": self.engine,
+            "level": self.level,
+            "requests": self.requests,
+            "wall_s": round(self.wall_s, 3),
+            "audio_s": round(self.audio_s, 2),
             "throughput_x": round(self.audio_s / self.wall_s, 2) if self.wall_s else None,
-            "p50_s": pct(0.5), "p95_s": pct(0.95), "p99_s": pct(0.99),
+            "p50_s": pct(0.5),
+            "p95_s": pct(0.95),
+            "p99_s": pct(0.99),
             "mean_s": round(statistics.fmean(lat), 4) if lat else None,
-            "statuses": self.statuses, "wer": round(wer, 4) if wer is not None else None,
+            "statuses": self.statuses,
+            "wer": round(wer, 4) if wer is not None else None,
             "rss_peak_mb": round(self.rss_peak_mb, 1),
         }
 
@@ -98,8 +104,20 @@ def tree_rss_mb(pid: int) -> float:
 def _label(proc: psutil.Process) -> str:
     """A readable role for a process of the service's tree (Ray names its workers by actor)."""
     name = " ".join(proc.cmdline()[:1]) or proc.name()
-    for marker in ("ServeReplica:stt:Ingress", "ServeReplica:stt:WhisperEngine", "ProxyActor", "ServeController",
-                   "VLLM::EngineCore", "VLLM::Worker", "raylet", "gcs_server", "dashboard", "serve run", "DashboardAgent", "RuntimeEnvAgent"):
+    for marker in (
+        "ServeReplica:stt:Ingress",
+        "ServeReplica:stt:WhisperEngine",
+        "ProxyActor",
+        "ServeController",
+        "VLLM::EngineCore",
+        "VLLM::Worker",
+        "raylet",
+        "gcs_server",
+        "dashboard",
+        "serve run",
+        "DashboardAgent",
+        "RuntimeEnvAgent",
+    ):
         if marker in name or marker in " ".join(proc.cmdline()):
             return marker
     return proc.name()
@@ -155,4 +173,3 @@ class RssSampler:
 
 def result_json(result: LevelResult) -> dict:
     return {**result.summary(), "latencies_s": [round(x, 4) for x in result.latencies_s]}
-

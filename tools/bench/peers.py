@@ -58,7 +58,9 @@ def run_faster_whisper(clips: list[Clip], levels: list[int], min_requests: int) 
 
     start = time.monotonic()
     workers = max(levels)
-    model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=os.cpu_count() or 1, num_workers=workers)
+    model = WhisperModel(
+        str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=os.cpu_count() or 1, num_workers=workers
+    )
 
     def one(clip: Clip) -> tuple[float, str]:
         t = time.monotonic()
@@ -86,8 +88,16 @@ def run_faster_whisper(clips: list[Clip], levels: list[int], min_requests: int) 
 
 def _level(engine: str, level: int, plan: list[Clip], wall: float, outcomes: list[tuple[float, str]], rss: float) -> dict:
     result = LevelResult(
-        engine, level, len(plan), wall, sum(c.duration_s for c in plan), [o[0] for o in outcomes],
-        {"ok": len(outcomes)}, [o[1] for o in outcomes], [c.text for c in plan], rss,
+        engine,
+        level,
+        len(plan),
+        wall,
+        sum(c.duration_s for c in plan),
+        [o[0] for o in outcomes],
+        {"ok": len(outcomes)},
+        [o[1] for o in outcomes],
+        [c.text for c in plan],
+        rss,
     )
     print(f"  {engine} level {level}: {result.summary()['throughput_x']}x real time", file=sys.stderr, flush=True)
     return result_json(result)

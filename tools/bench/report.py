@@ -69,7 +69,13 @@ def markdown(results: dict) -> str:
             if seconds >= 0.05:
                 lines.append(f"| {role} | {seconds:.1f} | {seconds / total:.0%} |")
     if busiest and busiest.get("rss_mb_by_process"):
-        lines += ["", f"The service's resident memory by process after concurrency {busiest['level']}:", "", "| process | RSS MB |", "|---|---|"]
+        lines += [
+            "",
+            f"The service's resident memory by process after concurrency {busiest['level']}:",
+            "",
+            "| process | RSS MB |",
+            "|---|---|",
+        ]
         lines += [f"| {role} | {mb:.0f} |" for role, mb in busiest["rss_mb_by_process"].items() if mb >= 1]
     return "\n".join(lines) + "\n"
 

@@ -79,8 +79,11 @@ def stream(url: str, key: str, talk: Conversation, out: dict, interims: bool) ->
     frame = int(FRAME_S * SAMPLE_RATE) * 2
     finals: list[tuple[float, float, str]] = []  # (arrival, covered until, text)
     interim_count = 0
-    with websockets.sync.client.connect(f"{url}/v1/listen?encoding=linear16&sample_rate=16000&interim_results={str(interims).lower()}",
-                                        additional_headers={"Authorization": f"Token {key}"}, max_size=None) as ws:
+    with websockets.sync.client.connect(
+        f"{url}/v1/listen?encoding=linear16&sample_rate=16000&interim_results={str(interims).lower()}",
+        additional_headers={"Authorization": f"Token {key}"},
+        max_size=None,
+    ) as ws:
         t0 = time.monotonic()
 
         def send() -> None:
@@ -106,8 +109,13 @@ def stream(url: str, key: str, talk: Conversation, out: dict, interims: bool) ->
         covering = next((arrival for arrival, until, _ in finals if until >= end - 0.05), None)
         if covering is not None:
             latencies.append(round(covering - end, 3))
-    out.update(latencies=latencies, missing=len(talk.ends) - len(latencies), interims=interim_count,
-               hypothesis=" ".join(t for _, _, t in finals if t), reference=talk.text)
+    out.update(
+        latencies=latencies,
+        missing=len(talk.ends) - len(latencies),
+        interims=interim_count,
+        hypothesis=" ".join(t for _, _, t in finals if t),
+        reference=talk.text,
+    )
 
 
 def level(url: str, key: str, clips: list, n: int, seconds: float, seed: int, interims: bool = True) -> dict:
@@ -142,7 +150,9 @@ def main() -> None:
     p.add_argument("--key", default=os.environ.get("LICENSE_KEY"))
     p.add_argument("--levels", default="1,2,4,6,8,12,16")
     p.add_argument("--seconds", type=float, default=60, help="audio per stream at each level")
-    p.add_argument("--modes", default="interim,finals-only", help="streams with interim results, and without (the same run's peer)")
+    p.add_argument(
+        "--modes", default="interim,finals-only", help="streams with interim results, and without (the same run's peer)"
+    )
     p.add_argument("--warmup-s", type=float, default=15, help="one unmeasured stream first")
     p.add_argument("--target-s", type=float, default=1.0, help="the median latency a level must stay under")
     p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
@@ -184,19 +194,29 @@ def main() -> None:
             service.stop()
         tmp.cleanup()
     base = modes[next(iter(modes))]["levels"][0]["p50_s"] or 1.0
-    print("\n| results | streams | utterances | p50 s | p90 s | max s | p50 vs 1 stream with interims | interims/stream/min | WER |")
+    print(
+        "\n| results | streams | utterances | p50 s | p90 s | max s | p50 vs 1 stream with interims | interims/stream/min | WER |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for mode, result in modes.items():
         for r in result["levels"]:
-            print(f"| {mode} | {r['streams']} | {r['utterances']} | {r['p50_s']} | {r['p90_s']} | {r['max_s']} | {r['p50_s'] / base:.2f}x | {r['interims_per_stream_min']} | {r['wer']} |")
+            print(
+                f"| {mode} | {r['streams']} | {r['utterances']} | {r['p50_s']} | {r['p90_s']} | {r['max_s']} | {r['p50_s'] / base:.2f}x | {r['interims_per_stream_min']} | {r['wer']} |"
+            )
     for mode, result in modes.items():
         print(f"{mode}: real-time streams held under a {args.target_s:g} s median: {result['streams_held']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "machine": {"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
-        "workload": {"seconds_per_stream": args.seconds, "frame_s": FRAME_S, "gap_s": GAP_S, "clips": len(clips)},
-        "target_p50_s": args.target_s, "modes": modes,
-    }, indent=2))
+    args.out.write_text(
+        json.dumps(
+            {
+                "machine": {"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+                "workload": {"seconds_per_stream": args.seconds, "frame_s": FRAME_S, "gap_s": GAP_S, "clips": len(clips)},
+                "target_p50_s": args.target_s,
+                "modes": modes,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

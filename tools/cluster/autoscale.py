@@ -26,9 +26,12 @@ from tools import ROOT
 from tools.cluster.multinode import Cluster, cpu_config, dev_key, write_config
 
 AUTOSCALING = {
-    "min_replicas": 1, "max_replicas": 2,
+    "min_replicas": 1,
+    "max_replicas": 2,
     "target_ongoing_requests": 4,  # one engine holds ~16 chunks well; 12 concurrent requests ask for two
-    "upscale_delay_s": 5, "downscale_delay_s": 30, "look_back_period_s": 10,
+    "upscale_delay_s": 5,
+    "downscale_delay_s": 30,
+    "look_back_period_s": 10,
 }
 
 
@@ -88,8 +91,15 @@ def run(load_s: float, concurrency: int, settle_s: float) -> dict:
                 time.sleep(2)
         finally:
             cluster.stop()
-    return {"autoscaling_config": AUTOSCALING, "load_s": load_s, "concurrency": concurrency, "statuses": statuses, "samples": samples,
-            "max_running": max(s["running"] for s in samples), "final_running": samples[-1]["running"]}
+    return {
+        "autoscaling_config": AUTOSCALING,
+        "load_s": load_s,
+        "concurrency": concurrency,
+        "statuses": statuses,
+        "samples": samples,
+        "max_running": max(s["running"] for s in samples),
+        "final_running": samples[-1]["running"],
+    }
 
 
 def _sample(cluster: Cluster, started: float, loading: bool) -> dict:

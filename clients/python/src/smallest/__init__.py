@@ -1,9 +1,9 @@
 """Python client for the self-hosted speech-to-text server.
 
-    from smallest import Client
-    client = Client(api_url="http://localhost:7100", license_key="...")  # or LICENSE_KEY in the environment
-    result = client.transcribe_url("https://example.com/audio.wav")
-    print(result.text)
+from smallest import Client
+client = Client(api_url="http://localhost:7100", license_key="...")  # or LICENSE_KEY in the environment
+result = client.transcribe_url("https://example.com/audio.wav")
+print(result.text)
 """
 
 from .client import AsyncClient, Client
@@ -28,8 +28,25 @@ from .types import Accepted, TranscriptionResult, Word
 
 __version__ = "0.1.0"
 __all__ = [
-    "Accepted", "APIConnectionError", "APIError", "APITimeoutError", "AsyncClient", "BadRequestError", "Client",
-    "InternalServerError", "InvalidLicenseError", "LicenseExpiredError", "NotFoundError", "PayloadTooLargeError",
-    "QuotaExceededError", "RateLimiter", "RateLimitError", "RetryPolicy", "ServiceUnavailableError", "SmallestError",
-    "TranscriptionResult", "UnsupportedFormatError", "Word",
+    "Accepted",
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AsyncClient",
+    "BadRequestError",
+    "Client",
+    "InternalServerError",
+    "InvalidLicenseError",
+    "LicenseExpiredError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "QuotaExceededError",
+    "RateLimiter",
+    "RateLimitError",
+    "RetryPolicy",
+    "ServiceUnavailableError",
+    "SmallestError",
+    "TranscriptionResult",
+    "UnsupportedFormatError",
+    "Word",
 ]

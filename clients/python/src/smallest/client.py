@@ -76,8 +76,13 @@ class _Requests:
 
     def _file_request(self, audio: Audio, content_type: Optional[str], options: Dict[str, Any]) -> Dict[str, Any]:
         data, kind = _audio_bytes(audio, content_type)
-        return {"method": "POST", "url": f"{self.api_url}/v1/listen", "params": _query(options),
-                "content": data, "headers": {"Content-Type": kind}}
+        return {
+            "method": "POST",
+            "url": f"{self.api_url}/v1/listen",
+            "params": _query(options),
+            "content": data,
+            "headers": {"Content-Type": kind},
+        }
 
     def _outcome(self, response: httpx.Response) -> Any:
         """The JSON body of a success, or the typed error of a failure."""

@@ -79,8 +79,15 @@ _BY_CODE = {
     "UNSUPPORTED_FORMAT": UnsupportedFormatError,
     "SERVICE_UNAVAILABLE": ServiceUnavailableError,
 }
-_BY_STATUS = {401: InvalidLicenseError, 403: QuotaExceededError, 404: NotFoundError, 413: PayloadTooLargeError,
-              415: UnsupportedFormatError, 429: RateLimitError, 503: ServiceUnavailableError}
+_BY_STATUS = {
+    401: InvalidLicenseError,
+    403: QuotaExceededError,
+    404: NotFoundError,
+    413: PayloadTooLargeError,
+    415: UnsupportedFormatError,
+    429: RateLimitError,
+    503: ServiceUnavailableError,
+}
 
 
 def retry_after_of(body: Dict[str, Any], header: Optional[str]) -> Optional[float]:
@@ -98,4 +105,6 @@ def error_from_response(status: int, body: Any, retry_after_header: Optional[str
     body = body if isinstance(body, dict) else {"error": str(body)[:500]}
     code = str(body.get("code") or f"HTTP_{status}")
     cls = _BY_CODE.get(code) or _BY_STATUS.get(status) or (InternalServerError if status >= 500 else BadRequestError)
-    return cls(status, code, str(body.get("error") or body.get("message") or "error"), body, retry_after_of(body, retry_after_header))
+    return cls(
+        status, code, str(body.get("error") or body.get("message") or "error"), body, retry_after_of(body, retry_after_header)
+    )

@@ -17,8 +17,14 @@ class Word:
 
     @classmethod
     def from_json(cls, w: Dict[str, Any]) -> "Word":
-        return cls(w.get("word", ""), float(w.get("start", 0.0)), float(w.get("end", 0.0)), float(w.get("confidence", 0.0)),
-                   w.get("punctuated_word"), w.get("speaker"))
+        return cls(
+            w.get("word", ""),
+            float(w.get("start", 0.0)),
+            float(w.get("end", 0.0)),
+            float(w.get("confidence", 0.0)),
+            w.get("punctuated_word"),
+            w.get("speaker"),
+        )
 
 
 @dataclass(frozen=True)
