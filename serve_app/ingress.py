@@ -80,7 +80,7 @@ class Ingress:
             self.url_policy,
             body_limits,
         )
-        streams = StreamRoutes(access, limiter, engine, meter, self.metrics, args.stream)
+        streams = StreamRoutes(access, limiter, engine, meter, self.metrics, args.stream, args.condition_on_previous_text)
         return self._routes(files, streams, Health(engine, limiter, self.auth), UsageRoute(access, limiter))
 
     def _routes(self, files: FileRoutes, streams: StreamRoutes, health: Health, usage: UsageRoute) -> Starlette:

@@ -57,6 +57,15 @@ class StreamArgs(_Strict):
         le=60_000,
         description="pause that ends an utterance when a stream does not say (`endpointing`, `eou_timeout_ms`)",
     )
+    min_final_speech_s: float = Field(
+        3.0,
+        ge=0,
+        description="an utterance with less speech than this is not final at an endpointing pause but goes on with "
+        "what follows (Whisper decodes a few words alone badly), unless the pause reaches merge_pause_ms",
+    )
+    merge_pause_ms: int = Field(
+        1500, ge=100, le=60_000, description="a pause this long ends even a short utterance (see min_final_speech_s)"
+    )
     interim_every_s: float = Field(1.0, gt=0, description="new speech in an utterance before its next interim result")
     idle_timeout_s: float = Field(10, gt=0, description="a stream without audio or KeepAlive for this long is closed")
     decodes_in_flight: int = Field(4, ge=1, description="finals of one stream decoding at once; a faster sender waits")
@@ -126,8 +135,17 @@ class IngressArgs(_Strict):
         description="CIDRs or hostnames that audio URLs may reach although not public (internal storage)",
     )
     engine_timeout_s: float = Field(600, gt=0, description="longest wait for one chunk's transcription")
+    condition_on_previous_text: bool = Field(
+        False,
+        description="decode each chunk of a long file, and each utterance of a stream, with the text before it as "
+        "Whisper's context (the chunks of one file then go to the engine one at a time); off by default: measured, "
+        "it made long files worse (docs/accuracy/sets.md)",
+    )
     chunks_in_flight: int = Field(
-        16, ge=1, description="chunks of one request sent to the engine at once: a long file cannot fill its queue"
+        16,
+        ge=1,
+        description="without condition_on_previous_text: chunks of one request sent to the engine at once "
+        "(a long file cannot fill its queue)",
     )
     stream: StreamArgs = Field(default_factory=StreamArgs, description="live transcription over WebSocket")
     callbacks: CallbackArgs = Field(

@@ -36,3 +36,19 @@ def test_repetition_loops_compress_too_well() -> None:
     assert compression_ratio("Hello. " * 100) > MAX_COMPRESSION_RATIO
     speech = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
     assert compression_ratio(speech) < MAX_COMPRESSION_RATIO and compression_ratio("") == 0.0
+
+
+def test_prompts_carry_the_previous_text_bounded() -> None:
+    from serve_app.engine.prompts import MAX_PREVIOUS_TOKENS, WhisperVocabulary
+    from serve_app.settings import ROOT
+
+    english = WhisperVocabulary.from_model_dir(ROOT / "models/whisper-tiny.en-15s")
+    assert english.prompt(None) == [english.sot, english.no_timestamps]
+    assert english.previous is not None and english.prompt(None, []) == english.prompt(None)
+    long = list(range(1000, 1000 + 300))
+    prompt = english.prompt(None, long)
+    # <|startofprev|>, the last 223 tokens of the text before, then the usual prompt
+    assert prompt == [english.previous, *long[-MAX_PREVIOUS_TOKENS:], english.sot, english.no_timestamps]
+    multilingual = WhisperVocabulary.from_model_dir(ROOT / "models/whisper-base")
+    assert multilingual.prompt("de", [5, 6])[:3] == [multilingual.previous, 5, 6]
+    assert multilingual.prompt("de", [5, 6])[3:] == multilingual.prompt("de")

@@ -92,13 +92,13 @@ class BusyEngine(FakeEngine):
         super().__init__()
         self.refused, self.turn = refused, 0
 
-    async def _transcribe(self, audio: np.ndarray, language: str, align: bool = False) -> ChunkTranscript:
+    async def _transcribe(self, audio: np.ndarray, language: str, align: bool = False, previous: str = "") -> ChunkTranscript:
         self.turn += 1
         if self.turn in self.refused:
             from ray.serve.exceptions import BackPressureError
 
             raise BackPressureError(num_queued_requests=64, max_queued_requests=64)
-        return await super()._transcribe(audio, language, align)
+        return await super()._transcribe(audio, language, align, previous)
 
 
 def _wav(seconds: float) -> bytes:
@@ -130,6 +130,34 @@ def test_a_full_engine_queue_sheds_new_requests_not_those_under_way(tmp_path: An
         response = c.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/wav"}, content=_wav(75))
     assert response.status_code == 200, response.text
     assert len(engine.calls) == 3 and engine.turn == 5
+
+
+def test_long_files_are_decoded_in_order_with_the_text_before_as_context(tmp_path: Any) -> None:
+    engine = FakeEngine()
+    args = {"max_duration_s": 120, "max_body_mb": 5, "condition_on_previous_text": True}
+    ingress = make_ingress(engine, tmp_path, args)
+    with TestClient(ingress.__serve_build_asgi_app__()) as c:
+        response = c.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/wav"}, content=_wav(75))
+    assert response.status_code == 200, response.text
+    # 75 s in the fake engine's 30 s window: three chunks, each given the text of those before it.
+    assert engine.previous == ["", "Hello world.", "Hello world. Hello world."]
+
+
+def test_by_default_the_chunks_go_alongside_without_context(tmp_path: Any) -> None:
+    engine = FakeEngine()
+    ingress = make_ingress(engine, tmp_path, {"max_duration_s": 120, "max_body_mb": 5})
+    with TestClient(ingress.__serve_build_asgi_app__()) as c:
+        response = c.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/wav"}, content=_wav(75))
+    assert response.status_code == 200 and engine.previous == ["", "", ""]
+
+
+def test_the_context_is_the_end_of_the_text_in_whole_words() -> None:
+    from serve_app.pipeline.engine_client import CONTEXT_CHARS, context
+
+    assert context([" Hello world. ", "", "Again."]) == "Hello world. Again."
+    words = [f"word{i}" for i in range(1000)]
+    kept = context([" ".join(words)])
+    assert len(kept) <= CONTEXT_CHARS and kept.endswith("word999") and kept.split()[0] in words
 
 
 def test_health_unhealthy_while_no_engine(tmp_path: Any) -> None:
@@ -299,7 +327,7 @@ class _Records(logging.Handler):
 def test_engine_failure_is_500_without_internals(engine: FakeEngine, tmp_path: Any) -> None:
     raised: list[RuntimeError] = []
 
-    async def broken(audio: Any, language: str | None = None, align: bool = False) -> Any:
+    async def broken(audio: Any, language: str | None = None, align: bool = False, previous: str = "") -> Any:
         # The real WhisperEngine.transcribe signature, so the call is built and the engine itself fails.
         raised.append(RuntimeError("secret internal detail"))
         raise raised[-1]

@@ -172,9 +172,9 @@ def test_usage_endpoint_and_metering(client: TestClient, metrics: RecordingMetri
 
 
 class SlowEngine(FakeEngine):
-    async def _transcribe(self, audio: Any, language: str, align: bool = False) -> Any:
+    async def _transcribe(self, audio: Any, language: str, align: bool = False, previous: str = "") -> Any:
         await asyncio.sleep(0.5)
-        return await super()._transcribe(audio, language, align)
+        return await super()._transcribe(audio, language, align, previous)
 
 
 @pytest.mark.parametrize("client", [SlowEngine()], indirect=True)

@@ -318,9 +318,14 @@ def engine() -> FakeEngine:
     return FakeEngine()
 
 
+# Every endpointing pause ends an utterance: the mechanics tested here need JFK's four phrases as
+# four finals (by default the short ones are merged: test_short_utterances_are_merged_until_a_long_pause).
+PER_PAUSE = {"min_final_speech_s": 0}
+
+
 @pytest.fixture
 def client(engine: FakeEngine, tmp_path: Any) -> Iterator[TestClient]:
-    ingress = make_ingress(engine, tmp_path, {"stream": {"idle_timeout_s": 2}})
+    ingress = make_ingress(engine, tmp_path, {"stream": {"idle_timeout_s": 2, **PER_PAUSE}})
     with TestClient(ingress.__serve_build_asgi_app__()) as c:
         yield c
 
@@ -378,6 +383,16 @@ def test_deepgram_stream_interims_finals_events_and_metadata(client: TestClient,
     assert messages[-1]["sha256"] == hashlib.sha256(JFK_PCM).hexdigest()
 
 
+def test_short_utterances_are_merged_until_a_long_pause(engine: FakeEngine, tmp_path: Any) -> None:
+    with TestClient(make_ingress(engine, tmp_path).__serve_build_asgi_app__()) as client:
+        messages, code = _whole_stream(client, DG)
+    finals = [m for m in messages if m["type"] == "Results" and m["is_final"]]
+    # JFK's phrases have 1.9, 0.9, 2.2 and 2.4 s of speech between pauses of 1.1, 1.0 and 0.6 s: the
+    # first three go on together (under 3 s of speech, pauses under 1.5 s), the last ends the stream.
+    assert code == 1000 and [f["speech_final"] for f in finals] == [True, False]
+    assert [f["start"] for f in finals] == pytest.approx([0.05, 7.95], abs=0.05)
+
+
 def test_finals_only_without_interim_results(client: TestClient, engine: FakeEngine) -> None:
     messages, _ = _whole_stream(client, DG)
     results = [m for m in messages if m["type"] == "Results"]
@@ -385,6 +400,16 @@ def test_finals_only_without_interim_results(client: TestClient, engine: FakeEng
     assert not any(m["type"] in ("SpeechStarted", "UtteranceEnd") for m in messages)
     decoded = [r for r in results if r["channel"]["alternatives"][0]["transcript"]]  # a blip is answered empty
     assert len(engine.calls) == len(decoded) >= 3  # one decode per final
+    assert set(engine.previous) == {""}  # no context unless the operator asks for it
+
+
+def test_with_context_each_final_gets_the_finals_before_it(engine: FakeEngine, tmp_path: Any) -> None:
+    ingress = make_ingress(engine, tmp_path, {"condition_on_previous_text": True, "stream": PER_PAUSE})
+    with TestClient(ingress.__serve_build_asgi_app__()) as client:
+        messages, _ = _whole_stream(client, DG)
+    decoded = [m for m in messages if m["type"] == "Results" and m["channel"]["alternatives"][0]["transcript"]]
+    # The fake answers "Hello world." each time.
+    assert len(decoded) >= 3 and engine.previous == [" ".join(["Hello world."] * k) for k in range(len(decoded))]
 
 
 def test_smallest_finalize_keeps_the_stream_and_close_is_last(client: TestClient) -> None:
@@ -601,7 +626,7 @@ def test_an_interim_still_decoding_is_cancelled_by_its_final(client: TestClient,
 
 
 def test_interims_are_capped_across_streams(engine: FakeEngine, tmp_path: Any) -> None:
-    ingress = make_ingress(engine, tmp_path, {"stream": {"interims_in_flight": 0}})
+    ingress = make_ingress(engine, tmp_path, {"stream": {"interims_in_flight": 0, **PER_PAUSE}})
     with TestClient(ingress.__serve_build_asgi_app__()) as client:
         messages, code = _whole_stream(client, DG + "&interim_results=true")
     results = [m for m in messages if m["type"] == "Results"]

@@ -116,11 +116,11 @@ def multichannel(params: Params) -> dict[str, Any]:
 
 def speakers(params: Params) -> dict[str, Any]:
     """`diarize=true`; `num_speakers` (1-20) fixes how many and implies it."""
-    count = whole_speakers(params)
+    count = _num_speakers(params)
     return {"diarize": bool(flag(params, "diarize")) or count is not None, "num_speakers": count}
 
 
-def whole_speakers(params: Params) -> int | None:
+def _num_speakers(params: Params) -> int | None:
     if params.get("num_speakers") is None:
         return None
     count = number(params, "num_speakers", 0, 1, MAX_SPEAKERS)

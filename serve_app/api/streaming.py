@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 
 from starlette.websockets import WebSocket
 
@@ -18,7 +19,7 @@ from ..licensing.limits import Admission, Limiter
 from ..metrics import Metrics
 from ..pipeline import transforms
 from ..pipeline.chunk import Chunk
-from ..pipeline.engine_client import EngineClient
+from ..pipeline.engine_client import EngineClient, context
 from ..pipeline.meter import Meter
 from ..pipeline.request import TranscriptionRequest, supported_language
 from ..pipeline.stitch import stitch
@@ -43,6 +44,7 @@ class StreamRoutes:
     meter: Meter
     metrics: Metrics
     args: StreamArgs
+    context: bool = False  # decode each utterance with the stream's finals so far as context
 
     def __post_init__(self) -> None:
         self.interims = InterimBudget(self.args.interims_in_flight)  # shared by every stream of the replica
@@ -72,9 +74,7 @@ class StreamRoutes:
         async with admitted:
             await ws.accept(subprotocol=subprotocol)
             ctx = Context(uuid.uuid4().hex, info.model, options)
-            session = self._session(
-                ws, dialect, ctx, Segmenter(vad, options.endpoint_s, info.window_s, options.utterance_end_s), admission
-            )
+            session = self._session(ws, dialect, ctx, self._segmenter(vad, options, info.window_s), admission)
             try:
                 await session.run()
             finally:
@@ -105,15 +105,27 @@ class StreamRoutes:
             ),
         )
 
+    def _segmenter(self, vad: SileroVad, options: StreamOptions, window_s: float) -> Segmenter:
+        args = self.args
+        long_pause_s = args.merge_pause_ms / 1000
+        return Segmenter(vad, options.endpoint_s, window_s, options.utterance_end_s, args.min_final_speech_s, long_pause_s)
+
     def _decoder(self, options: StreamOptions) -> Decode:
-        """An utterance through the same engine as files; finals wait out a full queue, interims do not."""
+        """An utterance through the same engine as files; finals wait out a full queue, interims do not.
+        With `context`, each is decoded with the stream's finals so far, as a file's chunks are
+        (pipeline/files.py): the text of those finished when it starts, which on a live stream
+        (finals seconds apart, decoded in a fraction of one) is every final before it."""
         request = TranscriptionRequest(language=options.language, punctuate=options.punctuate)
+        finals: list[str] = []
 
         async def decode(utterance: Utterance, final: bool) -> Transcript:
             align = final and options.timestamps
-            call = lambda: self.engine.transcribe(utterance.audio, options.language, align)  # noqa: E731
+            previous = context(finals) if self.context else ""
+            call = partial(self.engine.transcribe, utterance.audio, options.language, align, previous)
             with self.meter.timed("stream_final" if final else "stream_interim"):
                 result = await (self.engine.patiently(call) if final else call())
+            if final:
+                finals[:] = [context([*finals, result.text])]  # bounded: only the end is ever sent
             transcript = stitch([Chunk(utterance.start, utterance.audio)], [result], options.language)
             return transforms.apply(transcript, request)
 

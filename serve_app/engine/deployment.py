@@ -76,6 +76,7 @@ class WhisperEngine:
         _configure_cpu(self.args)
         # Imported here, in the engine replica: the app builder imports this module only to declare
         # the deployment, and must not load torch or scipy for that.
+        from tokenizers import Tokenizer
         from vllm import SamplingParams
 
         from .align import Aligner
@@ -83,6 +84,7 @@ class WhisperEngine:
 
         path = self.args.model_path()
         self.vocab = WhisperVocabulary.from_model_dir(Path(path))
+        self.tokenizer = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))  # previous text -> prompt ids
         self.window_s = encoder_window_s(json.loads((Path(path) / "config.json").read_text()))
         self.aligner = Aligner(path)
         self.diarizer = Diarizer(repo_path(self.args.speaker_model))
@@ -156,19 +158,12 @@ class WhisperEngine:
         assert final is not None  # vLLM's stream ends with the request's finished output, or raises
         return final.outputs[0]
 
-    async def transcribe(self, audio: np.ndarray, language: str | None = None, align: bool = False) -> ChunkTranscript:
-        prompt_ids = self.vocab.prompt(language)
-        prompt = self._prompt(audio, prompt_ids)
-        completion = await self._generate(prompt, self.sampling)
-        # Whisper's guard against repetition loops ("Hello. Hello. Hello." over a whole window of a
-        # phone call): text that compresses too well is decoded again at rising temperatures.
-        tried = [completion]
-        for temperature in FALLBACK_TEMPERATURES:
-            if compression_ratio(tried[-1].text) <= MAX_COMPRESSION_RATIO:
-                break
-            tried.append(await self._generate(prompt, self._params(temperature)))
-        passing = [c for c in tried if compression_ratio(c.text) <= MAX_COMPRESSION_RATIO]
-        completion = passing[0] if passing else tried[0]
+    async def transcribe(
+        self, audio: np.ndarray, language: str | None = None, align: bool = False, previous: str = ""
+    ) -> ChunkTranscript:
+        """`previous`: the text before this audio (the file's preceding chunk, the stream's last
+        final), given to the decoder as context."""
+        prompt_ids, completion = await self._decode(audio, language, self._previous_ids(previous))
         # iter(): vLLM types FlatLogprobs as a sequence of `dict | None` (a prompt's first position has no
         # logprobs), but a completion's positions all have one, as its __iter__ declares.
         steps = iter(completion.logprobs or [])
@@ -186,6 +181,25 @@ class WhisperEngine:
             Token(lp.decoded_token or "", lp.logprob, *(times[k] if times else (None, None))) for k, (_, lp) in enumerate(text)
         ]
         return ChunkTranscript(completion.text, tokens, aligned=times is not None)
+
+    async def _decode(self, audio: np.ndarray, language: str | None, previous: list[int]) -> tuple[list[int], CompletionOutput]:
+        """Greedy with the previous text, then without it, then at rising temperatures: Whisper's guard
+        against repetition loops ("Hello. Hello. Hello." over a whole window of a phone call), where
+        text that compresses too well is decoded again. A loop can come from the previous text, so
+        the fallbacks drop it (as openai/whisper does). Returns the prompt used and its completion."""
+        plain = self.vocab.prompt(language)
+        attempts = [(self.vocab.prompt(language, previous), self.sampling)] if previous else []
+        attempts += [(plain, self.sampling), *((plain, self._params(t)) for t in FALLBACK_TEMPERATURES)]
+        tried = []
+        for prompt_ids, params in attempts:
+            tried.append((prompt_ids, await self._generate(self._prompt(audio, prompt_ids), params)))
+            if compression_ratio(tried[-1][1].text) <= MAX_COMPRESSION_RATIO:
+                return tried[-1]
+        return tried[0]
+
+    def _previous_ids(self, text: str) -> list[int]:
+        """The text's token ids as Whisper's prompt takes them (a leading space, as mid-sentence)."""
+        return self.tokenizer.encode(" " + text.strip(), add_special_tokens=False).ids if text.strip() else []
 
     async def diarize(self, audio: np.ndarray, num_speakers: int | None = None) -> list[Turn]:
         """Speaker turns of a whole channel (diarize.py); shares the alignment thread, as both are PyTorch."""

@@ -1,6 +1,8 @@
 """Whisper decoder prompts. English-only checkpoints (`*.en`) must get only
 `<|startoftranscript|><|notimestamps|>` (language and task tokens make them return empty text);
-multilingual ones take `<|startoftranscript|><|lang|><|transcribe|><|notimestamps|>`."""
+multilingual ones take `<|startoftranscript|><|lang|><|transcribe|><|notimestamps|>`. Either may be
+preceded by `<|startofprev|>` and the previous text's tokens, as openai/whisper does across the
+windows of a long file: the model then continues the text instead of starting it afresh."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ class WhisperVocabulary:
     no_timestamps: int
     transcribe: int | None
     languages: dict[str, int]  # "en" -> token id; empty for English-only checkpoints
+    previous: int | None = None  # <|startofprev|>
 
     @property
     def multilingual(self) -> bool:
@@ -28,17 +31,28 @@ class WhisperVocabulary:
         ids = {t["content"]: t["id"] for t in tokenizer["added_tokens"]}
         languages = {k.strip("<|>"): v for k, v in generation.get("lang_to_id", {}).items()}
         return cls(
-            ids["<|startoftranscript|>"], ids["<|endoftext|>"], ids["<|notimestamps|>"], ids.get("<|transcribe|>"), languages
+            ids["<|startoftranscript|>"],
+            ids["<|endoftext|>"],
+            ids["<|notimestamps|>"],
+            ids.get("<|transcribe|>"),
+            languages,
+            ids.get("<|startofprev|>"),
         )
 
-    def prompt(self, language: str | None) -> list[int]:
+    def prompt(self, language: str | None, previous: list[int] | None = None) -> list[int]:
+        """The decoder prompt; `previous`: the preceding text's token ids, of which the last
+        MAX_PREVIOUS_TOKENS are kept (the decoder's 448 positions hold them and the new text)."""
+        context = [self.previous, *previous[-MAX_PREVIOUS_TOKENS:]] if previous and self.previous is not None else []
         if not self.multilingual:
-            return [self.sot, self.no_timestamps]
+            return [*context, self.sot, self.no_timestamps]
         lang = self.languages[language or "en"]
         assert self.transcribe is not None  # multilingual Whisper vocabularies all have <|transcribe|>
-        return [self.sot, lang, self.transcribe, self.no_timestamps]
+        return [*context, self.sot, lang, self.transcribe, self.no_timestamps]
 
 
+# openai/whisper keeps the last n_text_ctx // 2 - 1 tokens of previous text: half the decoder's
+# 448 positions, so the prompt and max_tokens (224) of new text always fit.
+MAX_PREVIOUS_TOKENS = 223
 POSITIONS_PER_S = 50  # the encoder's conv stack turns 100 mel frames a second into 50 positions
 
 

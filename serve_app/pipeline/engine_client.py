@@ -55,8 +55,9 @@ class EngineClient:
         """The model and its window: they do not change while the service runs, so asked once."""
         return self.last_info if self.last_info is not None else await self.info()
 
-    async def transcribe(self, audio: Any, language: str, align: bool) -> ChunkTranscript:
-        return await self.call(self.handle.transcribe.remote(audio, language, align))
+    async def transcribe(self, audio: Any, language: str, align: bool, previous: str = "") -> ChunkTranscript:
+        """`previous`: the text before this audio, the decoder's context."""
+        return await self.call(self.handle.transcribe.remote(audio, language, align, previous))
 
     async def detect_language(self, audio: Any) -> tuple[str, float]:
         return await self.call(self.handle.detect_language.remote(audio))
@@ -97,3 +98,14 @@ class EngineClient:
             raise ServiceUnavailable(retry_after=RETRY_AFTER_S) from exc
         finally:
             waiting.cancel()  # no-op once done
+
+
+CONTEXT_CHARS = 1000  # the engine keeps the last 223 tokens; this bounds what crosses to it
+
+
+def context(texts: list[str]) -> str:
+    """The end of the text so far, whole words, at most CONTEXT_CHARS."""
+    text = " ".join(t.strip() for t in texts if t.strip())
+    if len(text) <= CONTEXT_CHARS:
+        return text
+    return text[-CONTEXT_CHARS:].split(" ", 1)[-1]

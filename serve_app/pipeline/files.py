@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ..licensing.auth import Principal
@@ -19,7 +20,7 @@ from ..types import SAMPLE_RATE, ChunkTranscript, EngineInfo
 from . import transforms
 from .chunk import Chunk, split
 from .decode import decode
-from .engine_client import EngineClient
+from .engine_client import EngineClient, context
 from .fetch import Fetcher
 from .meter import Meter
 from .request import TranscriptionRequest
@@ -95,28 +96,47 @@ class FilePipeline:
     async def _channel(
         self, chunks: list[Chunk], audio: Any, language: str, confidence: float | None, align: bool, request: TranscriptionRequest
     ) -> Transcript:
-        """One channel: its chunks transcribed and, when asked, the whole channel diarized alongside.
+        """One channel: its chunks transcribed and, when asked, the whole channel diarized alongside."""
+        transcribe = self._in_order if self.args.condition_on_previous_text else self._alongside
+        calls: list[Awaitable[Any]] = [transcribe(chunks, language, align)]
+        if request.diarize:
+            calls.append(self.engine.patiently(lambda: self.engine.diarize(audio, request.num_speakers)))
+        results = await _all_or_none(calls)
+        transcript = stitch(chunks, results[0], language, confidence)
+        if request.diarize:
+            transcript = with_speakers(transcript, results[1])
+        return transforms.apply(transcript, request)
 
-        The first chunk is the admission test: when the engine's queue is full it fails with a 503,
-        the request is shed and its other calls are cancelled. Those run alongside it (a bounded
-        number at a time) and wait out a full queue: once the first is in, so is the request."""
+    async def _in_order(self, chunks: list[Chunk], language: str, align: bool) -> list[ChunkTranscript]:
+        """Each chunk with the text before it as Whisper's context, as openai/whisper decodes long
+        audio: the model continues the sentence across a cut instead of starting afresh. One chunk
+        of a file at a time (other requests' chunks share the engine's batch meanwhile). The first
+        is the admission test: when the engine's queue is full it fails with a 503 and the request is
+        shed; once it is in, the rest wait out a full queue."""
+        results = [await self.engine.transcribe(chunks[0].audio, language, align)]
+        for chunk in chunks[1:]:
+            call = partial(self.engine.transcribe, chunk.audio, language, align, context([r.text for r in results]))
+            results.append(await self.engine.patiently(call))
+        return results
+
+    async def _alongside(self, chunks: list[Chunk], language: str, align: bool) -> list[ChunkTranscript]:
+        """Every chunk at once, without context (the default, `condition_on_previous_text: false`): lower latency
+        for a long file. The first chunk is the admission test as above; the others run alongside it,
+        a bounded number at a time, and wait out a full queue."""
         gate = asyncio.Semaphore(self.args.chunks_in_flight)
 
         async def rest(chunk: Chunk) -> ChunkTranscript:
             async with gate:
                 return await self.engine.patiently(lambda: self.engine.transcribe(chunk.audio, language, align))
 
-        calls: list[Awaitable[Any]] = [self.engine.transcribe(chunks[0].audio, language, align), *map(rest, chunks[1:])]
-        if request.diarize:
-            calls.append(self.engine.patiently(lambda: self.engine.diarize(audio, request.num_speakers)))
-        tasks = [asyncio.ensure_future(call) for call in calls]
-        try:
-            results = await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:  # a shed request stops waiting (no-op for calls that finished)
-                task.cancel()
-        turns = results.pop() if request.diarize else None
-        transcript = stitch(chunks, results, language, confidence)
-        if turns is not None:
-            transcript = with_speakers(transcript, turns)
-        return transforms.apply(transcript, request)
+        return await _all_or_none([self.engine.transcribe(chunks[0].audio, language, align), *map(rest, chunks[1:])])
+
+
+async def _all_or_none(calls: list[Awaitable[Any]]) -> list[Any]:
+    """Every call's result; when one fails the others are cancelled (a shed request stops waiting)."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:  # no-op for calls that finished
+            task.cancel()

@@ -1,7 +1,10 @@
 """Voice activity -> utterances. Audio is judged in 32 ms frames (Silero VAD's size at 16 kHz);
 an utterance opens at the first speech frame (with a little audio before it, so its first word is
 whole) and is final when the speaker has paused for `endpoint_s` (`speech_final`), when it reaches
-the engine's window (cut at its quietest point, not `speech_final`), or when the client asks.
+the engine's window (cut at its quietest point, not `speech_final`), or when the client asks. An
+utterance with under `min_speech_s` of speech is not final at an `endpoint_s` pause: it goes on with
+what follows unless the pause reaches `long_pause_s` (Whisper decodes a few words alone much worse
+than in their sentence: "And so am I fellow Americans" for JFK's first phrase on its own).
 
 Everything here runs on audio time (samples pushed), not wall time: the same audio always gives
 the same utterances, whatever the pace it arrives at.
@@ -87,8 +90,17 @@ Event = SpeechStarted | Utterance | UtteranceEnd
 
 
 class Segmenter:
-    def __init__(self, vad: Vad, endpoint_s: float | None, max_s: float, utterance_end_s: float | None = None) -> None:
+    def __init__(
+        self,
+        vad: Vad,
+        endpoint_s: float | None,
+        max_s: float,
+        utterance_end_s: float | None = None,
+        min_speech_s: float = 0.0,
+        long_pause_s: float = 0.0,
+    ) -> None:
         self.vad, self.endpoint_s, self.max_s, self.utterance_end_s = vad, endpoint_s, max_s, utterance_end_s
+        self.min_speech_s, self.long_pause_s = min_speech_s, long_pause_s
         self.position = 0  # samples judged so far
         self._pending = np.zeros(0, np.float32)  # samples short of a whole frame
         self._kept = np.zeros(0, np.float32)  # audio from `_kept_at` on (past `position` during a push)
@@ -152,7 +164,7 @@ class Segmenter:
             if self._pause_at is None:
                 self._pause_at = start
             paused = (self.position - self._pause_at) / SAMPLE_RATE
-            if self.endpoint_s is not None and paused >= self.endpoint_s:
+            if self.endpoint_s is not None and paused >= max(self.endpoint_s, self._merge_until_s):
                 self._speaking = False
                 if self._open is not None:
                     end = min(self.position, self._pause_at + int(TAIL_S * SAMPLE_RATE))
@@ -177,6 +189,11 @@ class Segmenter:
         utterance = self._take(self._open + first.audio.size)
         self._open = self._taken
         return utterance
+
+    @property
+    def _merge_until_s(self) -> float:
+        """The pause that ends the open utterance: a short one waits for a long pause."""
+        return self.long_pause_s if self._speech_s < self.min_speech_s else 0.0
 
     @property
     def _speech_s(self) -> float:
