@@ -8,8 +8,8 @@ from typing import Any
 
 from ..errors import InvalidRequest
 from ..stream.audio_in import ENCODINGS
-from .params import flag, whole
 from .params import language as params_language
+from .params import refused, whole
 
 MIN_ENDPOINT_S = 0.1  # shorter pauses are inside words at the VAD's 32 ms frames
 MAX_CHANNELS = 8
@@ -39,9 +39,7 @@ def encoding(params: Mapping[str, Any], default: str | None) -> str | None:
 
 def refuse(params: Mapping[str, Any], names: tuple[str, ...]) -> None:
     """Options asked for that streaming cannot honour are refused, never silently ignored."""
-    for name in names:
-        if flag(params, name):
-            raise InvalidRequest(f"{name} is not supported on streams by this server", parameter=name)
+    refused(*names, where=" on streams")(params)
 
 
 def language(params: Mapping[str, Any]) -> str:

@@ -148,13 +148,14 @@ def response_format(params: Params) -> dict[str, Any]:
     return {"response_format": value}
 
 
-def refused(*names: str) -> Option:
-    """Options this server cannot honour: refused when asked for, never silently ignored."""
+def refused(*names: str, where: str = "") -> Option:
+    """Options this server cannot honour: refused when asked for, never silently ignored. `where`
+    narrows the message ("on streams")."""
 
     def option(params: Params) -> dict[str, Any]:
         for name in names:
             if flag(params, name):
-                raise InvalidRequest(f"{name} is not supported by this server", parameter=name)
+                raise InvalidRequest(f"{name} is not supported{where} by this server", parameter=name)
         return {}
 
     return option

@@ -124,7 +124,7 @@ class StreamRoutes:
             call = partial(self.engine.transcribe, utterance.audio, options.language, align, previous)
             with self.meter.timed("stream_final" if final else "stream_interim"):
                 result = await (self.engine.patiently(call) if final else call())
-            if final:
+            if final and self.context:
                 finals[:] = [context([*finals, result.text])]  # bounded: only the end is ever sent
             transcript = stitch([Chunk(utterance.start, utterance.audio)], [result], options.language)
             return transforms.apply(transcript, request)
