@@ -111,7 +111,6 @@ class Cluster:
         return response.text
 
     def _ray_start(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = (self.workdir / f"{name}.log").open("ab")
         self.ports[name] = _node_ports(name)
         command = [
             str(VENV_BIN / "ray"),
@@ -123,7 +122,9 @@ class Cluster:
             *(f"{option}={port}" for option, port in self.ports[name].items()),
         ]
         # Own process group: stopping the node signals `ray start` and everything it started, and nothing else.
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        # The child keeps its own copy of the log's descriptor; ours closes when the with ends.
+        with (self.workdir / f"{name}.log").open("ab") as log:
+            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
 
     def start_head(self, cpus: int = 1) -> None:
         self.head = self._ray_start(
@@ -161,14 +162,27 @@ class Cluster:
             _stop(process)
         shutil.rmtree(self.ray_dir, ignore_errors=True)
 
-    def deploy(self, config: Path) -> None:
-        subprocess.run(
-            [str(VENV_BIN / "serve"), "deploy", str(config), "-a", self.dashboard],
-            check=True,
-            env=self.env,
-            capture_output=True,
-            timeout=120,
-        )
+    def deploy(self, config: Path, attempts: int = 4) -> None:
+        """`serve deploy` to the dashboard, once its Serve API answers.
+
+        The dashboard answers /api/version before its Serve module is up, and a deploy in that gap fails
+        (seen once in CI); so wait for the Serve API, and try again a few times before giving up with
+        what `serve` printed.
+        """
+        self._wait(lambda: self._get("/api/serve/applications/"), 120, "the dashboard's Serve API")
+        for attempt in range(1, attempts + 1):
+            done = subprocess.run(
+                [str(VENV_BIN / "serve"), "deploy", str(config), "-a", self.dashboard],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if done.returncode == 0:
+                return
+            if attempt == attempts:
+                raise RuntimeError(f"serve deploy failed {attempts} times; last said:\n{done.stdout}{done.stderr}")
+            time.sleep(5 * attempt)
 
     def nodes(self) -> list[dict]:
         return self._get("/api/v0/nodes", detail="1")["data"]["result"]["result"]
