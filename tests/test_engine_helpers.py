@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from serve_app.engine.deployment import yield_cpu
 
 
@@ -31,7 +33,7 @@ def test_only_worker_children_are_niced(tmp_path: Path) -> None:
 
 
 def test_repetition_loops_compress_too_well() -> None:
-    from serve_app.engine.deployment import MAX_COMPRESSION_RATIO, compression_ratio
+    from serve_app.engine.guards import MAX_COMPRESSION_RATIO, compression_ratio
 
     assert compression_ratio("Hello. " * 100) > MAX_COMPRESSION_RATIO
     speech = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
@@ -52,3 +54,35 @@ def test_prompts_carry_the_previous_text_bounded() -> None:
     multilingual = WhisperVocabulary.from_model_dir(ROOT / "models/whisper-base")
     assert multilingual.prompt("de", [5, 6])[:3] == [multilingual.previous, 5, 6]
     assert multilingual.prompt("de", [5, 6])[3:] == multilingual.prompt("de")
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        # A Harvard list cut at 14 s: the window's last sentence written again over its trailing silence.
+        (
+            "She saw a cat in the neighbor's house. A pink shell was found on the sandy beach. A pink shell was found on the sandy beach.",
+            "She saw a cat in the neighbor's house. A pink shell was found on the sandy beach.",
+        ),
+        # Said three times: one copy goes, as each window loses at most its last sentence.
+        ("Go on. Go on now. Go on now. Go on now.", "Go on. Go on now. Go on now."),
+        # A window that is only the repeat.
+        ("Thank you very much. Thank you very much.", "Thank you very much."),
+        # Not a whole sentence repeated: speech, kept.
+        ("I think, I think, I think that's right.", "I think, I think, I think that's right."),
+        ("It was very, very, very good. Very good.", "It was very, very, very good. Very good."),
+        ("No. No.", "No. No."),  # shorter than MIN_REPEAT_TOKENS
+        ("Ask what you can do for your country.", "Ask what you can do for your country."),
+    ],
+)
+def test_a_sentence_repeated_at_the_window_end_is_dropped(text: str, kept: str) -> None:
+    from tokenizers import Tokenizer
+
+    from serve_app.engine.guards import trailing_repeat
+    from serve_app.settings import ROOT
+
+    tokenizer = Tokenizer.from_file(str(ROOT / "models/whisper-tiny.en-15s/tokenizer.json"))
+    ids = tokenizer.encode(" " + text, add_special_tokens=False).ids
+    texts = [tokenizer.decode([i]) for i in ids]
+    n = trailing_repeat(ids, texts)
+    assert tokenizer.decode(ids[: len(ids) - n]).strip() == kept

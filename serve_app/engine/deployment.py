@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import uuid
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -22,6 +21,7 @@ import numpy as np
 from ..settings import EngineArgs, repo_path
 from ..types import SAMPLE_RATE, ChunkTranscript, EngineInfo, Token, Turn
 from . import lifeline
+from .guards import MAX_COMPRESSION_RATIO, compression_ratio, trailing_repeat
 from .prompts import WhisperVocabulary, encoder_window_s
 
 if TYPE_CHECKING:  # for annotations only: vLLM is imported in the replica, after `_configure_cpu`
@@ -43,13 +43,7 @@ def _configure_cpu(args: EngineArgs) -> None:
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = bind
 
 
-MAX_COMPRESSION_RATIO = 2.4  # Whisper's threshold: above it, a decode is taken to be a repetition loop
 FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
-
-
-def compression_ratio(text: str) -> float:
-    data = text.encode()
-    return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
 def yield_cpu(niceness: int, name: str = "Worker") -> None:
@@ -172,6 +166,9 @@ class WhisperEngine:
             for token_id, step in zip(completion.token_ids, steps)
             if token_id < self.vocab.eot and token_id in step
         ]
+        repeat = trailing_repeat([token_id for token_id, _ in text], [lp.decoded_token or "" for _, lp in text])
+        if repeat:
+            text = text[:-repeat]
         ids = [token_id for token_id, _ in text]
         times: list[tuple[float, float]] | None = None
         if align:
@@ -180,7 +177,8 @@ class WhisperEngine:
         tokens = [
             Token(lp.decoded_token or "", lp.logprob, *(times[k] if times else (None, None))) for k, (_, lp) in enumerate(text)
         ]
-        return ChunkTranscript(completion.text, tokens, aligned=times is not None)
+        decoded = self.tokenizer.decode(ids) if repeat else completion.text
+        return ChunkTranscript(decoded, tokens, aligned=times is not None)
 
     async def _decode(self, audio: np.ndarray, language: str | None, previous: list[int]) -> tuple[list[int], CompletionOutput]:
         """Greedy with the previous text, then without it, then at rising temperatures: Whisper's guard

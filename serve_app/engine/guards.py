@@ -1,0 +1,36 @@
+"""Guards against Whisper's two ways of writing text that is not in the audio.
+
+- A repetition loop ("Hello. Hello. Hello." over a whole window): the decoded text compresses too
+  well. Whisper's own threshold; the engine then decodes again (deployment.py `_decode`).
+- A sentence said again at the end of a window: after the last words, in the window's trailing
+  silence, the decoder often writes the sentence it has just written once more (a Harvard list cut
+  at 14 s came back with "A pink shell was found on the sandy beach." twice, the second copy aligned
+  to no audio). openai/whisper drops such text through its timestamp tokens; our windows are decoded
+  without them, so the exact repeat is cut from the tokens instead.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+MAX_COMPRESSION_RATIO = 2.4  # Whisper's threshold: above it, a decode is taken to be a repetition loop
+MIN_REPEAT_TOKENS = 4  # shorter repeats ("no, no", "very very") are speech far more often than not
+SENTENCE_END = (".", "?", "!")
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode()
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def trailing_repeat(ids: list[int], texts: list[str]) -> int:
+    """How many tokens at the end repeat, token for token, the ones just before them as a whole
+    sentence (the repeat ends a sentence, and what it repeats starts one); 0 if none. `texts`: each
+    id's decoded text. The shortest such repeat is taken, so a sentence said three times loses one copy."""
+    for n in range(MIN_REPEAT_TOKENS, len(ids) // 2 + 1):
+        if ids[-n:] != ids[-2 * n : -n] or not texts[-1].rstrip().endswith(SENTENCE_END):
+            continue
+        before = texts[-2 * n - 1].rstrip() if len(ids) > 2 * n else "."
+        if before.endswith(SENTENCE_END):
+            return n
+    return 0
