@@ -94,6 +94,11 @@ class Ingress:
                     http("openai_transcriptions", files.handler(openai.OPTIONS, openai.DEFAULT_FORMAT)),
                     methods=["POST"],
                 ),
+                Route(
+                    "/v1/audio/translations",
+                    http("openai_translations", files.handler(openai.TRANSLATION_OPTIONS, openai.DEFAULT_FORMAT)),
+                    methods=["POST"],
+                ),
                 # Smallest's cloud path, which its `smallestai` SDK posts to (with a trailing slash)
                 Route("/waves/v1/stt", http("waves", files.handler(pulse.OPTIONS, pulse.DEFAULT_FORMAT)), methods=["POST"]),
                 Route("/waves/v1/stt/", http("waves", files.handler(pulse.OPTIONS, pulse.DEFAULT_FORMAT)), methods=["POST"]),

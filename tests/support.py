@@ -62,6 +62,7 @@ class FakeEngine:
         self.calls: list[tuple[int, str]] = []
         self.aligned: list[bool] = []
         self.previous: list[str] = []  # the context each chunk was decoded with
+        self.translated: list[bool] = []  # whether each chunk was decoded with the translate task
         self.info = Method(self._info)
         self.transcribe = Method(self._transcribe)
         self.detect_language = Method(self._detect)
@@ -79,10 +80,13 @@ class FakeEngine:
         self.diarized.append((audio.size, num_speakers))
         return [Turn(0.0, 0.8, 0), Turn(0.8, 2.0, 1)]  # "Hello" is speaker 0, "world." speaker 1
 
-    async def _transcribe(self, audio: np.ndarray, language: str, align: bool = False, previous: str = "") -> ChunkTranscript:
+    async def _transcribe(
+        self, audio: np.ndarray, language: str, align: bool = False, previous: str = "", translate: bool = False
+    ) -> ChunkTranscript:
         self.calls.append((audio.size, language))
         self.aligned.append(align)
         self.previous.append(previous)
+        self.translated.append(translate)
         times = [(0.5, 0.9), (0.9, 1.4), (1.4, 1.5)] if align else [(None, None)] * 3
         tokens = [Token(text, lp, *t) for (text, lp), t in zip([(" Hello", -0.1), (" world", -0.2), (".", -0.3)], times)]
         return ChunkTranscript(" Hello world.", tokens, aligned=align)

@@ -436,10 +436,12 @@ class GatedEngine(FakeEngine):
         super().__init__()
         self.gate = threading.Event()
 
-    async def _transcribe(self, audio: np.ndarray, language: str, align: bool = False, previous: str = "") -> ChunkTranscript:
+    async def _transcribe(
+        self, audio: np.ndarray, language: str, align: bool = False, previous: str = "", translate: bool = False
+    ) -> ChunkTranscript:
         while not self.gate.is_set():
             await asyncio.sleep(0.02)
-        return await super()._transcribe(audio, language, align, previous)
+        return await super()._transcribe(audio, language, align, previous, translate)
 
 
 @pytest.fixture

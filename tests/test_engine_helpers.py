@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -54,6 +55,11 @@ def test_prompts_carry_the_previous_text_bounded() -> None:
     multilingual = WhisperVocabulary.from_model_dir(ROOT / "models/whisper-base")
     assert multilingual.prompt("de", [5, 6])[:3] == [multilingual.previous, 5, 6]
     assert multilingual.prompt("de", [5, 6])[3:] == multilingual.prompt("de")
+    ids = json.loads((ROOT / "models/whisper-base/tokenizer.json").read_text())["added_tokens"]
+    by_name = {t["content"]: t["id"] for t in ids}
+    translate = [by_name[name] for name in ("<|startoftranscript|>", "<|de|>", "<|translate|>", "<|notimestamps|>")]
+    assert multilingual.prompt("de", translate=True) == translate
+    assert english.translate is None  # English-only checkpoints have no translate task
 
 
 @pytest.mark.parametrize(

@@ -92,13 +92,15 @@ class BusyEngine(FakeEngine):
         super().__init__()
         self.refused, self.turn = refused, 0
 
-    async def _transcribe(self, audio: np.ndarray, language: str, align: bool = False, previous: str = "") -> ChunkTranscript:
+    async def _transcribe(
+        self, audio: np.ndarray, language: str, align: bool = False, previous: str = "", translate: bool = False
+    ) -> ChunkTranscript:
         self.turn += 1
         if self.turn in self.refused:
             from ray.serve.exceptions import BackPressureError
 
             raise BackPressureError(num_queued_requests=64, max_queued_requests=64)
-        return await super()._transcribe(audio, language, align, previous)
+        return await super()._transcribe(audio, language, align, previous, translate)
 
 
 def _wav(seconds: float) -> bytes:
@@ -327,7 +329,9 @@ class _Records(logging.Handler):
 def test_engine_failure_is_500_without_internals(engine: FakeEngine, tmp_path: Any) -> None:
     raised: list[RuntimeError] = []
 
-    async def broken(audio: Any, language: str | None = None, align: bool = False, previous: str = "") -> Any:
+    async def broken(
+        audio: Any, language: str | None = None, align: bool = False, previous: str = "", translate: bool = False
+    ) -> Any:
         # The real WhisperEngine.transcribe signature, so the call is built and the engine itself fails.
         raised.append(RuntimeError("secret internal detail"))
         raise raised[-1]
@@ -522,6 +526,51 @@ def test_detected_language_is_used_and_reported(tmp_path: Any, languages: list[s
     assert (body["language"], body["language_confidence"]) == expected
     assert body["results"]["channels"][0]["detected_language"] == expected[0]
     assert engine.calls == [(176000, expected[0])]
+
+
+@pytest.mark.parametrize(
+    "path, query, expected",
+    [
+        ("/v1/listen", "?translate=en", ("fr", True)),  # the spoken language detected, then translated
+        ("/v1/listen", "?translate=true&language=de", ("de", True)),
+        ("/v1/listen", "?translate=false", ("en", False)),
+        ("/v1/audio/translations", "", ("fr", True)),
+        ("/v1/audio/translations", "?language=de", ("de", True)),
+        ("/v1/audio/transcriptions", "", ("en", False)),
+    ],
+)
+def test_translation_uses_whispers_translate_task(tmp_path: Any, path: str, query: str, expected: tuple) -> None:
+    engine = FakeEngine(("de", "en", "fr"))
+    with TestClient(make_ingress(engine, tmp_path, {}).__serve_build_asgi_app__()) as c:
+        response = c.post(f"{path}{query}", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    assert response.status_code == 200, response.text
+    assert (engine.calls[0][1], engine.translated[0]) == expected
+    if path == "/v1/audio/translations":
+        assert response.json() == {"text": "Hello world."}
+
+
+def test_translation_verbose_json_says_translate(tmp_path: Any) -> None:
+    with TestClient(make_ingress(FakeEngine(("en", "de")), tmp_path, {}).__serve_build_asgi_app__()) as c:
+        response = c.post(
+            "/v1/audio/translations?response_format=verbose_json",
+            headers={**AUTH, "Content-Type": "audio/flac"},
+            content=JFK_FLAC.read_bytes(),
+        )
+    assert response.json()["task"] == "translate" and response.json()["language"] == "de"  # the language spoken
+
+
+@pytest.mark.parametrize("path, query", [("/v1/listen", "?translate=en"), ("/v1/audio/translations", "")])
+def test_translation_with_an_english_only_model_is_400(client: TestClient, engine: FakeEngine, path: str, query: str) -> None:
+    response = client.post(f"{path}{query}", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    body = _error(response, 400, "INVALID_REQUEST")
+    assert body["parameter"] == "translate" and "English-only" in body["error"] and engine.calls == []
+
+
+@pytest.mark.parametrize("value", ["de", "fr-FR", "sometimes"])
+def test_translation_to_another_language_is_400(client: TestClient, value: str) -> None:
+    response = client.post(f"/v1/listen?translate={value}", headers={**AUTH, "Content-Type": "audio/flac"}, content=b"x")
+    body = _error(response, 400, "INVALID_REQUEST")
+    assert body["parameter"] == "translate" and value not in body["error"]
 
 
 def _wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:

@@ -64,3 +64,29 @@ def test_unknown_language_is_400(base_server: Server) -> None:
         timeout=60,
     )
     assert response.status_code == 400 and response.json()["parameter"] == "language"
+
+
+# FLEURS sentences are translations of one English set: each clip's English sentence carries these words.
+TRANSLATIONS = {
+    "de": ("hong kong", "island", "kowloon"),  # "...the best views of Hong Kong, leave the island and head to Kowloon"
+    "es": ("travel", "risk", "weather"),  # "Travelers are strongly advised to be aware of any risk of severe weather..."
+}
+
+
+@pytest.mark.parametrize("lang", sorted(TRANSLATIONS))
+def test_openai_sdk_translates_to_english(base_server: Server, lang: str) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(api_key=base_server.key, base_url=f"{base_server.url}/v1", max_retries=0)
+    with (DATA / CLIPS[lang]).open("rb") as f:
+        result = client.audio.translations.create(file=f, model="whisper-1")
+    text = normalize(result.text)
+    missing = [word for word in TRANSLATIONS[lang] if word not in text]
+    assert len(missing) <= 1, (missing, result.text)  # one key word may come out as a synonym
+    spoken = set(normalize(manifest()[CLIPS[lang]]["text"]).split())
+    assert len(spoken & set(text.split())) <= 2, text  # English, not the words spoken (names aside)
+
+
+def test_listen_translates_and_reports_the_spoken_language(base_server: Server) -> None:
+    body = _listen(base_server, CLIPS["de"], translate="en")
+    assert body["language"] == "de" and "hong kong" in normalize(body["text"])

@@ -172,9 +172,11 @@ def test_usage_endpoint_and_metering(client: TestClient, metrics: RecordingMetri
 
 
 class SlowEngine(FakeEngine):
-    async def _transcribe(self, audio: Any, language: str, align: bool = False, previous: str = "") -> Any:
+    async def _transcribe(
+        self, audio: Any, language: str, align: bool = False, previous: str = "", translate: bool = False
+    ) -> Any:
         await asyncio.sleep(0.5)
-        return await super()._transcribe(audio, language, align, previous)
+        return await super()._transcribe(audio, language, align, previous, translate)
 
 
 @pytest.mark.parametrize("client", [SlowEngine()], indirect=True)

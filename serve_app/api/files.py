@@ -126,7 +126,10 @@ def _writer(request: TranscriptionRequest, default_format: str) -> tuple[str, Wr
 
 
 def _language(request: TranscriptionRequest, info: EngineInfo) -> str | None:
-    """The language to transcribe in; None: detect it (an English-only model answers "en")."""
-    if request.detect_language:
+    """The language to transcribe in; None: detect it (an English-only model answers "en"). A
+    translation is of speech in any language: detected unless named."""
+    if request.translate and not info.multilingual:
+        raise InvalidRequest(f"Model {info.model} is English-only: translation needs a multilingual model", parameter="translate")
+    if request.detect_language or (request.translate and request.language is None):
         return None
     return supported_language(request.language or "en", info)

@@ -43,7 +43,7 @@ FORMATS: dict[str, Writer] = {
     "text": lambda t, meta, r: as_text(t.text + "\n"),
     "srt": lambda t, meta, r: as_text(captions.srt(t), "application/x-subrip"),
     "vtt": lambda t, meta, r: as_text(captions.vtt(t), "text/vtt; charset=utf-8"),
-    "verbose_json": lambda t, meta, r: as_json(openai.verbose_json(t, "word" in r.timestamp_granularities)),
+    "verbose_json": lambda t, meta, r: as_json(openai.verbose_json(t, "word" in r.timestamp_granularities, r.translate)),
 }
 TIMED = {"srt", "vtt", "verbose_json"}  # formats whose times must be the model's
 ROUTE_FORMATS = {"listen", "waves"}  # a route's own answer, never chosen by `response_format`

@@ -20,7 +20,7 @@ class Deepgram:
     name = "deepgram"
 
     def parse(self, params: Mapping[str, Any], default_endpoint_s: float) -> StreamOptions:
-        refuse(params, ("multichannel", "diarize", "redact"))
+        refuse(params, ("multichannel", "diarize", "redact", "translate"))
         utterance_end = milliseconds(params, "utterance_end_ms", None, 100)
         interim = bool(flag(params, "interim_results"))
         if utterance_end is not None and not interim:

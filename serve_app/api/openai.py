@@ -1,7 +1,8 @@
 """OpenAI, `POST /v1/audio/transcriptions`: multipart `file` with `model` (accepted, ignored),
 `language`, `response_format` and `timestamp_granularities[]`; answers `{"text"}` by default and
 `verbose_json` on request. The other options of /v1/listen are read too, so an OpenAI-shaped call
-may ask for diarization or word times."""
+may ask for diarization or word times. `POST /v1/audio/translations` is the same with Whisper's
+translate task: English text whatever language is spoken (detected unless `language` is sent)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import math
 from typing import Any
 
 from ..pipeline.transcript import Transcript, Word, segments
+from . import params
 from .listen import OPTIONS as LISTEN_OPTIONS
 
 OPTIONS = LISTEN_OPTIONS
+TRANSLATION_OPTIONS = (*LISTEN_OPTIONS, params.translating)
 DEFAULT_FORMAT = "json"
 
 
@@ -19,10 +22,10 @@ def json_body(t: Transcript) -> dict[str, Any]:
     return {"text": t.text}
 
 
-def verbose_json(t: Transcript, with_words: bool) -> dict[str, Any]:
+def verbose_json(t: Transcript, with_words: bool, translated: bool = False) -> dict[str, Any]:
     """OpenAI's `verbose_json`: segments always, words when `timestamp_granularities[]=word`."""
     body: dict[str, Any] = {
-        "task": "transcribe",
+        "task": "translate" if translated else "transcribe",
         "language": t.language,
         "duration": t.duration,
         "text": t.text,

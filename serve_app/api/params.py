@@ -159,3 +159,19 @@ def refused(*names: str, where: str = "") -> Option:
         return {}
 
     return option
+
+
+def translation(params: Params) -> dict[str, Any]:
+    """`translate=en` (or `true`): English text for speech in another language, Whisper's translate task.
+    English is the only target Whisper translates to."""
+    value = params.get("translate")
+    if value is None or value is False or str(value).strip().lower() in _FALSE:
+        return {"translate": False}
+    if value is True or str(value).strip().lower() in {"en", *_TRUE}:
+        return {"translate": True}
+    raise InvalidRequest("translate must be 'en': speech is translated to English only", parameter="translate")
+
+
+def translating(params: Params) -> dict[str, Any]:
+    """OpenAI's /v1/audio/translations: always to English, whatever else is sent."""
+    return {"translate": True}

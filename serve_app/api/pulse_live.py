@@ -18,7 +18,7 @@ class Smallest:
     name = "smallest"
 
     def parse(self, params: Mapping[str, Any], default_endpoint_s: float) -> StreamOptions:
-        refuse(params, ("diarize", "redact_pii", "redact_pci", "vad_events", "sentence_timestamps"))
+        refuse(params, ("diarize", "redact_pii", "redact_pci", "vad_events", "sentence_timestamps", "translate"))
         timestamps = flag(params, "word_timestamps")
         return StreamOptions(
             encoding=encoding(params, "linear16"),

@@ -153,11 +153,11 @@ class WhisperEngine:
         return final.outputs[0]
 
     async def transcribe(
-        self, audio: np.ndarray, language: str | None = None, align: bool = False, previous: str = ""
+        self, audio: np.ndarray, language: str | None = None, align: bool = False, previous: str = "", translate: bool = False
     ) -> ChunkTranscript:
         """`previous`: the text before this audio (the file's preceding chunk, the stream's last
-        final), given to the decoder as context."""
-        prompt_ids, completion = await self._decode(audio, language, self._previous_ids(previous))
+        final), given to the decoder as context. `translate`: English text for speech in `language`."""
+        prompt_ids, completion = await self._decode(audio, language, self._previous_ids(previous), translate)
         # iter(): vLLM types FlatLogprobs as a sequence of `dict | None` (a prompt's first position has no
         # logprobs), but a completion's positions all have one, as its __iter__ declares.
         steps = iter(completion.logprobs or [])
@@ -180,13 +180,15 @@ class WhisperEngine:
         decoded = self.tokenizer.decode(ids) if repeat else completion.text
         return ChunkTranscript(decoded, tokens, aligned=times is not None)
 
-    async def _decode(self, audio: np.ndarray, language: str | None, previous: list[int]) -> tuple[list[int], CompletionOutput]:
+    async def _decode(
+        self, audio: np.ndarray, language: str | None, previous: list[int], translate: bool
+    ) -> tuple[list[int], CompletionOutput]:
         """Greedy with the previous text, then without it, then at rising temperatures: Whisper's guard
         against repetition loops ("Hello. Hello. Hello." over a whole window of a phone call), where
         text that compresses too well is decoded again. A loop can come from the previous text, so
         the fallbacks drop it (as openai/whisper does). Returns the prompt used and its completion."""
-        plain = self.vocab.prompt(language)
-        attempts = [(self.vocab.prompt(language, previous), self.sampling)] if previous else []
+        plain = self.vocab.prompt(language, translate=translate)
+        attempts = [(self.vocab.prompt(language, previous, translate), self.sampling)] if previous else []
         attempts += [(plain, self.sampling), *((plain, self._params(t)) for t in FALLBACK_TEMPERATURES)]
         tried = []
         for prompt_ids, params in attempts:

@@ -19,6 +19,7 @@ class WhisperVocabulary:
     transcribe: int | None
     languages: dict[str, int]  # "en" -> token id; empty for English-only checkpoints
     previous: int | None = None  # <|startofprev|>
+    translate: int | None = None  # <|translate|>: the multilingual models' speech-to-English task
 
     @property
     def multilingual(self) -> bool:
@@ -37,17 +38,20 @@ class WhisperVocabulary:
             ids.get("<|transcribe|>"),
             languages,
             ids.get("<|startofprev|>"),
+            ids.get("<|translate|>") if languages else None,
         )
 
-    def prompt(self, language: str | None, previous: list[int] | None = None) -> list[int]:
+    def prompt(self, language: str | None, previous: list[int] | None = None, translate: bool = False) -> list[int]:
         """The decoder prompt; `previous`: the preceding text's token ids, of which the last
-        MAX_PREVIOUS_TOKENS are kept (the decoder's 448 positions hold them and the new text)."""
+        MAX_PREVIOUS_TOKENS are kept (the decoder's 448 positions hold them and the new text).
+        `translate`: English text for speech in `language` (multilingual checkpoints only)."""
         context = [self.previous, *previous[-MAX_PREVIOUS_TOKENS:]] if previous and self.previous is not None else []
         if not self.multilingual:
             return [*context, self.sot, self.no_timestamps]
         lang = self.languages[language or "en"]
-        assert self.transcribe is not None  # multilingual Whisper vocabularies all have <|transcribe|>
-        return [*context, self.sot, lang, self.transcribe, self.no_timestamps]
+        task = self.translate if translate else self.transcribe
+        assert task is not None  # multilingual Whisper vocabularies all have <|transcribe|> and <|translate|>
+        return [*context, self.sot, lang, task, self.no_timestamps]
 
 
 # openai/whisper keeps the last n_text_ctx // 2 - 1 tokens of previous text: half the decoder's

@@ -55,9 +55,11 @@ class EngineClient:
         """The model and its window: they do not change while the service runs, so asked once."""
         return self.last_info if self.last_info is not None else await self.info()
 
-    async def transcribe(self, audio: Any, language: str, align: bool, previous: str = "") -> ChunkTranscript:
+    async def transcribe(
+        self, audio: Any, language: str, align: bool, previous: str = "", translate: bool = False
+    ) -> ChunkTranscript:
         """`previous`: the text before this audio, the decoder's context."""
-        return await self.call(self.handle.transcribe.remote(audio, language, align, previous))
+        return await self.call(self.handle.transcribe.remote(audio, language, align, previous, translate))
 
     async def detect_language(self, audio: Any) -> tuple[str, float]:
         return await self.call(self.handle.detect_language.remote(audio))

@@ -24,6 +24,7 @@ class TranscriptionRequest:
     diarize: bool = False  # label words (and utterances, paragraphs) with speakers
     num_speakers: int | None = None  # diarize into exactly this many speakers; None: find how many
     callback: str | None = None  # answer at once, POST the result there
+    translate: bool = False  # English text for speech in another language (multilingual models only)
 
     @property
     def needs_times(self) -> bool:
