@@ -573,6 +573,26 @@ def test_translation_to_another_language_is_400(client: TestClient, value: str) 
     assert body["parameter"] == "translate" and value not in body["error"]
 
 
+@pytest.mark.parametrize(
+    "query",
+    ["language=en&language=de", "punctuate=true&punctuate=false", "utterances=true&utterances=true", "translate=en&translate=en"],
+)
+def test_a_one_value_option_sent_twice_is_400(client: TestClient, engine: FakeEngine, query: str) -> None:
+    """Not the first or the last silently: the caller learns the request was ambiguous."""
+    response = client.post(f"/v1/listen?{query}", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    assert _error(response, 400, "INVALID_REQUEST")["parameter"] == query.split("=")[0] and engine.calls == []
+
+
+def test_repeated_form_fields_are_kept_in_order(client: TestClient) -> None:
+    response = client.post(
+        "/v1/audio/transcriptions",
+        headers=AUTH,
+        files={"file": ("jfk.flac", JFK_FLAC.read_bytes(), "audio/flac")},
+        data={"response_format": "verbose_json", "timestamp_granularities[]": ["word", "segment"]},
+    )
+    assert response.status_code == 200 and "words" in response.json() and response.json()["segments"]
+
+
 def _wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
 
     deadline = time.monotonic() + timeout_s

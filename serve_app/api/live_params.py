@@ -32,7 +32,7 @@ def milliseconds(params: Mapping[str, Any], name: str, default_s: float | None, 
 
 def encoding(params: Mapping[str, Any], default: str | None) -> str | None:
     encoding = params.get("encoding", default)
-    if encoding is not None and encoding not in ENCODINGS:
+    if encoding is not None and (not isinstance(encoding, str) or encoding not in ENCODINGS):
         raise InvalidRequest(f"encoding must be one of {', '.join(ENCODINGS)} (or omitted for webm/ogg)", parameter="encoding")
     return encoding
 

@@ -22,6 +22,7 @@ from ..pipeline.chunk import Chunk
 from ..pipeline.engine_client import EngineClient, context
 from ..pipeline.meter import Meter
 from ..pipeline.request import TranscriptionRequest, supported_language
+from ..pipeline.source import repeated
 from ..pipeline.stitch import stitch
 from ..pipeline.transcript import Transcript
 from ..settings import StreamArgs
@@ -61,7 +62,7 @@ class StreamRoutes:
         try:
             check_headers(ws)
             principal = await self.access.check(header, ws)
-            options = dialect.parse(ws.query_params, self.args.endpointing_ms / 1000)
+            options = dialect.parse(repeated(ws.query_params.multi_items()), self.args.endpointing_ms / 1000)
             info = await self.engine.known_info()
             supported_language(options.language, info)
             admission = await admitted.enter_async_context(self.limiter.admit(principal))

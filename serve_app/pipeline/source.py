@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +69,7 @@ def _too_large(max_bytes: int) -> FileTooLarge:
 
 async def parse_source(request: Request, limits: BodyLimits) -> AudioSource:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    query: dict[str, Any] = dict(request.query_params)
+    query = repeated(request.query_params.multi_items())
     if content_type == "application/json":  # a URL and options: small, whatever max_bytes allows for audio
         return _from_json(await read_capped(request, limits, MAX_JSON_BYTES), query)
     if content_type.startswith("audio/") or content_type in _RAW_TYPES or content_type.startswith("video/"):
@@ -111,10 +112,22 @@ async def _from_multipart(request: Request, limits: BodyLimits, query: dict[str,
         if not isinstance(upload, UploadFile):
             raise MissingParameter("Missing file field 'audio' (or 'file')", parameter="audio")
         data = await upload.read()
-        fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
-        for name in ("timestamp_granularities[]", "timestamp_granularities"):  # repeated fields: keep them all
-            if name in form:
-                fields[name] = [v for v in form.getlist(name) if isinstance(v, str)]
+        fields = repeated([(k, v) for k, v in form.multi_items() if isinstance(v, str)])
         return AudioSource({**query, **fields}, data=data)
     finally:
         await form.close()
+
+
+def repeated(items: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Query or form fields as a mapping: a name sent once maps to its value, a name sent several
+    times (`keyterm=a&keyterm=b`, `timestamp_granularities[]`) to the list of them, in order. A
+    reader that takes one value then refuses a list rather than silently keeping one of them."""
+    fields: dict[str, Any] = {}
+    for name, value in items:
+        if name not in fields:
+            fields[name] = value
+        elif isinstance(fields[name], list):
+            fields[name].append(value)
+        else:
+            fields[name] = [fields[name], value]
+    return fields
