@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from serve_app.licensing.auth import LicenseAuthenticator, RevocationList
 from serve_app.licensing.keys import PublicKeys
 from serve_app.pipeline.engine_client import ENGINE_CHECK_S
+from serve_app.pipeline.prompt import FILLER_STYLE, MAX_KEYTERM_CHARS, MAX_KEYTERMS
 from serve_app.types import ChunkTranscript, EngineInfo
 
 from .helpers import JFK_FLAC, JFK_MP3, STEREO, FileServer, serving
@@ -591,6 +592,49 @@ def test_repeated_form_fields_are_kept_in_order(client: TestClient) -> None:
         data={"response_format": "verbose_json", "timestamp_granularities[]": ["word", "segment"]},
     )
     assert response.status_code == 200 and "words" in response.json() and response.json()["segments"]
+
+
+@pytest.mark.parametrize(
+    "query, prompt",
+    [
+        ("", ""),  # nothing asked, nothing sent: the decoder sees no prompt
+        ("?keyterm=Kowloon&keyterm=Hong%20Kong", "Kowloon, Hong Kong."),  # Deepgram: repeated, spaces kept
+        ("?keywords=Smallest:2,Atoms,Waves:1.5", "Smallest, Atoms, Waves."),  # Pulse: comma-joined word:weight
+        ("?keywords=Dashwood:5&keywords=Norland", "Dashwood, Norland."),  # Deepgram: repeated term:intensifier
+        ("?keyterm=Norland&keywords=Norland:3", "Norland."),  # once each
+        ("?filler_words=true", FILLER_STYLE),
+        ("?filler_words=true&keyterm=Kowloon", FILLER_STYLE + " Kowloon."),
+    ],
+)
+def test_keyterms_and_filler_words_become_the_decoders_prompt(
+    client: TestClient, engine: FakeEngine, query: str, prompt: str
+) -> None:
+    response = client.post(f"/v1/listen{query}", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    assert response.status_code == 200, response.text
+    assert engine.previous == [prompt]
+
+
+@pytest.mark.parametrize(
+    "query, parameter",
+    [
+        ("keywords=noise:-5", "keywords"),  # suppression: a prompt cannot do it
+        ("keywords=noise:loud", "keywords"),
+        ("keyterm=" + "x" * (MAX_KEYTERM_CHARS + 1), "keyterm"),
+        ("&".join(f"keyterm=term{i}" for i in range(MAX_KEYTERMS + 1)), "keyterm"),
+        ("filler_words=some", "filler_words"),
+    ],
+)
+def test_bad_keyterms_are_400(client: TestClient, engine: FakeEngine, query: str, parameter: str) -> None:
+    response = client.post(f"/v1/listen?{query}", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
+    assert _error(response, 400, "INVALID_REQUEST")["parameter"] == parameter and engine.calls == []
+
+
+def test_keyterms_reach_every_chunk_of_a_long_file(tmp_path: Any) -> None:
+    engine = FakeEngine()
+    ingress = make_ingress(engine, tmp_path, {})
+    with TestClient(ingress.__serve_build_asgi_app__()) as c:  # 44 s: two windows of the fake engine's 30 s
+        response = c.post("/v1/listen?keyterm=Kowloon", headers={**AUTH, "Content-Type": "audio/wav"}, content=_wav(44))
+    assert response.status_code == 200 and engine.previous == ["Kowloon."] * 2
 
 
 def _wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:

@@ -22,6 +22,7 @@ from serve_app.api.pulse_live import Smallest
 from serve_app.errors import InvalidRequest, UnsupportedFormat
 from serve_app.pipeline import engine_client
 from serve_app.pipeline.decode import decode
+from serve_app.pipeline.prompt import FILLER_STYLE
 from serve_app.stream.audio_in import END, MATROSKA, ContainerInput, PcmInput
 from serve_app.stream.protocol import CLOSE, FINALIZE, KEEP_ALIVE, control
 from serve_app.stream.segment import FRAME, Segmenter, SpeechStarted, Utterance, UtteranceEnd
@@ -410,6 +411,20 @@ def test_with_context_each_final_gets_the_finals_before_it(engine: FakeEngine, t
     decoded = [m for m in messages if m["type"] == "Results" and m["channel"]["alternatives"][0]["transcript"]]
     # The fake answers "Hello world." each time.
     assert len(decoded) >= 3 and engine.previous == [" ".join(["Hello world."] * k) for k in range(len(decoded))]
+
+
+@pytest.mark.parametrize(
+    "url, prompt",
+    [
+        (DG + "&keyterm=Kowloon&keyterm=Hong%20Kong", "Kowloon, Hong Kong."),
+        (DG + "&keywords=Dashwood:2&filler_words=true", FILLER_STYLE + " Dashwood."),
+        ("/waves/v1/stt/live?sample_rate=16000&encoding=linear16&keywords=Smallest,Atoms:2", "Smallest, Atoms."),
+    ],
+)
+def test_live_keyterms_prompt_every_decode(engine: FakeEngine, tmp_path: Any, url: str, prompt: str) -> None:
+    with TestClient(make_ingress(engine, tmp_path).__serve_build_asgi_app__()) as client:
+        _whole_stream(client, url)
+    assert engine.previous and set(engine.previous) == {prompt}
 
 
 def test_smallest_finalize_keeps_the_stream_and_close_is_last(client: TestClient) -> None:

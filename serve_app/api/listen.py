@@ -33,6 +33,8 @@ OPTIONS: tuple[params.Option, ...] = (
     params.paragraphs,
     params.multichannel,
     params.translation,
+    params.keyterms,
+    params.filler_words,
 )
 DEFAULT_FORMAT = "listen"
 _MODEL_NAMESPACE = uuid.UUID("6f1b3c2a-8d4e-4f5a-9b7c-2e1d0a9f8c7b")

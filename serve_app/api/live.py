@@ -11,7 +11,7 @@ from ..errors import InvalidRequest, ServiceError
 from ..stream.protocol import Context, Result, StreamOptions
 from .listen import model_uuid, word_dict
 from .live_params import MAX_CHANNELS, MIN_ENDPOINT_S, SAMPLE_RATES, encoding, language, milliseconds, refuse
-from .params import flag, whole
+from .params import flag, keyterms, whole
 
 
 class Deepgram:
@@ -37,6 +37,8 @@ class Deepgram:
             vad_events=bool(flag(params, "vad_events")),
             punctuate=flag(params, "punctuate") is not False,
             timestamps=False,
+            keyterms=keyterms(params)["keyterms"],
+            filler_words=bool(flag(params, "filler_words")),
         )
 
     def result(self, r: Result, ctx: Context) -> dict[str, Any]:

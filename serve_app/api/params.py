@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import InvalidRequest
+from ..pipeline.prompt import MAX_KEYTERM_CHARS, MAX_KEYTERMS, MAX_KEYTERMS_CHARS
 from ..pipeline.request import TranscriptionRequest
 
 Params = Mapping[str, Any]
@@ -175,3 +176,44 @@ def translation(params: Params) -> dict[str, Any]:
 def translating(params: Params) -> dict[str, Any]:
     """OpenAI's /v1/audio/translations: always to English, whatever else is sent."""
     return {"translate": True}
+
+
+def texts(params: Params, name: str) -> list[str]:
+    """A repeatable option's values (one value or several: pipeline/source.py `repeated`)."""
+    value = params.get(name)
+    items = [] if value is None else value if isinstance(value, list) else [value]
+    if not all(isinstance(item, str) for item in items):
+        raise InvalidRequest(f"{name} must be text", parameter=name)
+    return items
+
+
+def keyterms(params: Params) -> dict[str, Any]:
+    """Deepgram's `keyterm` (repeatable, each value one term, spaces allowed) and `keywords`
+    (`term:intensifier`, repeatable; Pulse sends them comma-joined, `word:weight`). Weights only
+    have to be positive numbers: the decoder prompt that carries the terms cannot weight them."""
+    terms = [term.strip() for term in texts(params, "keyterm")]
+    for value in texts(params, "keywords"):
+        for entry in value.split(","):
+            term, _, weight = entry.partition(":")
+            if weight and not _positive(weight):
+                raise InvalidRequest(
+                    "keywords weights must be positive numbers: terms cannot be suppressed", parameter="keywords"
+                )
+            terms.append(term.strip())
+    terms = [t for t in dict.fromkeys(terms) if t]  # in order, once each
+    limits = (MAX_KEYTERMS, MAX_KEYTERM_CHARS, MAX_KEYTERMS_CHARS)
+    if len(terms) > MAX_KEYTERMS or any(len(t) > MAX_KEYTERM_CHARS for t in terms) or len(", ".join(terms)) > MAX_KEYTERMS_CHARS:
+        name = "keyterm" if "keyterm" in params else "keywords"
+        raise InvalidRequest("at most {} terms of {} characters, {} in all".format(*limits), parameter=name)
+    return {"keyterms": tuple(terms)}
+
+
+def _positive(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
+
+
+def filler_words(params: Params) -> dict[str, Any]:
+    return {"filler_words": bool(flag(params, "filler_words"))}

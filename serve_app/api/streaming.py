@@ -21,6 +21,7 @@ from ..pipeline import transforms
 from ..pipeline.chunk import Chunk
 from ..pipeline.engine_client import EngineClient, context
 from ..pipeline.meter import Meter
+from ..pipeline.prompt import decoder_prompt
 from ..pipeline.request import TranscriptionRequest, supported_language
 from ..pipeline.source import repeated
 from ..pipeline.stitch import stitch
@@ -116,12 +117,17 @@ class StreamRoutes:
         With `context`, each is decoded with the stream's finals so far, as a file's chunks are
         (pipeline/files.py): the text of those finished when it starts, which on a live stream
         (finals seconds apart, decoded in a fraction of one) is every final before it."""
-        request = TranscriptionRequest(language=options.language, punctuate=options.punctuate)
+        request = TranscriptionRequest(
+            language=options.language,
+            punctuate=options.punctuate,
+            keyterms=options.keyterms,
+            filler_words=options.filler_words,
+        )
         finals: list[str] = []
 
         async def decode(utterance: Utterance, final: bool) -> Transcript:
             align = final and options.timestamps
-            previous = context(finals) if self.context else ""
+            previous = decoder_prompt(request, context(finals) if self.context else "")
             call = partial(self.engine.transcribe, utterance.audio, options.language, align, previous)
             with self.meter.timed("stream_final" if final else "stream_interim"):
                 result = await (self.engine.patiently(call) if final else call())

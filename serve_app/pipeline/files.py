@@ -23,6 +23,7 @@ from .decode import decode
 from .engine_client import EngineClient, context
 from .fetch import Fetcher
 from .meter import Meter
+from .prompt import decoder_prompt
 from .request import TranscriptionRequest
 from .source import AudioSource
 from .stitch import merge_channels, stitch, with_speakers
@@ -98,7 +99,7 @@ class FilePipeline:
     ) -> Transcript:
         """One channel: its chunks transcribed and, when asked, the whole channel diarized alongside."""
         transcribe = self._in_order if self.args.condition_on_previous_text else self._alongside
-        calls: list[Awaitable[Any]] = [transcribe(chunks, language, align, request.translate)]
+        calls: list[Awaitable[Any]] = [transcribe(chunks, language, align, request)]
         if request.diarize:
             calls.append(self.engine.patiently(lambda: self.engine.diarize(audio, request.num_speakers)))
         results = await _all_or_none(calls)
@@ -107,27 +108,34 @@ class FilePipeline:
             transcript = with_speakers(transcript, results[1])
         return transforms.apply(transcript, request)
 
-    async def _in_order(self, chunks: list[Chunk], language: str, align: bool, translate: bool) -> list[ChunkTranscript]:
+    async def _in_order(
+        self, chunks: list[Chunk], language: str, align: bool, request: TranscriptionRequest
+    ) -> list[ChunkTranscript]:
         """Each chunk with the text before it as Whisper's context, as openai/whisper decodes long
         audio: the model continues the sentence across a cut instead of starting afresh. One chunk
         of a file at a time (other requests' chunks share the engine's batch meanwhile). The first
         is the admission test: when the engine's queue is full it fails with a 503 and the request is
         shed; once it is in, the rest wait out a full queue."""
-        results = [await self.engine.transcribe(chunks[0].audio, language, align, translate=translate)]
+        translate = request.translate
+        results = [await self.engine.transcribe(chunks[0].audio, language, align, decoder_prompt(request), translate)]
         for chunk in chunks[1:]:
-            previous = context([r.text for r in results])
+            previous = decoder_prompt(request, context([r.text for r in results]))
             call = partial(self.engine.transcribe, chunk.audio, language, align, previous, translate)
             results.append(await self.engine.patiently(call))
         return results
 
-    async def _alongside(self, chunks: list[Chunk], language: str, align: bool, translate: bool) -> list[ChunkTranscript]:
+    async def _alongside(
+        self, chunks: list[Chunk], language: str, align: bool, request: TranscriptionRequest
+    ) -> list[ChunkTranscript]:
         """Every chunk at once, without context (the default, `condition_on_previous_text: false`): lower latency
         for a long file. The first chunk is the admission test as above; the others run alongside it,
         a bounded number at a time, and wait out a full queue."""
         gate = asyncio.Semaphore(self.args.chunks_in_flight)
 
+        prompt = decoder_prompt(request)
+
         def call(chunk: Chunk) -> Awaitable[ChunkTranscript]:
-            return self.engine.transcribe(chunk.audio, language, align, translate=translate)
+            return self.engine.transcribe(chunk.audio, language, align, prompt, request.translate)
 
         async def rest(chunk: Chunk) -> ChunkTranscript:
             async with gate:

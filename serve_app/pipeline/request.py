@@ -25,6 +25,8 @@ class TranscriptionRequest:
     num_speakers: int | None = None  # diarize into exactly this many speakers; None: find how many
     callback: str | None = None  # answer at once, POST the result there
     translate: bool = False  # English text for speech in another language (multilingual models only)
+    keyterms: tuple[str, ...] = ()  # names and jargon to spell as given (pipeline/prompt.py)
+    filler_words: bool = False  # keep "um", "uh" (pipeline/prompt.py)
 
     @property
     def needs_times(self) -> bool:

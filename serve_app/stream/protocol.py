@@ -28,6 +28,8 @@ class StreamOptions:
     punctuate: bool
     timestamps: bool  # model-aligned word times in final results (otherwise estimated)
     full_transcript: bool = False  # Smallest: the whole session's text on each final
+    keyterms: tuple[str, ...] = ()  # spelled as given (pipeline/prompt.py)
+    filler_words: bool = False  # keep "um", "uh"
 
 
 @dataclass(frozen=True)
