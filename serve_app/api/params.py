@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import InvalidRequest
+from ..pipeline import redact
 from ..pipeline.request import TranscriptionRequest
 
 Params = Mapping[str, Any]
@@ -159,3 +160,33 @@ def refused(*names: str, where: str = "") -> Option:
         return {}
 
     return option
+
+
+def listed(params: Params, name: str) -> list[str]:
+    """A repeatable option's values: repeated (`redact=pci&redact=ssn`), a JSON list, or comma-separated."""
+    getlist = getattr(params, "getlist", None)  # a live stream's query string keeps repeats
+    value = getlist(name) if getlist is not None else params.get(name)
+    values = [] if value is None else [value] if isinstance(value, (str, bool)) else value
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, (str, bool)) for v in values):
+        raise InvalidRequest(f"{name} must be a string or a list of strings", parameter=name)
+    return [part for v in values for part in str(v).lower().split(",") if part.strip()]
+
+
+def redaction(params: Params) -> dict[str, Any]:
+    """Deepgram's `redact` (repeatable: pci, ssn, numbers/true, pii, or an entity name such as
+    credit_card) or Pulse's `redact_pii` / `redact_pci` flags; each dialect's names get its placeholders."""
+    values = listed(params, "redact")
+    pii, pci = flag(params, "redact_pii"), flag(params, "redact_pci")
+    if values and (pii or pci):
+        raise InvalidRequest("Send either redact or redact_pii/redact_pci, not both", parameter="redact")
+    if pii or pci:
+        return {"redact": redact.pulse_kinds(bool(pii), bool(pci)), "redact_style": redact.PULSE}
+    try:
+        kinds = redact.deepgram_kinds(values)
+    except KeyError:
+        allowed = ", ".join(g for g in redact.DEEPGRAM_GROUPS if g not in redact.KINDS)
+        raise InvalidRequest(
+            f"redact must be {allowed} or one of the entities {', '.join(redact.KINDS)} (phi is not supported)",
+            parameter="redact",
+        ) from None
+    return {"redact": kinds, "redact_style": redact.DEEPGRAM}

@@ -24,6 +24,8 @@ class TranscriptionRequest:
     diarize: bool = False  # label words (and utterances, paragraphs) with speakers
     num_speakers: int | None = None  # diarize into exactly this many speakers; None: find how many
     callback: str | None = None  # answer at once, POST the result there
+    redact: tuple[str, ...] = ()  # entity kinds to replace by placeholders (pipeline/redact.py)
+    redact_style: str = "deepgram"  # whose placeholders: "deepgram" ([CREDIT_CARD_1]) or "pulse" ([ACCOUNTNUMBER_1])
 
     @property
     def needs_times(self) -> bool:

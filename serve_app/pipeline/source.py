@@ -18,6 +18,7 @@ from ..errors import FileTooLarge, InvalidRequest, MissingParameter, RequestTime
 
 _RAW_TYPES = ("application/octet-stream",)
 MAX_JSON_BYTES = 64 * 1024  # a JSON body carries a URL and options, never audio
+REPEATABLE = ("redact",)  # query and form names whose every value counts (`redact=pci&redact=ssn`)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ def _too_large(max_bytes: int) -> FileTooLarge:
 async def parse_source(request: Request, limits: BodyLimits) -> AudioSource:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     query: dict[str, Any] = dict(request.query_params)
+    for name in REPEATABLE:  # a plain dict keeps only the last of a repeated name
+        if len(values := request.query_params.getlist(name)) > 1:
+            query[name] = values
     if content_type == "application/json":  # a URL and options: small, whatever max_bytes allows for audio
         return _from_json(await read_capped(request, limits, MAX_JSON_BYTES), query)
     if content_type.startswith("audio/") or content_type in _RAW_TYPES or content_type.startswith("video/"):
@@ -112,7 +116,7 @@ async def _from_multipart(request: Request, limits: BodyLimits, query: dict[str,
             raise MissingParameter("Missing file field 'audio' (or 'file')", parameter="audio")
         data = await upload.read()
         fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
-        for name in ("timestamp_granularities[]", "timestamp_granularities"):  # repeated fields: keep them all
+        for name in ("timestamp_granularities[]", "timestamp_granularities", *REPEATABLE):  # repeated fields: keep them all
             if name in form:
                 fields[name] = [v for v in form.getlist(name) if isinstance(v, str)]
         return AudioSource({**query, **fields}, data=data)

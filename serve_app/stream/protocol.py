@@ -28,6 +28,8 @@ class StreamOptions:
     punctuate: bool
     timestamps: bool  # model-aligned word times in final results (otherwise estimated)
     full_transcript: bool = False  # Smallest: the whole session's text on each final
+    redact: tuple[str, ...] = ()  # entity kinds redacted in interims and finals (pipeline/redact.py)
+    redact_style: str = "deepgram"  # whose placeholders
 
 
 @dataclass(frozen=True)
