@@ -45,3 +45,15 @@ def test_diarized_words_parse(server: Server) -> None:
     words = result.results.channels[0].alternatives[0].words
     assert {w.speaker for w in words} == {0, 1}
     assert {u.speaker for u in result.results.utterances} == {0, 1}
+
+
+def test_redacted_answer_parses(server: Server) -> None:
+    """`redact` as the SDK sends it: placeholders in the transcript and in the words."""
+    call = (DATA / "espeak_redact_call.ogg").read_bytes()
+    result = deepgram_client(server).listen.v1.media.transcribe_file(request=call, model="nova-3", redact="pii")
+    alternative = result.results.channels[0].alternatives[0]
+    assert "4111" not in alternative.transcript and "6789" not in alternative.transcript, alternative.transcript
+    assert alternative.transcript == " ".join(w.punctuated_word for w in alternative.words)
+    assert any(w.punctuated_word.startswith(("[CREDIT_CARD_", "[SSN_", "[PHONE_NUMBER_")) for w in alternative.words), (
+        alternative.transcript
+    )

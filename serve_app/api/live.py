@@ -11,7 +11,7 @@ from ..errors import InvalidRequest, ServiceError
 from ..stream.protocol import Context, Result, StreamOptions
 from .listen import model_uuid, word_dict
 from .live_params import MAX_CHANNELS, MIN_ENDPOINT_S, SAMPLE_RATES, encoding, language, milliseconds, refuse
-from .params import flag, keyterms, whole
+from .params import flag, keyterms, redaction, whole
 
 
 class Deepgram:
@@ -20,7 +20,7 @@ class Deepgram:
     name = "deepgram"
 
     def parse(self, params: Mapping[str, Any], default_endpoint_s: float) -> StreamOptions:
-        refuse(params, ("multichannel", "diarize", "redact", "translate"))
+        refuse(params, ("multichannel", "diarize", "translate"))
         utterance_end = milliseconds(params, "utterance_end_ms", None, 100)
         interim = bool(flag(params, "interim_results"))
         if utterance_end is not None and not interim:
@@ -39,6 +39,7 @@ class Deepgram:
             timestamps=False,
             keyterms=keyterms(params)["keyterms"],
             filler_words=bool(flag(params, "filler_words")),
+            **redaction(params),
         )
 
     def result(self, r: Result, ctx: Context) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import InvalidRequest
+from ..pipeline import redact
 from ..pipeline.prompt import MAX_KEYTERM_CHARS, MAX_KEYTERMS, MAX_KEYTERMS_CHARS
 from ..pipeline.request import TranscriptionRequest
 
@@ -182,8 +183,9 @@ def texts(params: Params, name: str) -> list[str]:
     """A repeatable option's values (one value or several: pipeline/source.py `repeated`)."""
     value = params.get(name)
     items = [] if value is None else value if isinstance(value, list) else [value]
+    items = [str(item).lower() if isinstance(item, bool) else item for item in items]  # JSON's true: "true"
     if not all(isinstance(item, str) for item in items):
-        raise InvalidRequest(f"{name} must be text", parameter=name)
+        raise InvalidRequest(f"{name} must be a string or a list of strings", parameter=name)
     return items
 
 
@@ -217,3 +219,29 @@ def _positive(text: str) -> bool:
 
 def filler_words(params: Params) -> dict[str, Any]:
     return {"filler_words": bool(flag(params, "filler_words"))}
+
+
+def listed(params: Params, name: str) -> list[str]:
+    """A repeatable option's values in lower case, comma-separated ones split: `redact=pci&redact=ssn`,
+    `redact=pci,ssn` or a JSON list."""
+    return [part.strip() for value in texts(params, name) for part in value.lower().split(",") if part.strip()]
+
+
+def redaction(params: Params) -> dict[str, Any]:
+    """Deepgram's `redact` (repeatable: pci, ssn, numbers/true, pii, or an entity name such as
+    credit_card) or Pulse's `redact_pii` / `redact_pci` flags; each dialect's names get its placeholders."""
+    values = listed(params, "redact")
+    pii, pci = flag(params, "redact_pii"), flag(params, "redact_pci")
+    if values and (pii or pci):
+        raise InvalidRequest("Send either redact or redact_pii/redact_pci, not both", parameter="redact")
+    if pii or pci:
+        return {"redact": redact.pulse_kinds(bool(pii), bool(pci)), "redact_style": redact.PULSE}
+    try:
+        kinds = redact.deepgram_kinds(values)
+    except KeyError:
+        allowed = ", ".join(g for g in redact.DEEPGRAM_GROUPS if g not in redact.KINDS)
+        raise InvalidRequest(
+            f"redact must be {allowed} or one of the entities {', '.join(redact.KINDS)} (phi is not supported)",
+            parameter="redact",
+        ) from None
+    return {"redact": kinds, "redact_style": redact.DEEPGRAM}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..pipeline.redact import placeholders
 from ..pipeline.request import TranscriptionRequest
 from ..pipeline.transcript import Transcript, split_at_pauses
 from .listen import OPTIONS as LISTEN_OPTIONS
@@ -37,4 +38,6 @@ def waves_body(t: Transcript, meta: RequestMeta, options: TranscriptionRequest) 
             {"text": " ".join(w.punctuated_word for w in run), "start": run[0].start, "end": run[-1].end, **label(run[0].speaker)}
             for run in split_at_pauses(t.words, options.utt_split)
         ]
+    if options.redact:  # Pulse lists what it redacted
+        body["redacted_entities"] = placeholders(t.words)
     return body

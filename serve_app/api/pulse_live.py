@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ServiceError
+from ..pipeline.redact import placeholders
 from ..stream.protocol import Context, Result, StreamOptions
 from .live_params import MAX_CHANNELS, MIN_ENDPOINT_S, SAMPLE_RATES, encoding, language, milliseconds, refuse
-from .params import flag, keyterms, whole
+from .params import flag, keyterms, redaction, whole
 
 
 class Smallest:
@@ -18,7 +19,7 @@ class Smallest:
     name = "smallest"
 
     def parse(self, params: Mapping[str, Any], default_endpoint_s: float) -> StreamOptions:
-        refuse(params, ("diarize", "redact_pii", "redact_pci", "vad_events", "sentence_timestamps", "translate"))
+        refuse(params, ("diarize", "vad_events", "sentence_timestamps", "translate"))
         timestamps = flag(params, "word_timestamps")
         return StreamOptions(
             encoding=encoding(params, "linear16"),
@@ -33,6 +34,7 @@ class Smallest:
             timestamps=bool(timestamps),
             full_transcript=bool(flag(params, "full_transcript")),
             keyterms=keyterms(params)["keyterms"],
+            **redaction(params),
         )
 
     def result(self, r: Result, ctx: Context) -> dict[str, Any]:
@@ -54,6 +56,8 @@ class Smallest:
         }
         if ctx.options.full_transcript and r.is_final:
             body["full_transcript"] = r.full_text
+        if ctx.options.redact:
+            body["redacted_entities"] = placeholders(r.transcript.words)
         return body
 
     def speech_started(self, at: float) -> dict[str, Any] | None:

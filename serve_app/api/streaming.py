@@ -122,6 +122,8 @@ class StreamRoutes:
             punctuate=options.punctuate,
             keyterms=options.keyterms,
             filler_words=options.filler_words,
+            redact=options.redact,
+            redact_style=options.redact_style,
         )
         finals: list[str] = []
 

@@ -27,6 +27,8 @@ class TranscriptionRequest:
     translate: bool = False  # English text for speech in another language (multilingual models only)
     keyterms: tuple[str, ...] = ()  # names and jargon to spell as given (pipeline/prompt.py)
     filler_words: bool = False  # keep "um", "uh" (pipeline/prompt.py)
+    redact: tuple[str, ...] = ()  # entity kinds to replace by placeholders (pipeline/redact.py)
+    redact_style: str = "deepgram"  # whose placeholders: "deepgram" ([CREDIT_CARD_1]) or "pulse" ([ACCOUNTNUMBER_1])
 
     @property
     def needs_times(self) -> bool:

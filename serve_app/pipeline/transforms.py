@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from . import redact
 from .request import TranscriptionRequest
 from .transcript import Transcript
 
@@ -27,6 +28,8 @@ def unpunctuated(t: Transcript) -> Transcript:
 
 TRANSFORMS: list[Transform] = [
     Transform("unpunctuated", lambda request: not request.punctuate, lambda t, request: unpunctuated(t)),
+    # Last, after any formatting: nothing may bring the clear text back once it is redacted.
+    Transform("redact", lambda request: bool(request.redact), lambda t, r: redact.redact(t, r.redact, r.redact_style)),
 ]
 
 

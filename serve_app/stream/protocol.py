@@ -30,6 +30,8 @@ class StreamOptions:
     full_transcript: bool = False  # Smallest: the whole session's text on each final
     keyterms: tuple[str, ...] = ()  # spelled as given (pipeline/prompt.py)
     filler_words: bool = False  # keep "um", "uh"
+    redact: tuple[str, ...] = ()  # entity kinds redacted in interims and finals (pipeline/redact.py)
+    redact_style: str = "deepgram"  # whose placeholders
 
 
 @dataclass(frozen=True)
