@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import ServiceError
 from ..stream.protocol import Context, Result, StreamOptions
 from .live_params import MAX_CHANNELS, MIN_ENDPOINT_S, SAMPLE_RATES, encoding, language, milliseconds, refuse
-from .params import flag, whole
+from .params import flag, formatting, whole
 
 
 class Smallest:
@@ -32,6 +32,7 @@ class Smallest:
             punctuate=flag(params, "punctuate") is not False,
             timestamps=bool(timestamps),
             full_transcript=bool(flag(params, "full_transcript")),
+            **formatting(params),
         )
 
     def result(self, r: Result, ctx: Context) -> dict[str, Any]:

@@ -115,7 +115,9 @@ class StreamRoutes:
         With `context`, each is decoded with the stream's finals so far, as a file's chunks are
         (pipeline/files.py): the text of those finished when it starts, which on a live stream
         (finals seconds apart, decoded in a fraction of one) is every final before it."""
-        request = TranscriptionRequest(language=options.language, punctuate=options.punctuate)
+        request = TranscriptionRequest(
+            language=options.language, punctuate=options.punctuate, smart_format=options.smart_format, numerals=options.numerals
+        )
         finals: list[str] = []
 
         async def decode(utterance: Utterance, final: bool) -> Transcript:

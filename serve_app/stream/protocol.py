@@ -28,6 +28,8 @@ class StreamOptions:
     punctuate: bool
     timestamps: bool  # model-aligned word times in final results (otherwise estimated)
     full_transcript: bool = False  # Smallest: the whole session's text on each final
+    smart_format: bool = False  # as on files (TranscriptionRequest), for finals and interims alike
+    numerals: bool | None = None
 
 
 @dataclass(frozen=True)
