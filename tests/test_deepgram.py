@@ -45,3 +45,18 @@ def test_diarized_words_parse(server: Server) -> None:
     words = result.results.channels[0].alternatives[0].words
     assert {w.speaker for w in words} == {0, 1}
     assert {u.speaker for u in result.results.utterances} == {0, 1}
+
+
+def test_smart_format_and_numerals_parse(server: Server) -> None:
+    """deepgram-sdk parses answers with smart_format; numerals=false writes the reading's years and
+    ordinals ("In 1465", "the 15th century") as words, each word still timed."""
+    client = deepgram_client(server)
+    formatted = client.listen.v1.media.transcribe_file(request=JFK_FLAC.read_bytes(), model="nova-3", smart_format=True)
+    alternative = formatted.results.channels[0].alternatives[0]
+    assert normalize(alternative.transcript) == normalize(manifest()["whisper_jfk.flac"]["text"])
+    assert all(w.punctuated_word and w.start <= w.end for w in alternative.words)
+    reading = (DATA / "ljspeech_LJ001-0001_to_0032.flac").read_bytes()
+    spelled = client.listen.v1.media.transcribe_file(request=reading, model="nova-3", numerals=False)
+    alternative = spelled.results.channels[0].alternatives[0]
+    assert not any(c.isdigit() for c in alternative.transcript) and "fifteenth century" in alternative.transcript
+    assert all(w.start <= w.end for w in alternative.words)

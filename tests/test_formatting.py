@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from serve_app.api.live import Deepgram
@@ -23,6 +27,7 @@ from serve_app.pipeline.request import TranscriptionRequest
 from serve_app.pipeline.stitch import _PUNCT
 from serve_app.pipeline.transcript import Transcript, Word
 from serve_app.pipeline.transforms import apply
+from serve_app.settings import ROOT
 from serve_app.types import ChunkTranscript, Token
 
 from .helpers import JFK_FLAC
@@ -373,3 +378,45 @@ def test_live_streams_format_finals_and_interims(client: TestClient) -> None:
     assert {m["channel"]["alternatives"][0]["transcript"] for m in plain if m["type"] == "Results"} - {""} == {
         "It costs twenty five dollars."
     }
+
+
+def test_nothing_is_loaded_or_paid_with_the_options_off() -> None:
+    """The ingress and a request without the options load neither library (their import is the
+    first formatted request's)."""
+    code = (
+        "import sys, serve_app.ingress\n"
+        "from serve_app.pipeline.transforms import apply\n"
+        "from serve_app.pipeline.request import TranscriptionRequest\n"
+        "from serve_app.pipeline.transcript import Transcript, Word\n"
+        "t = Transcript('Five dollars.', [Word('five', 'Five', 0, 1, 0.9), Word('dollars', 'dollars.', 1, 2, 0.9)], 0.9, 2, 'en')\n"
+        "assert apply(t, TranscriptionRequest()) is t\n"
+        "print(','.join(m for m in ('text_to_num', 'num2words') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == ""
+
+
+def test_the_cost_benchmark_runs() -> None:
+    from tools.bench_transforms import OPTIONS, run, table
+
+    report = run(repeat=1)  # (in this process the golden tests have loaded the libraries already)
+    assert set(report["results"]["call (spoken forms)"]) == {"words", *OPTIONS}
+    assert "smart_format" in table(report)
+
+
+VOCABULARY = (
+    "one two three five twelve twenty thirty fifty ninety hundred thousand million oh zero point first third twenty-first "
+    "a the and at dot com gmail w slash underscore dollars dollar cents percent per cent p m a.m. p.m. pm o'clock March May "
+    "of minus Call 5 25 1,000 2.5 3rd 1465 3:30 3.30 7pm $5 25% 555-1234 (415) 2024, five, seven. twenty? Hello"
+).split()
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.lists(st.sampled_from(VOCABULARY), min_size=1, max_size=25), st.sampled_from([SMART, DIGITS, WORDS]))
+def test_any_words_format_without_error_and_keep_time_order(tokens: list[str], request_: TranscriptionRequest) -> None:
+    t = _transcript(" ".join(tokens))
+    out = apply(t, request_)
+    assert out.text == " ".join(w.punctuated_word for w in out.words)
+    assert all(a.start <= b.start and a.end <= b.end for a, b in zip(out.words, out.words[1:]))
+    assert out.words[0].start == t.words[0].start and out.words[-1].end == t.words[-1].end
+    assert all(w.start <= w.end and w.punctuated_word for w in out.words)

@@ -32,7 +32,7 @@ back unchanged.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,7 @@ _CONNECTORS = {"dot": ".", "underscore": "_", "dash": "-", "hyphen": "-"}
 _NOT_A_MAILBOX = frozenset(
     "us me you him her them it this that look here there is are was be go stay visit online website site find reach email".split()
 )
+_ADDRESS_WORDS = 8  # how far before its first "dot" a spoken address may start ("sarah underscore lee at yahoo dot")
 _TIME_CUES = frozenset("at it's by until till around before after from".split())  # "at one thirty" is a time
 
 
@@ -198,6 +199,8 @@ class _Formatter:
     def _word_item(self, k: int) -> _Item:
         word = self.words[k].word
         item = _Item(k, k + 1, word)
+        if not any(c.isdigit() for c in word):
+            return item
         if m := _NUMBER.match(word):
             item.value = float(m.group(1).replace(",", "") + ("." + m.group(2) if m.group(2) else ""))
         elif m := _ORDINAL.match(word):
@@ -212,16 +215,33 @@ class _Formatter:
 
     def run(self) -> Iterator[_Piece | Word]:
         items, k = self.items, 0
-        rules = (self._email, self._web, self._phone, self._money, self._percent, self._time, self._date) if self.entities else ()
+        numbers = (self._phone, self._money, self._percent, self._time) if self.entities else ()
+        # Where an address could start: a spoken "dot" (or a dotted word) within a few words. The
+        # rules are tried only where they could match, so most words cost one look-up.
+        dots = [m for m, item in enumerate(items) if item.word == "dot" or ("." in item.word and item.value is None)]
+        near_dot = [False] * len(items)
+        for m in dots if self.entities else ():
+            for n in range(max(0, m - _ADDRESS_WORDS), m):
+                near_dot[n] = True
         while k < len(items):
-            for rule in (*rules, self._year, self._signed, self._number):
+            item = items[k]
+            rules: tuple[Callable[[int], tuple[list[_Piece], int] | None], ...] = ()
+            if near_dot[k]:
+                rules += (self._email, self._web)
+            if item.value is not None or item.clock is not None or item.word in ("oh", "o"):
+                rules += (*numbers, self._year, self._number)
+            elif self.entities and item.word in _MONTHS:
+                rules += (self._date,)
+            elif item.word in ("minus", "negative"):
+                rules += (self._signed,)
+            for rule in rules:
                 match = rule(k)
                 if match is not None:
                     pieces, k = match
                     yield from pieces
                     break
             else:
-                yield from self.words[items[k].i : items[k].j]
+                yield from self.words[item.i : item.j]
                 k += 1
 
     def _joined(self, a: int, b: int) -> bool:
