@@ -87,6 +87,10 @@ class FakeEngine:
         self.aligned.append(align)
         self.previous.append(previous)
         self.translated.append(translate)
+        return self.answer(align)
+
+    def answer(self, align: bool) -> ChunkTranscript:
+        """What every chunk says: "Hello world." (a subclass says something else)."""
         times = [(0.5, 0.9), (0.9, 1.4), (1.4, 1.5)] if align else [(None, None)] * 3
         tokens = [Token(text, lp, *t) for (text, lp), t in zip([(" Hello", -0.1), (" world", -0.2), (".", -0.3)], times)]
         return ChunkTranscript(" Hello world.", tokens, aligned=align)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -48,12 +49,30 @@ def test_diarized_words_parse(server: Server) -> None:
 
 
 def test_redacted_answer_parses(server: Server) -> None:
-    """`redact` as the SDK sends it: placeholders in the transcript and in the words."""
-    call = (DATA / "espeak_redact_call.ogg").read_bytes()
-    result = deepgram_client(server).listen.v1.media.transcribe_file(request=call, model="nova-3", redact="pii")
+    """`redact` as the SDK sends it, on a real recording of digits (CMU's "one zero zero zero one, nine
+    oh two one oh, ..."): no run of three digits is left, in the transcript or the words."""
+    call = (DATA / "vosk_test_10001-90210-01803.wav").read_bytes()
+    client = deepgram_client(server)
+    plain = client.listen.v1.media.transcribe_file(request=call, model="nova-3").results.channels[0].alternatives[0]
+    assert re.search(r"\d{3}", plain.transcript), plain.transcript  # what there is to redact
+    result = client.listen.v1.media.transcribe_file(request=call, model="nova-3", redact="numbers")
     alternative = result.results.channels[0].alternatives[0]
-    assert "4111" not in alternative.transcript and "6789" not in alternative.transcript, alternative.transcript
+    assert not re.search(r"\d{3}", alternative.transcript), alternative.transcript
     assert alternative.transcript == " ".join(w.punctuated_word for w in alternative.words)
-    assert any(w.punctuated_word.startswith(("[CREDIT_CARD_", "[SSN_", "[PHONE_NUMBER_")) for w in alternative.words), (
-        alternative.transcript
-    )
+    assert all(w.punctuated_word.startswith("[NUMERICAL_PII_") for w in alternative.words), alternative.transcript
+    assert alternative.words[0].start >= 0 and alternative.words[-1].end <= 8.4
+
+
+def test_smart_format_and_numerals_parse(server: Server) -> None:
+    """deepgram-sdk parses answers with smart_format; numerals=false writes the reading's years and
+    ordinals ("In 1465", "the 15th century") as words, each word still timed."""
+    client = deepgram_client(server)
+    formatted = client.listen.v1.media.transcribe_file(request=JFK_FLAC.read_bytes(), model="nova-3", smart_format=True)
+    alternative = formatted.results.channels[0].alternatives[0]
+    assert normalize(alternative.transcript) == normalize(manifest()["whisper_jfk.flac"]["text"])
+    assert all(w.punctuated_word and w.start <= w.end for w in alternative.words)
+    reading = (DATA / "ljspeech_LJ001-0001_to_0032.flac").read_bytes()
+    spelled = client.listen.v1.media.transcribe_file(request=reading, model="nova-3", numerals=False)
+    alternative = spelled.results.channels[0].alternatives[0]
+    assert not any(c.isdigit() for c in alternative.transcript) and "fifteenth century" in alternative.transcript
+    assert all(w.start <= w.end for w in alternative.words)

@@ -48,6 +48,8 @@ OPTION_NAMES = [
     "word_timestamps",
     "punctuate",
     "smart_format",
+    "itn_normalize",
+    "numerals",
     "utterances",
     "utt_split",
     "paragraphs",

@@ -24,6 +24,7 @@ OPTIONS: tuple[params.Option, ...] = (
     params.language,
     params.timestamps,
     params.punctuation,
+    params.formatting,
     params.granularities,
     params.refused("emotion_detection", "gender_detection"),
     params.redaction,

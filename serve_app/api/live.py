@@ -11,7 +11,7 @@ from ..errors import InvalidRequest, ServiceError
 from ..stream.protocol import Context, Result, StreamOptions
 from .listen import model_uuid, word_dict
 from .live_params import MAX_CHANNELS, MIN_ENDPOINT_S, SAMPLE_RATES, encoding, language, milliseconds, refuse
-from .params import flag, keyterms, redaction, whole
+from .params import filler_words, flag, formatting, keyterms, redaction, whole
 
 
 class Deepgram:
@@ -25,7 +25,6 @@ class Deepgram:
         interim = bool(flag(params, "interim_results"))
         if utterance_end is not None and not interim:
             raise InvalidRequest("utterance_end_ms needs interim_results=true", parameter="utterance_end_ms")
-        flag(params, "smart_format")  # validated: Whisper formats already
         return StreamOptions(
             encoding=encoding(params, None),
             sample_rate=whole(params, "sample_rate", 16000, *SAMPLE_RATES) or 16000,
@@ -37,9 +36,10 @@ class Deepgram:
             vad_events=bool(flag(params, "vad_events")),
             punctuate=flag(params, "punctuate") is not False,
             timestamps=False,
-            keyterms=keyterms(params)["keyterms"],
-            filler_words=bool(flag(params, "filler_words")),
+            **keyterms(params),
+            **filler_words(params),
             **redaction(params),
+            **formatting(params),
         )
 
     def result(self, r: Result, ctx: Context) -> dict[str, Any]:

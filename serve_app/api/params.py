@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import InvalidRequest
-from ..pipeline import redact
+from ..pipeline import redact, spelled
+from ..pipeline.formatting import NUMBER_LANGUAGES
 from ..pipeline.prompt import MAX_KEYTERM_CHARS, MAX_KEYTERMS, MAX_KEYTERMS_CHARS
 from ..pipeline.request import TranscriptionRequest
 
@@ -100,8 +101,25 @@ def granularities(params: Params) -> dict[str, Any]:
 
 
 def punctuation(params: Params) -> dict[str, Any]:
-    flag(params, "smart_format")  # validated, nothing to do: Whisper formats already
     return {"punctuate": flag(params, "punctuate") is not False}
+
+
+def formatting(params: Params) -> dict[str, Any]:
+    """Deepgram's `smart_format` and Pulse's `itn_normalize` (one thing: spoken forms written,
+    pipeline/formatting.py), and `numerals`: true writes numbers as digits, false as words
+    (pipeline/spelled.py), `auto` or absent leaves them as Whisper wrote them. A language named in
+    the request that the option cannot write numbers in is a 400; a detected one is left as is."""
+    smart = bool(flag(params, "smart_format")) or bool(flag(params, "itn_normalize"))
+    value = params.get("numerals")
+    numerals = None if isinstance(value, str) and value.strip().lower() == "auto" else flag(params, "numerals")
+    if smart and numerals is False:
+        raise InvalidRequest("numerals=false (numbers as words) cannot be combined with smart_format", parameter="numerals")
+    named = language(params)["language"] if params.get("language") is not None else None
+    if named is not None and numerals is not None:
+        supported = NUMBER_LANGUAGES if numerals else spelled.languages()
+        if named not in supported:
+            raise InvalidRequest("numerals is not supported for this language", parameter="numerals")
+    return {"smart_format": smart, "numerals": numerals}
 
 
 def utterances(params: Params) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from ..errors import ServiceError
 from ..pipeline.redact import placeholders
 from ..stream.protocol import Context, Result, StreamOptions
 from .live_params import MAX_CHANNELS, MIN_ENDPOINT_S, SAMPLE_RATES, encoding, language, milliseconds, refuse
-from .params import flag, keyterms, redaction, whole
+from .params import flag, formatting, keyterms, redaction, whole
 
 
 class Smallest:
@@ -33,8 +33,9 @@ class Smallest:
             punctuate=flag(params, "punctuate") is not False,
             timestamps=bool(timestamps),
             full_transcript=bool(flag(params, "full_transcript")),
-            keyterms=keyterms(params)["keyterms"],
+            **keyterms(params),
             **redaction(params),
+            **formatting(params),
         )
 
     def result(self, r: Result, ctx: Context) -> dict[str, Any]:

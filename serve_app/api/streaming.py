@@ -120,6 +120,8 @@ class StreamRoutes:
         request = TranscriptionRequest(
             language=options.language,
             punctuate=options.punctuate,
+            smart_format=options.smart_format,
+            numerals=options.numerals,
             keyterms=options.keyterms,
             filler_words=options.filler_words,
             redact=options.redact,

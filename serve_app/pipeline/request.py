@@ -17,6 +17,8 @@ class TranscriptionRequest:
     response_format: str | None = None  # None: the route's own answer
     timestamp_granularities: tuple[str, ...] = ()  # "word" and/or "segment" (verbose_json)
     punctuate: bool = True  # false: lower case without punctuation (pipeline/transforms.py)
+    smart_format: bool = False  # spoken numbers, currency, dates, times, phones, emails written (pipeline/formatting.py)
+    numerals: bool | None = None  # true: numbers as digits; false: as words (pipeline/spelled.py); None: as Whisper wrote them
     utterances: bool = False  # speech split at pauses of `utt_split` seconds
     utt_split: float = 0.8
     paragraphs: bool = False  # sentences grouped into paragraphs

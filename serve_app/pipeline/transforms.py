@@ -9,7 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from . import redact
+from .formatting import format_transcript
 from .request import TranscriptionRequest
+from .spelled import spell_transcript
 from .transcript import Transcript
 
 
@@ -26,7 +28,15 @@ def unpunctuated(t: Transcript) -> Transcript:
     return replace(t, text=" ".join(w.word for w in words), words=words)
 
 
+# Formatting reads the punctuation Whisper put between phrases (nothing is joined across a comma),
+# so it runs before `unpunctuated` takes the punctuation away.
 TRANSFORMS: list[Transform] = [
+    Transform(
+        "formatted",
+        lambda request: request.smart_format or request.numerals is True,
+        lambda t, request: format_transcript(t, entities=request.smart_format),
+    ),
+    Transform("spelled", lambda request: request.numerals is False, lambda t, request: spell_transcript(t)),
     Transform("unpunctuated", lambda request: not request.punctuate, lambda t, request: unpunctuated(t)),
     # Last, after any formatting: nothing may bring the clear text back once it is redacted.
     Transform("redact", lambda request: bool(request.redact), lambda t, r: redact.redact(t, r.redact, r.redact_style)),

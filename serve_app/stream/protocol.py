@@ -32,6 +32,8 @@ class StreamOptions:
     filler_words: bool = False  # keep "um", "uh"
     redact: tuple[str, ...] = ()  # entity kinds redacted in interims and finals (pipeline/redact.py)
     redact_style: str = "deepgram"  # whose placeholders
+    smart_format: bool = False  # as on files (TranscriptionRequest), for finals and interims alike
+    numerals: bool | None = None
 
 
 @dataclass(frozen=True)
