@@ -8,10 +8,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import InvalidRequest, ServiceError
+from ..pipeline.request import TranscriptionRequest
 from ..stream.protocol import Context, Result, StreamOptions
-from .listen import model_uuid, word_dict
+from .listen import echoed, model_uuid, search_results, word_dict
 from .live_params import MAX_CHANNELS, MIN_ENDPOINT_S, SAMPLE_RATES, encoding, language, milliseconds, refuse
-from .params import flag, whole
+from .params import flag, labels, search, text_options, whole
 
 
 class Deepgram:
@@ -37,10 +38,11 @@ class Deepgram:
             vad_events=bool(flag(params, "vad_events")),
             punctuate=flag(params, "punctuate") is not False,
             timestamps=False,
+            text=TranscriptionRequest(**text_options(params), **search(params), **labels(params)),
         )
 
     def result(self, r: Result, ctx: Context) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "type": "Results",
             "channel_index": [0, 1],
             "duration": round(r.duration, 3),
@@ -63,6 +65,11 @@ class Deepgram:
                 "model_uuid": model_uuid(ctx.model),
             },
         }
+        text = ctx.options.text or TranscriptionRequest()
+        if text.search:  # interims too: the hits of what is heard so far
+            body["channel"]["search"] = search_results(r.transcript.words, text.search)
+        body["metadata"].update(echoed(text))
+        return body
 
     def speech_started(self, at: float) -> dict[str, Any] | None:
         return {"type": "SpeechStarted", "channel": [0, 1], "timestamp": round(at, 3)}
@@ -82,6 +89,7 @@ class Deepgram:
             "channels": 1,
             "models": [mid],
             "model_info": {mid: {"name": ctx.model, "version": "1", "arch": "whisper"}},
+            **echoed(ctx.options.text or TranscriptionRequest()),
         }
 
     def error(self, exc: ServiceError) -> dict[str, Any]:

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ServiceError
+from ..errors import InvalidRequest, ServiceError
+from ..pipeline.request import TranscriptionRequest
 from ..stream.protocol import Context, Result, StreamOptions
 from .live_params import MAX_CHANNELS, MIN_ENDPOINT_S, SAMPLE_RATES, encoding, language, milliseconds, refuse
-from .params import flag, whole
+from .params import flag, labels, text_options, whole
 
 
 class Smallest:
@@ -19,6 +20,9 @@ class Smallest:
 
     def parse(self, params: Mapping[str, Any], default_endpoint_s: float) -> StreamOptions:
         refuse(params, ("diarize", "redact_pii", "redact_pci", "vad_events", "sentence_timestamps", "translate"))
+        for name in ("search", "extra"):  # Deepgram's answer fields: Pulse's messages have no place for them
+            if params.get(name) is not None:
+                raise InvalidRequest(f"{name} is not supported on Pulse streams: use WS /v1/listen", parameter=name)
         timestamps = flag(params, "word_timestamps")
         return StreamOptions(
             encoding=encoding(params, "linear16"),
@@ -32,6 +36,7 @@ class Smallest:
             punctuate=flag(params, "punctuate") is not False,
             timestamps=bool(timestamps),
             full_transcript=bool(flag(params, "full_transcript")),
+            text=TranscriptionRequest(**text_options(params), tags=labels(params)["tags"]),
         )
 
     def result(self, r: Result, ctx: Context) -> dict[str, Any]:

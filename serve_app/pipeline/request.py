@@ -25,6 +25,13 @@ class TranscriptionRequest:
     num_speakers: int | None = None  # diarize into exactly this many speakers; None: find how many
     callback: str | None = None  # answer at once, POST the result there
     translate: bool = False  # English text for speech in another language (multilingual models only)
+    replace: tuple[tuple[str, str], ...] = ()  # Deepgram's find:replacement pairs (pipeline/replace.py)
+    profanity_filter: bool = False  # profane words masked with asterisks (pipeline/profanity.py)
+    dictation: bool = False  # spoken punctuation commands become marks (pipeline/dictation.py)
+    measurements: bool = False  # spoken units after numbers abbreviated (pipeline/measurements.py)
+    search: tuple[str, ...] = ()  # Deepgram's search queries: hits in the answer (pipeline/search.py)
+    extra: tuple[tuple[str, str], ...] = ()  # Deepgram's key:value pairs, echoed in `metadata.extra`
+    tags: tuple[str, ...] = ()  # Deepgram's `tag`: echoed in `metadata.tags` and logged with the request
 
     @property
     def needs_times(self) -> bool:

@@ -68,7 +68,7 @@ def _too_large(max_bytes: int) -> FileTooLarge:
 
 async def parse_source(request: Request, limits: BodyLimits) -> AudioSource:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    query: dict[str, Any] = dict(request.query_params)
+    query = repeats_kept(request.query_params.multi_items())
     if content_type == "application/json":  # a URL and options: small, whatever max_bytes allows for audio
         return _from_json(await read_capped(request, limits, MAX_JSON_BYTES), query)
     if content_type.startswith("audio/") or content_type in _RAW_TYPES or content_type.startswith("video/"):
@@ -111,10 +111,25 @@ async def _from_multipart(request: Request, limits: BodyLimits, query: dict[str,
         if not isinstance(upload, UploadFile):
             raise MissingParameter("Missing file field 'audio' (or 'file')", parameter="audio")
         data = await upload.read()
-        fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
-        for name in ("timestamp_granularities[]", "timestamp_granularities"):  # repeated fields: keep them all
-            if name in form:
-                fields[name] = [v for v in form.getlist(name) if isinstance(v, str)]
+        fields = repeats_kept([(k, v) for k, v in form.multi_items() if isinstance(v, str)])
+        for name in ("timestamp_granularities[]", "timestamp_granularities"):  # a list even when sent once
+            if isinstance(fields.get(name), str):
+                fields[name] = [fields[name]]
         return AudioSource({**query, **fields}, data=data)
     finally:
         await form.close()
+
+
+def repeats_kept(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Query or form fields as one mapping: a name sent once maps to its value, a name sent more
+    than once to all its values in order (`replace=a:b&replace=c:d`, `timestamp_granularities[]`).
+    A repeat of a single-valued option is then a list, which its reader refuses (400)."""
+    fields: dict[str, Any] = {}
+    for name, value in items:
+        if name not in fields:
+            fields[name] = value
+        elif isinstance(fields[name], list):
+            fields[name].append(value)
+        else:
+            fields[name] = [fields[name], value]
+    return fields

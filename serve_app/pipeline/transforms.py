@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from . import dictation, measurements, profanity
+from . import replace as find_and_replace
 from .request import TranscriptionRequest
 from .transcript import Transcript
 
@@ -27,6 +29,13 @@ def unpunctuated(t: Transcript) -> Transcript:
 
 TRANSFORMS: list[Transform] = [
     Transform("unpunctuated", lambda request: not request.punctuate, lambda t, request: unpunctuated(t)),
+    # Units before replacements, so `replace=km:kilometres` can undo one; the mask after them, so a
+    # replacement cannot bring a swear word back; dictation last: its line breaks live in the text
+    # only, which a stage after it rebuilding the text from the words would lose.
+    Transform("measurements", lambda request: request.measurements, lambda t, request: measurements.apply(t)),
+    Transform("replace", lambda request: bool(request.replace), lambda t, request: find_and_replace.apply(t, request.replace)),
+    Transform("profanity_filter", lambda request: request.profanity_filter, lambda t, request: profanity.apply(t)),
+    Transform("dictation", lambda request: request.dictation, lambda t, request: dictation.apply(t)),
 ]
 
 
