@@ -317,7 +317,12 @@ def test_live_finals_and_interims_are_transformed(tmp_path: Any, path: str, quer
             messages = _messages(ws)
     expected = "It weighs 5 kg, the ****. Monica said\nHi"
     if path == "/v1/listen":
+        from deepgram.listen.v1.types import ListenV1Metadata, ListenV1Results
+
         results = [m for m in messages if m["type"] == "Results"]
+        parsed = ListenV1Results.model_validate(results[-1])  # as deepgram-sdk's live client parses it
+        assert parsed.metadata.extra == {"team": "gtm"} and parsed.channel.search[0]["query"] == "monica"  # type: ignore[attr-defined]
+        assert ListenV1Metadata.model_validate(messages[-1]).extra == {"team": "gtm"}  # type: ignore[attr-defined]
         assert any(not r["is_final"] for r in results) and any(r["is_final"] for r in results)
         for r in results:
             assert r["channel"]["alternatives"][0]["transcript"] == expected
@@ -327,3 +332,12 @@ def test_live_finals_and_interims_are_transformed(tmp_path: Any, path: str, quer
     else:
         results = [m for m in messages if m.get("type") == "transcription"]
         assert results and all(r["transcript"] == expected for r in results)
+
+
+def test_the_cost_benchmark_runs(tmp_path: Any) -> None:
+    """tools/bench/transforms.py on a short transcript: every option measured (no time asserted)."""
+    from tools.bench.transforms import CASES, SCALE, measure, transcript
+
+    rows = measure({"short": transcript(20)}, budget_s=0.001)
+    assert [r["option"] for r in rows] == [*CASES, SCALE]
+    assert all(r["short"]["words"] == 50 and r["short"]["ms_per_request"] >= 0 for r in rows)
