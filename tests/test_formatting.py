@@ -339,11 +339,16 @@ def test_bad_formatting_options_are_400(client: TestClient, query: str, paramete
 
 
 def test_live_options_are_parsed_by_both_dialects() -> None:
-    assert Deepgram().parse({"smart_format": "true"}, 0.3).smart_format
-    assert Deepgram().parse({"numerals": "false"}, 0.3).numerals is False
-    assert Smallest().parse({"itn_normalize": "true"}, 0.3).smart_format
-    assert Smallest().parse({"numerals": "auto"}, 0.3).numerals is None
-    assert Smallest().parse({"numerals": "true"}, 0.3).numerals is True
+    def text(dialect: Deepgram | Smallest, params: dict) -> TranscriptionRequest:
+        options = dialect.parse(params, 0.3).text
+        assert options is not None
+        return options
+
+    assert text(Deepgram(), {"smart_format": "true"}).smart_format
+    assert text(Deepgram(), {"numerals": "false"}).numerals is False
+    assert text(Smallest(), {"itn_normalize": "true"}).smart_format
+    assert text(Smallest(), {"numerals": "auto"}).numerals is None
+    assert text(Smallest(), {"numerals": "true"}).numerals is True
     for bad in ({"numerals": "digits"}, {"smart_format": "true", "numerals": "false"}):
         for dialect in (Deepgram(), Smallest()):
             with pytest.raises(InvalidRequest):

@@ -1,6 +1,6 @@
 """What the transcript transforms cost per request (serve_app/pipeline/transforms.py): each option
 on a realistic transcript, and the same transcript with every option off. Prints a table and writes
-docs/benchmarks/transforms.json.
+docs/benchmarks/formatting.json.
 
     .venv/bin/python -m tools.bench_transforms [--repeat 200]
 
@@ -26,7 +26,7 @@ from serve_app.pipeline.transcript import Transcript, Word
 from serve_app.pipeline.transforms import apply
 from serve_app.settings import ROOT
 
-OUT = ROOT / "docs" / "benchmarks" / "transforms.json"
+OUT = ROOT / "docs" / "benchmarks" / "formatting.json"
 CALL = (
     "Hi, thanks for calling. My name is Sarah. Can I get your account number? Sure, it's four five seven two nine. "
     "And the phone number on the account? It's five five five, one two three, four five six seven. Thank you. "

@@ -70,6 +70,7 @@ class FileRoutes:
             source = await parse_source(http, self.body_limits)
             request = params.parse(options, source.params)
             name, writer = _writer(request, default_format)
+            _answerable(request, name)
             info = await self.engine.known_info()
             job = Job(principal, source, request, info, _language(request, info), uuid.uuid4().hex, name in TIMED)
             callback = (
@@ -133,3 +134,11 @@ def _language(request: TranscriptionRequest, info: EngineInfo) -> str | None:
     if request.detect_language or (request.translate and request.language is None):
         return None
     return supported_language(request.language or "en", info)
+
+
+def _answerable(request: TranscriptionRequest, name: str) -> None:
+    """`search` and `extra` are fields of Deepgram's answer only: asked for with another answer
+    (Pulse's, OpenAI's, captions), they are refused, not dropped."""
+    for option, asked in (("search", request.search), ("extra", request.extra)):
+        if asked and name != "listen":
+            raise InvalidRequest(f"{option} is answered in /v1/listen's JSON only, not in this answer format", parameter=option)

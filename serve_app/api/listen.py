@@ -14,6 +14,7 @@ from datetime import timezone
 from typing import Any
 
 from ..pipeline.request import TranscriptionRequest
+from ..pipeline.search import search
 from ..pipeline.transcript import Transcript, Word, sentences, split_at_pauses
 from . import params
 from .meta import RequestMeta
@@ -37,6 +38,9 @@ OPTIONS: tuple[params.Option, ...] = (
     params.translation,
     params.keyterms,
     params.filler_words,
+    params.text_options,
+    params.search,
+    params.labels,
 )
 DEFAULT_FORMAT = "listen"
 _MODEL_NAMESPACE = uuid.UUID("6f1b3c2a-8d4e-4f5a-9b7c-2e1d0a9f8c7b")
@@ -75,6 +79,7 @@ def listen_body(t: Transcript, meta: RequestMeta, options: TranscriptionRequest 
     }
     if t.language_confidence is not None:
         body["language_confidence"] = t.language_confidence
+    body["metadata"].update(echoed(options))
     if options.utterances:
         per_channel = t.channels or (t,)
         runs = sorted(
@@ -92,6 +97,8 @@ def _channel(t: Transcript, options: TranscriptionRequest, words: list[dict[str,
     if options.paragraphs:
         alternative["paragraphs"] = paragraphs(t.words)
     channel: dict[str, Any] = {"alternatives": [alternative], "detected_language": t.language}
+    if options.search:
+        channel["search"] = search_results(t.words, options.search)
     if t.language_confidence is not None:
         channel["language_confidence"] = t.language_confidence
     return channel
@@ -157,3 +164,18 @@ def paragraphs(words: list[Word]) -> dict[str, Any]:
     ]
     text = "\n".join("\n" + " ".join(s["text"] for s in item["sentences"]) for item in items)
     return {"transcript": text, "paragraphs": items}
+
+
+def search_results(words: list[Word], queries: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Deepgram's `search`: one entry per query, `{"query", "hits": [{confidence, start, end, snippet}]}`."""
+    return [{"query": f.query, "hits": [asdict(h) for h in f.hits]} for f in search(words, queries)]
+
+
+def echoed(options: TranscriptionRequest) -> dict[str, Any]:
+    """What Deepgram's `metadata` echoes of the request: `extra` (an object) and `tags` (a list), when sent."""
+    out: dict[str, Any] = {}
+    if options.extra:
+        out["extra"] = dict(options.extra)
+    if options.tags:
+        out["tags"] = list(options.tags)
+    return out

@@ -8,10 +8,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import InvalidRequest, ServiceError
+from ..pipeline.request import TranscriptionRequest
 from ..stream.protocol import Context, Result, StreamOptions
-from .listen import model_uuid, word_dict
+from .listen import echoed, model_uuid, search_results, word_dict
 from .live_params import MAX_CHANNELS, MIN_ENDPOINT_S, SAMPLE_RATES, encoding, language, milliseconds, refuse
-from .params import filler_words, flag, formatting, keyterms, redaction, whole
+from .params import filler_words, flag, formatting, keyterms, labels, redaction, search, text_options, whole
 
 
 class Deepgram:
@@ -36,14 +37,19 @@ class Deepgram:
             vad_events=bool(flag(params, "vad_events")),
             punctuate=flag(params, "punctuate") is not False,
             timestamps=False,
-            **keyterms(params),
-            **filler_words(params),
-            **redaction(params),
-            **formatting(params),
+            text=TranscriptionRequest(
+                **text_options(params),
+                **search(params),
+                **labels(params),
+                **formatting(params),
+                **redaction(params),
+                **keyterms(params),
+                **filler_words(params),
+            ),
         )
 
     def result(self, r: Result, ctx: Context) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "type": "Results",
             "channel_index": [0, 1],
             "duration": round(r.duration, 3),
@@ -66,6 +72,11 @@ class Deepgram:
                 "model_uuid": model_uuid(ctx.model),
             },
         }
+        text = ctx.options.text or TranscriptionRequest()
+        if text.search:  # interims too: the hits of what is heard so far
+            body["channel"]["search"] = search_results(r.transcript.words, text.search)
+        body["metadata"].update(echoed(text))
+        return body
 
     def speech_started(self, at: float) -> dict[str, Any] | None:
         return {"type": "SpeechStarted", "channel": [0, 1], "timestamp": round(at, 3)}
@@ -85,6 +96,7 @@ class Deepgram:
             "channels": 1,
             "models": [mid],
             "model_info": {mid: {"name": ctx.model, "version": "1", "arch": "whisper"}},
+            **echoed(ctx.options.text or TranscriptionRequest()),
         }
 
     def error(self, exc: ServiceError) -> dict[str, Any]:

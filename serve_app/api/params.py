@@ -263,3 +263,73 @@ def redaction(params: Params) -> dict[str, Any]:
             parameter="redact",
         ) from None
     return {"redact": kinds, "redact_style": redact.DEEPGRAM}
+
+
+# Deepgram's text options (pipeline/replace.py, profanity.py, dictation.py, measurements.py,
+# search.py) and the labels it echoes. Bounds: Deepgram's where it states one (50 search terms, 200
+# replacements suggested, 128 characters a tag, 2048 a key:value pair), the rest generous.
+MAX_REPLACE, MAX_SEARCH, MAX_TAGS, MAX_EXTRA = 200, 50, 20, 20
+MAX_TERM_CHARS, MAX_TAG_CHARS, MAX_EXTRA_CHARS = 200, 128, 2048
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # never in a label: tags are logged
+
+
+def values(params: Params, name: str, most: int, longest: int) -> list[str]:
+    """Every value of a repeatable option (`replace=a:b&replace=c:d`, see `texts`): at most `most` of
+    them, each non-empty, at most `longest` characters, no control characters."""
+    items = texts(params, name)
+    if len(items) > most:
+        raise InvalidRequest(f"{name} may be sent at most {most} times", parameter=name)
+    if not all(0 < len(v.strip()) <= longest and not _CONTROL.search(v) for v in items):
+        raise InvalidRequest(f"each {name} must be 1 to {longest} printable characters", parameter=name)
+    return [v.strip() for v in items]
+
+
+def _pairs(params: Params, name: str, most: int, longest: int, shape: str) -> tuple[tuple[str, str], ...]:
+    """`name=left:right` values, split at the first colon; the left side must not be empty."""
+    pairs = []
+    for value in values(params, name, most, longest):
+        left, colon, right = value.partition(":")
+        if not colon or not left.strip():
+            raise InvalidRequest(f"{name} must be {shape}", parameter=name)
+        pairs.append((left.strip(), right.strip()))
+    return tuple(pairs)
+
+
+def _english_only(params: Params, name: str) -> None:
+    """The word lists of profanity_filter, dictation and measurements are English: another language
+    (named, not detected) is refused rather than left untouched. A translation's text is English."""
+    spoken = language(params)["language"]
+    if spoken not in (None, "en") and not translation(params)["translate"]:
+        raise InvalidRequest(f"{name} is for English only: this server has no word list for this language", parameter=name)
+
+
+def text_options(params: Params) -> dict[str, Any]:
+    """`replace`, `profanity_filter`, `dictation` (needs punctuation, as Deepgram's does) and
+    `measurements`: transforms of the text, on files and live streams alike."""
+    fields: dict[str, Any] = {
+        "replace": _pairs(params, "replace", MAX_REPLACE, MAX_TERM_CHARS, "find:replacement, the find term not empty"),
+        "profanity_filter": bool(flag(params, "profanity_filter")),
+        "dictation": bool(flag(params, "dictation")),
+        "measurements": bool(flag(params, "measurements")),
+    }
+    for name in ("profanity_filter", "dictation", "measurements"):
+        if fields[name]:
+            _english_only(params, name)
+    if fields["dictation"] and flag(params, "punctuate") is False:
+        raise InvalidRequest("dictation needs punctuate=true", parameter="dictation")
+    return fields
+
+
+def search(params: Params) -> dict[str, Any]:
+    """Deepgram's `search` terms (hits in the answer, pipeline/search.py); each must have a word."""
+    terms = values(params, "search", MAX_SEARCH, MAX_TERM_CHARS)
+    if not all(re.search(r"\w", t) for t in terms):
+        raise InvalidRequest("each search term must contain a word", parameter="search")
+    return {"search": tuple(terms)}
+
+
+def labels(params: Params) -> dict[str, Any]:
+    """Deepgram's `tag` (labels for usage reporting) and `extra` (`key:value` pairs echoed back;
+    a key sent twice keeps its last value, as Deepgram's does)."""
+    extra = dict(_pairs(params, "extra", MAX_EXTRA, MAX_EXTRA_CHARS, "key:value, the key not empty"))
+    return {"tags": tuple(values(params, "tag", MAX_TAGS, MAX_TAG_CHARS)), "extra": tuple(extra.items())}

@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ServiceError
+from ..errors import InvalidRequest, ServiceError
 from ..pipeline.redact import placeholders
+from ..pipeline.request import TranscriptionRequest
 from ..stream.protocol import Context, Result, StreamOptions
 from .live_params import MAX_CHANNELS, MIN_ENDPOINT_S, SAMPLE_RATES, encoding, language, milliseconds, refuse
-from .params import flag, formatting, keyterms, redaction, whole
+from .params import flag, formatting, keyterms, labels, redaction, text_options, whole
 
 
 class Smallest:
@@ -20,6 +21,9 @@ class Smallest:
 
     def parse(self, params: Mapping[str, Any], default_endpoint_s: float) -> StreamOptions:
         refuse(params, ("diarize", "vad_events", "sentence_timestamps", "translate"))
+        for name in ("search", "extra"):  # Deepgram's answer fields: Pulse's messages have no place for them
+            if params.get(name) is not None:
+                raise InvalidRequest(f"{name} is not supported on Pulse streams: use WS /v1/listen", parameter=name)
         timestamps = flag(params, "word_timestamps")
         return StreamOptions(
             encoding=encoding(params, "linear16"),
@@ -33,9 +37,13 @@ class Smallest:
             punctuate=flag(params, "punctuate") is not False,
             timestamps=bool(timestamps),
             full_transcript=bool(flag(params, "full_transcript")),
-            **keyterms(params),
-            **redaction(params),
-            **formatting(params),
+            text=TranscriptionRequest(
+                **text_options(params),
+                tags=labels(params)["tags"],
+                **formatting(params),
+                **redaction(params),
+                **keyterms(params),
+            ),
         )
 
     def result(self, r: Result, ctx: Context) -> dict[str, Any]:
@@ -57,7 +65,7 @@ class Smallest:
         }
         if ctx.options.full_transcript and r.is_final:
             body["full_transcript"] = r.full_text
-        if ctx.options.redact:
+        if ctx.options.text is not None and ctx.options.text.redact:
             body["redacted_entities"] = placeholders(r.transcript.words)
         return body
 

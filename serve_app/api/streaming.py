@@ -9,7 +9,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from starlette.websockets import WebSocket
@@ -81,8 +81,13 @@ class StreamRoutes:
                 await session.run()
             finally:
                 admission.audio_seconds = session.audio_seconds
+                tags = options.text.tags if options.text else ()
                 logger.info(
-                    "stream request_id=%s key_id=%s audio_s=%.1f", ctx.request_id, principal.key_id, session.audio_seconds
+                    "stream request_id=%s key_id=%s audio_s=%.1f%s",
+                    ctx.request_id,
+                    principal.key_id,
+                    session.audio_seconds,
+                    f" tags={list(tags)!r}" if tags else "",
                 )
         self.metrics.request("stream", 101, principal.key_id)
         await self.meter.observe(principal, session.audio_seconds)
@@ -117,16 +122,7 @@ class StreamRoutes:
         With `context`, each is decoded with the stream's finals so far, as a file's chunks are
         (pipeline/files.py): the text of those finished when it starts, which on a live stream
         (finals seconds apart, decoded in a fraction of one) is every final before it."""
-        request = TranscriptionRequest(
-            language=options.language,
-            punctuate=options.punctuate,
-            smart_format=options.smart_format,
-            numerals=options.numerals,
-            keyterms=options.keyterms,
-            filler_words=options.filler_words,
-            redact=options.redact,
-            redact_style=options.redact_style,
-        )
+        request = replace(options.text or TranscriptionRequest(), language=options.language, punctuate=options.punctuate)
         finals: list[str] = []
 
         async def decode(utterance: Utterance, final: bool) -> Transcript:

@@ -77,11 +77,12 @@ class FilePipeline:
         transcript = merge_channels(list(transcripts)) if request.multichannel else transcripts[0]
         admission.audio_seconds = transcript.duration * len(channels)  # each channel is transcribed
         logger.info(
-            "transcription request_id=%s key_id=%s audio_s=%.1f channels=%d",
+            "transcription request_id=%s key_id=%s audio_s=%.1f channels=%d%s",
             job.request_id,
             job.principal.key_id,
             transcript.duration,
             len(channels),
+            f" tags={list(request.tags)!r}" if request.tags else "",
         )
         return transcript, data
 

@@ -31,6 +31,13 @@ class TranscriptionRequest:
     filler_words: bool = False  # keep "um", "uh" (pipeline/prompt.py)
     redact: tuple[str, ...] = ()  # entity kinds to replace by placeholders (pipeline/redact.py)
     redact_style: str = "deepgram"  # whose placeholders: "deepgram" ([CREDIT_CARD_1]) or "pulse" ([ACCOUNTNUMBER_1])
+    replace: tuple[tuple[str, str], ...] = ()  # Deepgram's find:replacement pairs (pipeline/replace.py)
+    profanity_filter: bool = False  # profane words masked with asterisks (pipeline/profanity.py)
+    dictation: bool = False  # spoken punctuation commands become marks (pipeline/dictation.py)
+    measurements: bool = False  # spoken units after numbers abbreviated (pipeline/measurements.py)
+    search: tuple[str, ...] = ()  # Deepgram's search queries: hits in the answer (pipeline/search.py)
+    extra: tuple[tuple[str, str], ...] = ()  # Deepgram's key:value pairs, echoed in `metadata.extra`
+    tags: tuple[str, ...] = ()  # Deepgram's `tag`: echoed in `metadata.tags` and logged with the request
 
     @property
     def needs_times(self) -> bool:

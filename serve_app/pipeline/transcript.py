@@ -3,7 +3,8 @@ the ways answers cut it up (caption segments, pause-separated runs, sentences)."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -79,3 +80,23 @@ def sentences(words: list[Word]) -> list[list[Word]]:
         if word.punctuated_word.endswith(_SENTENCE_END):
             out.append([])
     return [s for s in out if s]
+
+
+_AROUND = re.compile(r"^([^\w']*)(.*?)([^\w']*)$", re.DOTALL)
+
+
+def around(punctuated: str) -> tuple[str, str, str]:
+    """A punctuated word's (leading punctuation, core, trailing punctuation): '"Monika,' ->
+    ('"', 'Monika', ','). Inside marks stay in the core ("don't", "1,000")."""
+    match = _AROUND.match(punctuated)
+    assert match is not None  # every string matches
+    return match.group(1), match.group(2), match.group(3)
+
+
+def rewritten(t: Transcript, words: list[Word], text: str | None = None) -> Transcript:
+    """`t` with new words, its text the words joined (or `text`) when they changed; the same
+    transcript when nothing did, so Whisper's own text (CJK spacing) survives a stage that found
+    nothing to do."""
+    if words == t.words and text is None:
+        return t
+    return replace(t, words=words, text=" ".join(w.punctuated_word for w in words) if text is None else text)

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from . import redact
+from . import dictation, measurements, profanity, redact
+from . import replace as find_and_replace
 from .formatting import format_transcript
 from .request import TranscriptionRequest
 from .spelled import spell_transcript
@@ -38,7 +39,14 @@ TRANSFORMS: list[Transform] = [
     ),
     Transform("spelled", lambda request: request.numerals is False, lambda t, request: spell_transcript(t)),
     Transform("unpunctuated", lambda request: not request.punctuate, lambda t, request: unpunctuated(t)),
-    # Last, after any formatting: nothing may bring the clear text back once it is redacted.
+    # Units before replacements, so `replace=km:kilometres` can undo one; the mask after them, so a
+    # replacement cannot bring a swear word back; dictation after them: its line breaks live in the
+    # text only (a later stage that rebuilds the text from the words, redaction, loses them).
+    Transform("measurements", lambda request: request.measurements, lambda t, request: measurements.apply(t)),
+    Transform("replace", lambda request: bool(request.replace), lambda t, request: find_and_replace.apply(t, request.replace)),
+    Transform("profanity_filter", lambda request: request.profanity_filter, lambda t, request: profanity.apply(t)),
+    Transform("dictation", lambda request: request.dictation, lambda t, request: dictation.apply(t)),
+    # Last, after any formatting and replacement: nothing may bring the clear text back once it is redacted.
     Transform("redact", lambda request: bool(request.redact), lambda t, r: redact.redact(t, r.redact, r.redact_style)),
 ]
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import InvalidRequest, ServiceError
+from ..pipeline.request import TranscriptionRequest
 from ..pipeline.transcript import Transcript
 
 KEEP_ALIVE, FINALIZE, CLOSE = "keep_alive", "finalize", "close"
@@ -28,12 +29,10 @@ class StreamOptions:
     punctuate: bool
     timestamps: bool  # model-aligned word times in final results (otherwise estimated)
     full_transcript: bool = False  # Smallest: the whole session's text on each final
-    keyterms: tuple[str, ...] = ()  # spelled as given (pipeline/prompt.py)
-    filler_words: bool = False  # keep "um", "uh"
-    redact: tuple[str, ...] = ()  # entity kinds redacted in interims and finals (pipeline/redact.py)
-    redact_style: str = "deepgram"  # whose placeholders
-    smart_format: bool = False  # as on files (TranscriptionRequest), for finals and interims alike
-    numerals: bool | None = None
+    # The text options every result is transformed with (replace, profanity_filter, dictation,
+    # measurements: pipeline/transforms.py), Deepgram's search terms and its labels (extra, tag),
+    # read as the file routes read them (api/params.py); None: none.
+    text: TranscriptionRequest | None = None
 
 
 @dataclass(frozen=True)
