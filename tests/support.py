@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import io
+import json
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -31,6 +33,7 @@ from .helpers import JFK_FLAC, Issuer
 if TYPE_CHECKING:  # conftest.py imports helpers.py; only the type is needed here
     from deepgram import DeepgramClient
     from smallestai import SmallestAI
+    from starlette.testclient import TestClient
 
     from .conftest import Server
 
@@ -166,3 +169,33 @@ def parallel_quota_burst(server: Server, key: str, parallel: int = 8) -> None:
     usage = requests.get(f"{server.url}/v1/usage", headers={"Authorization": f"Token {key}"}, timeout=30).json()
     assert usage["usage"]["audio_seconds_today"] <= 36.0 + 1e-6
     assert usage["usage"]["audio_seconds_today"] == pytest.approx(JFK_S * statuses.count(200), abs=0.05)
+
+
+def received(ws: Any) -> tuple[list[dict], int]:
+    """Every message of a test client's WebSocket until the server closes it, and the close code."""
+    out = []
+    while True:
+        message = ws.receive()
+        if message["type"] == "websocket.close":
+            return out, message["code"]
+        out.append(json.loads(message["text"]))
+
+
+def whole_stream(client: TestClient, url: str, headers: dict | None = None) -> tuple[list[dict], int]:
+    """The JFK clip sent at once in 100 ms frames, then CloseStream: every message and the close code."""
+    with client.websocket_connect(url, headers=AUTH if headers is None else headers) as ws:
+        for at in range(0, len(JFK_PCM), FRAME):
+            ws.send_bytes(JFK_PCM[at : at + FRAME])
+        ws.send_text('{"type": "CloseStream"}')
+        return received(ws)
+
+
+class Records(logging.Handler):
+    """Keeps the records of a logger that may not propagate to pytest's capture (Ray's do not)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)

@@ -9,7 +9,6 @@ next spoken word, its time split by length (numerals=false: "$5" -> "five dollar
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from serve_app.settings import ROOT
 from serve_app.types import ChunkTranscript, Token
 
 from .helpers import JFK_FLAC
-from .support import AUTH, JFK_PCM, FakeEngine, make_ingress
+from .support import AUTH, FakeEngine, make_ingress, whole_stream
 
 SMART = TranscriptionRequest(smart_format=True)
 DIGITS = TranscriptionRequest(numerals=True)
@@ -355,30 +354,17 @@ def test_live_options_are_parsed_by_both_dialects() -> None:
                 dialect.parse(bad, 0.3)
 
 
-def _stream(client: TestClient, url: str) -> list[dict]:
-    with client.websocket_connect(url, headers=AUTH) as ws:
-        for at in range(0, len(JFK_PCM), 3200):
-            ws.send_bytes(JFK_PCM[at : at + 3200])
-        ws.send_text('{"type": "CloseStream"}')
-        out = []
-        while True:
-            message = ws.receive()
-            if message["type"] == "websocket.close":
-                return out
-            out.append(json.loads(message["text"]))
-
-
 def test_live_streams_format_finals_and_interims(client: TestClient) -> None:
-    messages = _stream(client, "/v1/listen?encoding=linear16&sample_rate=16000&interim_results=true&smart_format=true")
+    messages = whole_stream(client, "/v1/listen?encoding=linear16&sample_rate=16000&interim_results=true&smart_format=true")[0]
     results = [m for m in messages if m["type"] == "Results" and m["channel"]["alternatives"][0]["transcript"]]
     assert any(r["is_final"] for r in results) and any(not r["is_final"] for r in results)
     for r in results:
         alternative = r["channel"]["alternatives"][0]
         assert alternative["transcript"] == "It costs $25."
         assert [w["punctuated_word"] for w in alternative["words"]] == ["It", "costs", "$25."]
-    pulse = _stream(client, "/waves/v1/stt/live?encoding=linear16&sample_rate=16000&numerals=true")
+    pulse = whole_stream(client, "/waves/v1/stt/live?encoding=linear16&sample_rate=16000&numerals=true")[0]
     assert {m["transcript"] for m in pulse if m["type"] == "transcription"} - {""} == {"It costs 25 dollars."}
-    plain = _stream(client, "/v1/listen?encoding=linear16&sample_rate=16000")
+    plain = whole_stream(client, "/v1/listen?encoding=linear16&sample_rate=16000")[0]
     assert {m["channel"]["alternatives"][0]["transcript"] for m in plain if m["type"] == "Results"} - {""} == {
         "It costs twenty five dollars."
     }

@@ -22,7 +22,7 @@ from serve_app.pipeline.prompt import FILLER_STYLE, MAX_KEYTERM_CHARS, MAX_KEYTE
 from serve_app.types import ChunkTranscript, EngineInfo
 
 from .helpers import JFK_FLAC, JFK_MP3, STEREO, FileServer, serving
-from .support import AUTH, KEY, FakeEngine, Method, make_ingress
+from .support import AUTH, KEY, FakeEngine, Method, Records, make_ingress
 
 
 @pytest.fixture
@@ -316,17 +316,6 @@ def test_unknown_route_and_method(client: TestClient) -> None:
     _error(client.get("/v1/listen", headers=AUTH), 405, "METHOD_NOT_ALLOWED")
 
 
-class _Records(logging.Handler):
-    """Keeps the records of a logger that may not propagate to pytest's capture (Ray's do not)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 def test_engine_failure_is_500_without_internals(engine: FakeEngine, tmp_path: Any) -> None:
     raised: list[RuntimeError] = []
 
@@ -339,7 +328,7 @@ def test_engine_failure_is_500_without_internals(engine: FakeEngine, tmp_path: A
 
     engine.transcribe = Method(broken)
     ingress = make_ingress(engine, tmp_path)
-    records, serve_logger = _Records(), logging.getLogger("ray.serve")
+    records, serve_logger = Records(), logging.getLogger("ray.serve")
     serve_logger.addHandler(records)
     try:
         with TestClient(ingress.__serve_build_asgi_app__()) as c:

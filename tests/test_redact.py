@@ -22,7 +22,7 @@ from serve_app.pipeline.transcript import Transcript, Word
 from serve_app.types import ChunkTranscript, Token
 
 from .helpers import JFK_FLAC, FileServer, serving
-from .support import AUTH, JFK_PCM, KEY, FakeEngine, make_ingress
+from .support import AUTH, KEY, FakeEngine, make_ingress, whole_stream
 
 _PUNCT = re.compile(r"^[^\w']+|[^\w']+$")
 
@@ -292,19 +292,10 @@ def test_callbacks_get_the_redacted_answer(client: TestClient, hooks: FileServer
     assert {b"[SSN_1]" in body for _, body in hooks.posted} == {True}
 
 
-def _stream(client: TestClient, url: str, headers: dict[str, str]) -> list[dict]:
-    with client.websocket_connect(url, headers=headers) as ws:
-        for at in range(0, len(JFK_PCM), 3200):
-            ws.send_bytes(JFK_PCM[at : at + 3200])
-        ws.send_text('{"type": "CloseStream"}')
-        messages = []
-        while (message := ws.receive())["type"] != "websocket.close":
-            messages.append(json.loads(message["text"]))
-        return messages
-
-
 def test_deepgram_live_interims_and_finals_are_redacted(client: TestClient) -> None:
-    messages = _stream(client, "/v1/listen?encoding=linear16&sample_rate=16000&redact=pci&redact=ssn&interim_results=true", AUTH)
+    messages = whole_stream(
+        client, "/v1/listen?encoding=linear16&sample_rate=16000&redact=pci&redact=ssn&interim_results=true", AUTH
+    )[0]
     results = [m for m in messages if m["type"] == "Results" and m["channel"]["alternatives"][0]["transcript"]]
     assert {r["is_final"] for r in results} == {True, False}
     _no_clear_text(json.dumps(messages))
@@ -317,7 +308,7 @@ def test_pulse_live_is_redacted(client: TestClient) -> None:
     url = (
         "/waves/v1/stt/live?language=en&encoding=linear16&sample_rate=16000&redact_pci=true&redact_pii=true&full_transcript=true"
     )
-    messages = _stream(client, url, {"Authorization": f"Bearer {KEY}"})
+    messages = whole_stream(client, url, {"Authorization": f"Bearer {KEY}"})[0]
     spoken = [m for m in messages if m.get("transcript")]
     assert spoken and {m["is_final"] for m in spoken} == {True, False}
     _no_clear_text(json.dumps(messages))
@@ -342,7 +333,7 @@ def test_a_redacted_request_never_logs_the_clear_text(client: TestClient, hooks:
 def _redacted_traffic(client: TestClient, hooks: FileServer) -> None:
     _post(client, "/v1/listen", "redact=pci&redact=ssn")
     _post(client, "/v1/listen", f"redact=pci&redact=ssn&callback={hooks.url('/hook')}")
-    _stream(client, "/v1/listen?encoding=linear16&sample_rate=16000&redact=pci&redact=ssn&interim_results=true", AUTH)
+    whole_stream(client, "/v1/listen?encoding=linear16&sample_rate=16000&redact=pci&redact=ssn&interim_results=true", AUTH)[0]
     deadline = time.monotonic() + 10
     while not hooks.posted:
         assert time.monotonic() < deadline, "callback not delivered"

@@ -29,7 +29,7 @@ from serve_app.stream.segment import FRAME, Segmenter, SpeechStarted, Utterance,
 from serve_app.types import SAMPLE_RATE
 
 from .helpers import JFK_FLAC
-from .support import AUTH, ISSUER, JFK_PCM, KEY, FakeEngine, make_ingress, opus
+from .support import AUTH, ISSUER, JFK_PCM, KEY, FakeEngine, make_ingress, opus, received, whole_stream
 
 JFK = decode(JFK_FLAC.read_bytes(), 60)
 DG = "/v1/listen?encoding=linear16&sample_rate=16000"
@@ -331,27 +331,9 @@ def client(engine: FakeEngine, tmp_path: Any) -> Iterator[TestClient]:
         yield c
 
 
-def _messages(ws: Any) -> tuple[list[dict], int]:
-    """Every message until the server closes, and its close code."""
-    out = []
-    while True:
-        message = ws.receive()
-        if message["type"] == "websocket.close":
-            return out, message["code"]
-        out.append(json.loads(message["text"]))
-
-
 def _stream(ws: Any, data: bytes, piece: int = 3200) -> None:
     for at in range(0, len(data), piece):
         ws.send_bytes(data[at : at + piece])
-
-
-def _whole_stream(client: TestClient, url: str, headers: dict | None = None) -> tuple[list[dict], int]:
-    """The JFK clip sent at once, then CloseStream: every message and the close code."""
-    with client.websocket_connect(url, headers=AUTH if headers is None else headers) as ws:
-        _stream(ws, JFK_PCM)
-        ws.send_text('{"type": "CloseStream"}')
-        return _messages(ws)
 
 
 def _metered(client: TestClient, auth: dict) -> float:
@@ -366,7 +348,7 @@ def _metered(client: TestClient, auth: dict) -> float:
 
 def test_deepgram_stream_interims_finals_events_and_metadata(client: TestClient, engine: FakeEngine) -> None:
     url = DG + "&interim_results=true&vad_events=true&utterance_end_ms=1000"
-    messages, code = _whole_stream(client, url)
+    messages, code = whole_stream(client, url)
     assert code == 1000
     kinds = [m["type"] for m in messages]
     assert kinds[0] == "SpeechStarted" and kinds[-1] == "Metadata" and "UtteranceEnd" in kinds
@@ -386,7 +368,7 @@ def test_deepgram_stream_interims_finals_events_and_metadata(client: TestClient,
 
 def test_short_utterances_are_merged_until_a_long_pause(engine: FakeEngine, tmp_path: Any) -> None:
     with TestClient(make_ingress(engine, tmp_path).__serve_build_asgi_app__()) as client:
-        messages, code = _whole_stream(client, DG)
+        messages, code = whole_stream(client, DG)
     finals = [m for m in messages if m["type"] == "Results" and m["is_final"]]
     # JFK's phrases have 1.9, 0.9, 2.2 and 2.4 s of speech between pauses of 1.1, 1.0 and 0.6 s: the
     # first three go on together (under 3 s of speech, pauses under 1.5 s), the last ends the stream.
@@ -395,7 +377,7 @@ def test_short_utterances_are_merged_until_a_long_pause(engine: FakeEngine, tmp_
 
 
 def test_finals_only_without_interim_results(client: TestClient, engine: FakeEngine) -> None:
-    messages, _ = _whole_stream(client, DG)
+    messages, _ = whole_stream(client, DG)
     results = [m for m in messages if m["type"] == "Results"]
     assert results and all(r["is_final"] for r in results)
     assert not any(m["type"] in ("SpeechStarted", "UtteranceEnd") for m in messages)
@@ -407,7 +389,7 @@ def test_finals_only_without_interim_results(client: TestClient, engine: FakeEng
 def test_with_context_each_final_gets_the_finals_before_it(engine: FakeEngine, tmp_path: Any) -> None:
     ingress = make_ingress(engine, tmp_path, {"condition_on_previous_text": True, "stream": PER_PAUSE})
     with TestClient(ingress.__serve_build_asgi_app__()) as client:
-        messages, _ = _whole_stream(client, DG)
+        messages, _ = whole_stream(client, DG)
     decoded = [m for m in messages if m["type"] == "Results" and m["channel"]["alternatives"][0]["transcript"]]
     # The fake answers "Hello world." each time.
     assert len(decoded) >= 3 and engine.previous == [" ".join(["Hello world."] * k) for k in range(len(decoded))]
@@ -423,7 +405,7 @@ def test_with_context_each_final_gets_the_finals_before_it(engine: FakeEngine, t
 )
 def test_live_keyterms_prompt_every_decode(engine: FakeEngine, tmp_path: Any, url: str, prompt: str) -> None:
     with TestClient(make_ingress(engine, tmp_path).__serve_build_asgi_app__()) as client:
-        _whole_stream(client, url)
+        whole_stream(client, url)
     assert engine.previous and set(engine.previous) == {prompt}
 
 
@@ -434,7 +416,7 @@ def test_smallest_finalize_keeps_the_stream_and_close_is_last(client: TestClient
         ws.send_text('{"type": "finalize"}')
         _stream(ws, JFK_PCM[len(JFK_PCM) // 2 :])
         ws.send_text('{"type": "close_stream"}')
-        messages, code = _messages(ws)
+        messages, code = received(ws)
     assert code == 1000 and all(m["type"] == "transcription" for m in messages)
     finals = [m for m in messages if m["is_final"]]
     assert finals[0]["from_finalize"] and not finals[0]["is_last"]
@@ -451,7 +433,7 @@ def test_a_finalize_after_silence_answers_an_empty_final(client: TestClient) -> 
         message = ws.receive_json()
         assert message["is_final"] and message["from_finalize"] and message["channel"]["alternatives"][0]["transcript"] == ""
         ws.send_text('{"type": "CloseStream"}')
-        _messages(ws)
+        received(ws)
 
 
 def test_container_stream_gives_the_same_finals_as_pcm(client: TestClient) -> None:
@@ -460,7 +442,7 @@ def test_container_stream_gives_the_same_finals_as_pcm(client: TestClient) -> No
         with client.websocket_connect(url, headers=AUTH) as ws:
             _stream(ws, data, piece=1000)
             ws.send_text('{"type": "CloseStream"}')
-            messages, code = _messages(ws)
+            messages, code = received(ws)
         assert code == 1000
         results[name] = [round(m["start"], 1) for m in messages if m["type"] == "Results" and m["duration"] > 0.5]
     assert results["ogg"] == results["pcm"]
@@ -490,7 +472,7 @@ def test_browser_key_as_subprotocol(client: TestClient) -> None:
     with client.websocket_connect(DG, subprotocols=["token", KEY]) as ws:
         assert ws.accepted_subprotocol == "token"
         ws.send_text('{"type": "CloseStream"}')
-        messages, code = _messages(ws)
+        messages, code = received(ws)
     assert code == 1000 and messages[-1]["type"] == "Metadata"
     assert _refused(client, DG, subprotocols=["token", "not-a-key"]).status_code == 401
 
@@ -503,7 +485,7 @@ def test_bad_messages_are_reported_and_the_stream_goes_on(client: TestClient) ->
         ws.send_text('{"type": "KeepAlive"}')
         _stream(ws, JFK_PCM[:64000])
         ws.send_text('{"type": "CloseStream"}')
-        messages, code = _messages(ws)
+        messages, code = received(ws)
     assert code == 1000 and any(m["type"] == "Results" for m in messages)
 
 
@@ -512,7 +494,7 @@ def test_stream_errors_do_not_echo_what_was_sent(client: TestClient) -> None:
         ws.send_text(json.dumps({"type": CANARY}))
         error = ws.receive_json()
         ws.send_text('{"type": "CloseStream"}')
-        _messages(ws)
+        received(ws)
     assert error["code"] == "INVALID_REQUEST" and error["parameter"] == "type" and "c4n4ry" not in json.dumps(error)
     for name in ("encoding", "sample_rate", "endpointing"):
         denied = _refused(client, f"{DG}&{name}={quote(CANARY)}", AUTH)
@@ -527,7 +509,7 @@ def test_a_playlist_stream_is_refused_without_a_transcript(
     with client.websocket_connect("/v1/listen", headers=AUTH) as ws:
         ws.send_bytes(PLAYLISTS[name])
         ws.send_text('{"type": "CloseStream"}')
-        messages, code = _messages(ws)
+        messages, code = received(ws)
     assert code == 1008 and messages[-1]["code"] == "UNSUPPORTED_FORMAT"
     assert not any(m.get("type") == "Results" for m in messages) and not engine.calls
 
@@ -536,7 +518,7 @@ def test_an_oversized_frame_ends_the_stream_after_the_audio_before_it(client: Te
     with client.websocket_connect(DG, headers=AUTH) as ws:
         _stream(ws, JFK_PCM[:64000])  # two seconds
         ws.send_bytes(bytes(2**20 + 2))  # just over the 1 MiB default
-        messages, code = _messages(ws)
+        messages, code = received(ws)
     assert code == 1009 and messages[-1]["code"] == "FILE_TOO_LARGE" and messages[-1]["max_frame_bytes"] == 2**20
     metadata = next(m for m in messages if m["type"] == "Metadata")  # the big frame was never taken in
     assert (
@@ -548,7 +530,7 @@ def test_an_oversized_frame_ends_the_stream_after_the_audio_before_it(client: Te
 def test_a_stream_past_its_length_limit_gets_its_finals_then_an_error(engine: FakeEngine, tmp_path: Any) -> None:
     ingress = make_ingress(engine, tmp_path, {"stream": {"idle_timeout_s": 5, "max_duration_s": 4}})
     with TestClient(ingress.__serve_build_asgi_app__()) as client:
-        messages, code = _whole_stream(client, DG)
+        messages, code = whole_stream(client, DG)
         assert code == 1008 and messages[-1]["code"] == "FILE_TOO_LARGE" and messages[-1]["max_duration_s"] == 4
         assert any(m["type"] == "Results" and m["is_final"] and m["duration"] > 1 for m in messages)
         assert 4 <= next(m for m in messages if m["type"] == "Metadata")["duration"] < 5  # of the 11 s sent
@@ -558,7 +540,7 @@ def test_a_stream_past_its_length_limit_gets_its_finals_then_an_error(engine: Fa
         with client.websocket_connect(DG, headers=AUTH) as ws:  # in time too: the idle timeout is further off
             ws.send_text('{"type": "KeepAlive"}')
             started = time.monotonic()
-            messages, code = _messages(ws)
+            messages, code = received(ws)
     assert code == 1008 and messages[-1]["code"] == "FILE_TOO_LARGE" and time.monotonic() - started < 4
 
 
@@ -566,25 +548,25 @@ def test_garbage_audio_closes_with_a_clear_error(client: TestClient) -> None:
     with client.websocket_connect("/v1/listen", headers=AUTH) as ws:
         ws.send_bytes(b"\x00not audio at all" * 400)
         ws.send_text('{"type": "CloseStream"}')
-        messages, code = _messages(ws)
+        messages, code = received(ws)
     assert code == 1008 and messages[-1]["code"] == "UNSUPPORTED_FORMAT"
 
 
 def test_an_idle_stream_is_closed_after_its_results(client: TestClient) -> None:
     with client.websocket_connect(DG, headers=AUTH) as ws:
         _stream(ws, JFK_PCM[:48000])  # 1.5 s of speech, then nothing
-        messages, code = _messages(ws)
+        messages, code = received(ws)
     assert code == 1011 and messages[-1]["code"] == "STREAM_IDLE_TIMEOUT"
     assert any(m["type"] == "Results" and m["is_final"] for m in messages)  # what was sent is answered
 
 
 def test_streamed_audio_is_metered_and_quota_ends_a_stream(client: TestClient) -> None:
-    _whole_stream(client, DG)
+    whole_stream(client, DG)
     usage = client.get("/v1/usage", headers=AUTH).json()["usage"]
     assert usage["audio_seconds_today"] == pytest.approx(11.0, abs=0.05) and usage["requests_today"] == 1
 
     small = ISSUER.issue(audio_hours_per_day=4 / 3600)  # four seconds
-    messages, code = _whole_stream(client, DG, {"Authorization": f"Token {small}"})
+    messages, code = whole_stream(client, DG, {"Authorization": f"Token {small}"})
     assert code == 1008 and messages[-1]["code"] == "QUOTA_EXCEEDED"
     assert any(m["type"] == "Results" and m["is_final"] and m["duration"] > 1 for m in messages)
     assert 4 <= _metered(client, {"Authorization": f"Token {small}"}) < 5
@@ -602,7 +584,7 @@ def test_a_full_engine_skips_interims_but_finals_wait(client: TestClient, engine
         return await answer(*args)
 
     engine.transcribe.fn = busy
-    messages, code = _whole_stream(client, DG + "&interim_results=true")
+    messages, code = whole_stream(client, DG + "&interim_results=true")
     finals = [m for m in messages if m["type"] == "Results" and m["is_final"] and m["duration"] > 0.5]
     assert code == 1000 and len(finals) >= 3
     assert all(f["channel"]["alternatives"][0]["transcript"] == "Hello world." for f in finals)
@@ -619,7 +601,7 @@ def test_a_client_that_leaves_is_metered_for_what_it_sent(client: TestClient) ->
     assert _metered(client, auth) == pytest.approx(3.0, abs=0.05)
     with client.websocket_connect(DG, headers=auth) as ws:  # the server carries on
         ws.send_text('{"type": "CloseStream"}')
-        assert _messages(ws)[1] == 1000
+        assert received(ws)[1] == 1000
 
 
 def test_an_interim_still_decoding_is_cancelled_by_its_final(client: TestClient, engine: FakeEngine) -> None:
@@ -634,7 +616,7 @@ def test_an_interim_still_decoding_is_cancelled_by_its_final(client: TestClient,
         return await answer(*args)
 
     engine.transcribe.fn = slow
-    messages, code = _whole_stream(client, DG + "&interim_results=true")
+    messages, code = whole_stream(client, DG + "&interim_results=true")
     finals = [m for m in messages if m["type"] == "Results" and m["is_final"] and m["channel"]["alternatives"][0]["transcript"]]
     assert code == 1000 and len(finals) >= 3 and cancelled  # the engine was told to drop the interim
     assert not any(m["type"] == "Results" and not m["is_final"] and m["start"] == finals[0]["start"] for m in messages)
@@ -643,6 +625,6 @@ def test_an_interim_still_decoding_is_cancelled_by_its_final(client: TestClient,
 def test_interims_are_capped_across_streams(engine: FakeEngine, tmp_path: Any) -> None:
     ingress = make_ingress(engine, tmp_path, {"stream": {"interims_in_flight": 0, **PER_PAUSE}})
     with TestClient(ingress.__serve_build_asgi_app__()) as client:
-        messages, code = _whole_stream(client, DG + "&interim_results=true")
+        messages, code = whole_stream(client, DG + "&interim_results=true")
     results = [m for m in messages if m["type"] == "Results"]
     assert code == 1000 and len(results) >= 3 and all(r["is_final"] for r in results)

@@ -5,7 +5,6 @@ times, then through the ingress with a fake engine on every file route and the l
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from serve_app.pipeline.transcript import Transcript, Word
 from serve_app.types import ChunkTranscript, Token
 
 from .helpers import JFK_FLAC
-from .support import AUTH, JFK_PCM, FakeEngine, make_ingress
+from .support import AUTH, JFK_PCM, FakeEngine, Records, make_ingress, received
 
 
 def words(text: str, confidence: float = 0.9) -> Transcript:
@@ -194,7 +193,7 @@ def test_repeated_options_from_query_form_and_json(client: TestClient) -> None:
 def test_search_extra_and_tags_in_deepgrams_answer(client: TestClient) -> None:
     from deepgram.types.listen_v1response import ListenV1Response
 
-    records, serve_logger = _Records(), logging.getLogger("ray.serve")
+    records, serve_logger = Records(), logging.getLogger("ray.serve")
     serve_logger.addHandler(records)
     try:
         response = _post(
@@ -254,15 +253,6 @@ def test_bad_text_options_are_400_naming_the_parameter(client: TestClient, path:
     assert "monika" not in response.text and "novalue" not in response.text  # never the value sent
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 # --- live streams --------------------------------------------------------------------------------
 
 
@@ -290,15 +280,6 @@ def test_live_handshakes_read_the_text_options() -> None:
             dialect.parse(bad, 0.3)
 
 
-def _messages(ws: Any) -> list[dict]:
-    out = []
-    while True:
-        message = ws.receive()
-        if message["type"] == "websocket.close":
-            return out
-        out.append(json.loads(message["text"]))
-
-
 @pytest.mark.parametrize(
     "path, query",
     [
@@ -314,7 +295,7 @@ def test_live_finals_and_interims_are_transformed(tmp_path: Any, path: str, quer
             for at in range(0, len(JFK_PCM), 3200):
                 ws.send_bytes(JFK_PCM[at : at + 3200])
             ws.send_text('{"type": "CloseStream"}' if path == "/v1/listen" else '{"type": "close_stream"}')
-            messages = _messages(ws)
+            messages = received(ws)[0]
     expected = "It weighs 5 kg, the ****. Monica said\nHi"
     if path == "/v1/listen":
         from deepgram.listen.v1.types import ListenV1Metadata, ListenV1Results
