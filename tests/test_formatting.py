@@ -386,14 +386,6 @@ def test_nothing_is_loaded_or_paid_with_the_options_off() -> None:
     assert loaded == ""
 
 
-def test_the_cost_benchmark_runs() -> None:
-    from tools.bench_transforms import OPTIONS, run, table
-
-    report = run(repeat=1)  # (in this process the golden tests have loaded the libraries already)
-    assert set(report["results"]["call (spoken forms)"]) == {"words", *OPTIONS}
-    assert "smart_format" in table(report)
-
-
 VOCABULARY = (
     "one two three five twelve twenty thirty fifty ninety hundred thousand million oh zero point first third twenty-first "
     "a the and at dot com gmail w slash underscore dollars dollar cents percent per cent p m a.m. p.m. pm o'clock March May "

@@ -315,10 +315,25 @@ def test_live_finals_and_interims_are_transformed(tmp_path: Any, path: str, quer
         assert results and all(r["transcript"] == expected for r in results)
 
 
-def test_the_cost_benchmark_runs(tmp_path: Any) -> None:
-    """tools/bench/transforms.py on a short transcript: every option measured (no time asserted)."""
-    from tools.bench.transforms import CASES, SCALE, measure, transcript
+def test_the_cost_benchmark_measures_every_option() -> None:
+    """tools/bench/transforms.py, with a minute for its hour: every option measured, "off" first, on
+    every transcript (no time asserted)."""
+    from tools.bench.transforms import OPTIONS, SCALE, run, table
 
-    rows = measure({"short": transcript(20)}, budget_s=0.001)
-    assert [r["option"] for r in rows] == [*CASES, SCALE]
-    assert all(r["short"]["words"] == 50 and r["short"]["ms_per_request"] >= 0 for r in rows)
+    report = run(budget_s=0.0, hour_s=60)
+    assert [r["option"] for r in report["rows"]] == [*OPTIONS, SCALE]
+    assert [*OPTIONS] == [
+        *("off", "smart_format", "numerals=true", "numerals=false", "redact=pci", "redact=pii", "redact=numbers"),
+        *("redact_pii (Pulse)", "measurements", "replace (10 pairs)", "profanity_filter", "dictation"),
+        *("search (3 terms)", "search (50 terms)", "extra + tag", "all at once"),
+    ]
+    assert report["transcripts"] == {
+        "reading": {"words": 563, "minutes": 3.8},
+        "call": {"words": 210, "minutes": 1.4},
+        "1 h": {"words": 150, "minutes": 1.0},
+    }
+    for row in report["rows"]:
+        assert set(row["ms_per_request"]) == set(report["transcripts"]) and row["first_ms"] >= 0
+        assert all(ms >= 0 for ms in row["ms_per_request"].values())
+    assert isinstance(report["libraries_loaded_with_options_off"], list)  # in this process the golden tests load them
+    assert "all at once" in table(report)
