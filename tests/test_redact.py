@@ -162,6 +162,32 @@ def test_unpunctuated_transcripts_are_redacted_too() -> None:
     assert t.text == "my name is [NAME_1] and my card is [CREDIT_CARD_1]"
 
 
+@pytest.mark.parametrize(
+    "text, query, expected",
+    [
+        # Formatting would regroup a spoken SSN into "1 2 345-6789" and leave "1 2" in clear: redaction runs first.
+        (
+            "My social is one two three, four five, six seven eight nine.",
+            {**PII, "smart_format": "true"},
+            "My social is [SSN_1].",
+        ),
+        ("Call five five five, one two three, four five six seven.", {**PII, "smart_format": "true"}, "Call [PHONE_NUMBER_1]."),
+        # A placeholder's count is not a number to spell out.
+        (
+            "My social is 123-45-6789 and it cost 25 dollars.",
+            {**SSN, "numerals": "false"},
+            "My social is [SSN_1] and it cost twenty-five dollars.",
+        ),
+        # A ZIP code said with a final "oh" is all redacted; "number one oh" is not a number run.
+        ("My zip code is nine oh two one oh.", NUMBERS, "My zip code is [LOCATION_ZIP_1]."),
+        ("The code was nine oh two one oh.", NUMBERS, "The code was [NUMERICAL_PII_1]."),
+        ("I am number one oh wait.", NUMBERS, "I am number one oh wait."),
+    ],
+)
+def test_redaction_comes_before_the_stages_that_rewrite_numbers(text: str, query: dict[str, Any], expected: str) -> None:
+    assert redacted(text, query).text == expected
+
+
 def test_a_placeholder_keeps_speaker_and_lowest_confidence() -> None:
     words = [Word("call", "call", 0.0, 0.4, 0.9, 1), Word("555-1234", "555-1234.", 0.5, 0.9, 0.7, 1)]
     t = transforms.apply(Transcript("", words, 0.9, 1.0, "en"), params.parse(listen.OPTIONS, PII))

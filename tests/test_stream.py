@@ -401,6 +401,7 @@ def test_with_context_each_final_gets_the_finals_before_it(engine: FakeEngine, t
         (DG + "&keyterm=Kowloon&keyterm=Hong%20Kong", "Kowloon, Hong Kong."),
         (DG + "&keywords=Dashwood:2&filler_words=true", FILLER_STYLE + " Dashwood."),
         ("/waves/v1/stt/live?sample_rate=16000&encoding=linear16&keywords=Smallest,Atoms:2", "Smallest, Atoms."),
+        ("/waves/v1/stt/live?sample_rate=16000&encoding=linear16&filler_words=true", FILLER_STYLE),
     ],
 )
 def test_live_keyterms_prompt_every_decode(engine: FakeEngine, tmp_path: Any, url: str, prompt: str) -> None:
@@ -466,6 +467,25 @@ def test_handshake_refusals_are_http_errors_with_json(client: TestClient) -> Non
     assert denied.status_code == 400 and denied.json()["parameter"] == "encoding"
     denied = _refused(client, DG + "&language=de", AUTH)  # the fake model is English-only
     assert denied.status_code == 400 and denied.json()["parameter"] == "language"
+
+
+PULSE_LIVE = "/waves/v1/stt/live?sample_rate=16000&encoding=linear16"
+
+
+@pytest.mark.parametrize(
+    "url, parameter",
+    [
+        (DG + "&detect_language=true", "language"),  # streams need a language
+        (PULSE_LIVE + "&detect_language=true", "language"),
+        (DG + "&multichannel=true", "multichannel"),
+        (PULSE_LIVE + "&multichannel=true", "multichannel"),
+        (DG + "&translate=true", "translate"),
+        (PULSE_LIVE + "&diarize=true", "diarize"),
+    ],
+)
+def test_options_streams_cannot_honour_are_400(client: TestClient, url: str, parameter: str) -> None:
+    denied = _refused(client, url, AUTH)
+    assert denied.status_code == 400 and denied.json()["parameter"] == parameter
 
 
 def test_browser_key_as_subprotocol(client: TestClient) -> None:

@@ -44,7 +44,7 @@ def refuse(params: Mapping[str, Any], names: tuple[str, ...]) -> None:
 
 def language(params: Mapping[str, Any]) -> str:
     """A stream's language, as files read it; streams cannot detect one."""
-    fields = params_language({"language": params["language"]} if params.get("language") else {})
+    fields = params_language({k: params[k] for k in ("language", "detect_language") if params.get(k)})
     if fields["detect_language"]:
         raise InvalidRequest("Streams need a language: language detection is for files", parameter="language")
     return fields["language"] or "en"

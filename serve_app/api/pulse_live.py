@@ -11,7 +11,7 @@ from ..pipeline.redact import placeholders
 from ..pipeline.request import TranscriptionRequest
 from ..stream.protocol import Context, Result, StreamOptions
 from .live_params import MAX_CHANNELS, MIN_ENDPOINT_S, SAMPLE_RATES, encoding, language, milliseconds, refuse
-from .params import flag, formatting, keyterms, labels, redaction, text_options, whole
+from .params import filler_words, flag, formatting, keyterms, labels, redaction, text_options, whole
 
 
 class Smallest:
@@ -20,7 +20,7 @@ class Smallest:
     name = "smallest"
 
     def parse(self, params: Mapping[str, Any], default_endpoint_s: float) -> StreamOptions:
-        refuse(params, ("diarize", "vad_events", "sentence_timestamps", "translate"))
+        refuse(params, ("diarize", "multichannel", "vad_events", "sentence_timestamps", "translate"))
         for name in ("search", "extra"):  # Deepgram's answer fields: Pulse's messages have no place for them
             if params.get(name) is not None:
                 raise InvalidRequest(f"{name} is not supported on Pulse streams: use WS /v1/listen", parameter=name)
@@ -43,6 +43,7 @@ class Smallest:
                 **formatting(params),
                 **redaction(params),
                 **keyterms(params),
+                **filler_words(params),
             ),
         )
 

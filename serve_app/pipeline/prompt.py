@@ -16,7 +16,9 @@ from __future__ import annotations
 from .engine_client import CONTEXT_CHARS
 from .request import TranscriptionRequest
 
-FILLER_STYLE = "Umm, let me think like, hmm... Okay, here's what I'm, like, thinking. Uh, so, um,"
+# OpenAI's prompting guide's example. Measured on the spontaneous call (tools.prompting): 4 of its 9
+# fillers kept, where the same with "Uh, so, um," after it kept 2 and no prompt none.
+FILLER_STYLE = "Umm, let me think like, hmm... Okay, here's what I'm, like, thinking."
 MAX_KEYTERMS = 50
 MAX_KEYTERM_CHARS = 64
 MAX_KEYTERMS_CHARS = 500  # about 110 tokens: half the prompt's 223, the rest for context

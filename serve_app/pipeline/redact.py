@@ -140,14 +140,17 @@ class _Piece:
 
 
 def _digit_word(words: list[Word], i: int) -> str | None:
-    """The digit a spelled-out word stands for: "oh" only between two digits."""
+    """The digit a spelled-out word stands for: "oh" only between two digits, or after two ("nine oh
+    two one oh": a ZIP code ends in it)."""
     word = words[i].word
     if word in _DIGIT_WORDS:
         return _DIGIT_WORDS[word]
-    if word in ("oh", "o") and 0 < i < len(words) - 1:
-        before, after = words[i - 1].word, words[i + 1].word
-        if (before in _DIGIT_WORDS or _WRITTEN.fullmatch(before)) and (after in _DIGIT_WORDS or _WRITTEN.fullmatch(after)):
-            return "0"
+
+    def digit(k: int) -> bool:
+        return 0 <= k < len(words) and (words[k].word in _DIGIT_WORDS or bool(_WRITTEN.fullmatch(words[k].word)))
+
+    if word in ("oh", "o") and digit(i - 1) and (digit(i + 1) or digit(i - 2)):
+        return "0"
     return None
 
 
@@ -383,6 +386,14 @@ def _labels(kind: str, count: int, style: str) -> list[str]:
             return ["FIRSTNAME"] + ["LASTNAME"] * (count - 1)
         return [_PULSE_LABELS.get(kind, kind.replace("_", "").upper())]
     return [kind.upper()]
+
+
+PLACEHOLDER = re.compile(r"^\[[A-Z]+(?:_[A-Z]+)*_\d+\]$")  # [SSN_1], [CREDIT_CARD_2]
+
+
+def is_placeholder(word: Word) -> bool:
+    """A redacted entity's word: the stages after redaction leave it as it is (its digit is a count)."""
+    return bool(PLACEHOLDER.match(word.word))
 
 
 def _placeholder(words: list[Word], label: str, numbers: dict[str, int]) -> Word:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from functools import cache
 
+from .redact import is_placeholder
 from .transcript import Transcript, Word
 
 _LEAD = re.compile(r"^[\"'(\[¿¡«“‘]+")
@@ -53,7 +54,7 @@ def spell_words(words: list[Word], language: str) -> list[Word]:
     k = 0
     while k < len(words):
         word = words[k]
-        if not _HAS_DIGIT.search(word.punctuated_word):
+        if not _HAS_DIGIT.search(word.punctuated_word) or is_placeholder(word):
             out.append(word)
             k += 1
             continue

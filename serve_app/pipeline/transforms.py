@@ -32,6 +32,10 @@ def unpunctuated(t: Transcript) -> Transcript:
 # Formatting reads the punctuation Whisper put between phrases (nothing is joined across a comma),
 # so it runs before `unpunctuated` takes the punctuation away.
 TRANSFORMS: list[Transform] = [
+    # First, on the words as spoken: formatting can regroup spelled-out digits ("one two three, four
+    # five, six seven eight nine" -> "1 2 345-6789") so that no rule sees an SSN any more, and part of
+    # it would stay in clear; the stages after it only rewrite words, they cannot bring any back.
+    Transform("redact", lambda request: bool(request.redact), lambda t, r: redact.redact(t, r.redact, r.redact_style)),
     Transform(
         "formatted",
         lambda request: request.smart_format or request.numerals is True,
@@ -40,14 +44,12 @@ TRANSFORMS: list[Transform] = [
     Transform("spelled", lambda request: request.numerals is False, lambda t, request: spell_transcript(t)),
     Transform("unpunctuated", lambda request: not request.punctuate, lambda t, request: unpunctuated(t)),
     # Units before replacements, so `replace=km:kilometres` can undo one; the mask after them, so a
-    # replacement cannot bring a swear word back; dictation after them: its line breaks live in the
-    # text only (a later stage that rebuilds the text from the words, redaction, loses them).
+    # replacement cannot bring a swear word back; dictation last: its line breaks live in the text only,
+    # which a later stage rebuilding the text from the words would lose.
     Transform("measurements", lambda request: request.measurements, lambda t, request: measurements.apply(t)),
     Transform("replace", lambda request: bool(request.replace), lambda t, request: find_and_replace.apply(t, request.replace)),
     Transform("profanity_filter", lambda request: request.profanity_filter, lambda t, request: profanity.apply(t)),
     Transform("dictation", lambda request: request.dictation, lambda t, request: dictation.apply(t)),
-    # Last, after any formatting and replacement: nothing may bring the clear text back once it is redacted.
-    Transform("redact", lambda request: bool(request.redact), lambda t, r: redact.redact(t, r.redact, r.redact_style)),
 ]
 
 
