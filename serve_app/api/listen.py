@@ -16,7 +16,7 @@ from typing import Any
 from ..pipeline.request import TranscriptionRequest
 from ..pipeline.search import search
 from ..pipeline.transcript import Transcript, Word, sentences, split_at_pauses
-from . import params
+from . import params, text_params
 from .meta import RequestMeta
 
 # Every option a /v1/listen client may send. Pulse's flags that this server cannot honour are
@@ -25,10 +25,10 @@ OPTIONS: tuple[params.Option, ...] = (
     params.language,
     params.timestamps,
     params.punctuation,
-    params.formatting,
+    text_params.formatting,
     params.granularities,
     params.refused("emotion_detection", "gender_detection"),
-    params.redaction,
+    text_params.redaction,
     params.callback,
     params.speakers,
     params.response_format,
@@ -36,11 +36,11 @@ OPTIONS: tuple[params.Option, ...] = (
     params.paragraphs,
     params.multichannel,
     params.translation,
-    params.keyterms,
-    params.filler_words,
-    params.text_options,
-    params.search,
-    params.labels,
+    text_params.keyterms,
+    text_params.filler_words,
+    text_params.text_options,
+    text_params.search,
+    text_params.labels,
 )
 DEFAULT_FORMAT = "listen"
 _MODEL_NAMESPACE = uuid.UUID("6f1b3c2a-8d4e-4f5a-9b7c-2e1d0a9f8c7b")

@@ -12,7 +12,8 @@ from ..pipeline.request import TranscriptionRequest
 from ..stream.protocol import Context, Result, StreamOptions
 from .listen import echoed, model_uuid, search_results, word_dict
 from .live_params import MAX_CHANNELS, MIN_ENDPOINT_S, SAMPLE_RATES, encoding, language, milliseconds, refuse
-from .params import filler_words, flag, formatting, keyterms, labels, redaction, search, text_options, whole
+from .params import flag, whole
+from .text_params import filler_words, formatting, keyterms, labels, redaction, search, text_options
 
 
 class Deepgram:

@@ -2,7 +2,14 @@
 body or form fields, all as one mapping. `Option`s turn a dialect's names into fields of the
 dialect-free `TranscriptionRequest`; each dialect lists the ones it speaks (`OPTIONS` in
 api/listen.py, api/pulse.py, api/openai.py) and `parse` applies them. A bad value is a 400 that
-names the parameter and never echoes the value."""
+names the parameter and never echoes the value.
+
+This module holds the readers of one value (`flag`, `number`, `whole`, `texts`, `listed`, `values`)
+and the options about the audio and the shape of the answer (language, timestamps, speakers,
+utterances, callback, translation...). The options that rewrite or annotate the transcript's text
+(formatting, redaction, keyterms, filler words, replace/profanity/dictation/measurements, search,
+tag/extra) are api/text_params.py's: they are read with these readers and checked against the
+pipeline stages they switch on."""
 
 from __future__ import annotations
 
@@ -11,9 +18,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import InvalidRequest
-from ..pipeline import redact, spelled
-from ..pipeline.formatting import NUMBER_LANGUAGES
-from ..pipeline.prompt import MAX_KEYTERM_CHARS, MAX_KEYTERMS, MAX_KEYTERMS_CHARS
 from ..pipeline.request import TranscriptionRequest
 
 Params = Mapping[str, Any]
@@ -104,24 +108,6 @@ def punctuation(params: Params) -> dict[str, Any]:
     return {"punctuate": flag(params, "punctuate") is not False}
 
 
-def formatting(params: Params) -> dict[str, Any]:
-    """Deepgram's `smart_format` and Pulse's `itn_normalize` (one thing: spoken forms written,
-    pipeline/formatting.py), and `numerals`: true writes numbers as digits, false as words
-    (pipeline/spelled.py), `auto` or absent leaves them as Whisper wrote them. A language named in
-    the request that the option cannot write numbers in is a 400; a detected one is left as is."""
-    smart = bool(flag(params, "smart_format")) or bool(flag(params, "itn_normalize"))
-    value = params.get("numerals")
-    numerals = None if isinstance(value, str) and value.strip().lower() == "auto" else flag(params, "numerals")
-    if smart and numerals is False:
-        raise InvalidRequest("numerals=false (numbers as words) cannot be combined with smart_format", parameter="numerals")
-    named = language(params)["language"] if params.get("language") is not None else None
-    if named is not None and numerals is not None:
-        supported = NUMBER_LANGUAGES if numerals else spelled.languages()
-        if named not in supported:
-            raise InvalidRequest("numerals is not supported for this language", parameter="numerals")
-    return {"smart_format": smart, "numerals": numerals}
-
-
 def utterances(params: Params) -> dict[str, Any]:
     return {"utterances": bool(flag(params, "utterances")), "utt_split": number(params, "utt_split", 0.8, 0.1, 10.0)}
 
@@ -207,69 +193,12 @@ def texts(params: Params, name: str) -> list[str]:
     return items
 
 
-def keyterms(params: Params) -> dict[str, Any]:
-    """Deepgram's `keyterm` (repeatable, each value one term, spaces allowed) and `keywords`
-    (`term:intensifier`, repeatable; Pulse sends them comma-joined, `word:weight`). Weights only
-    have to be positive numbers: the decoder prompt that carries the terms cannot weight them."""
-    terms = [term.strip() for term in texts(params, "keyterm")]
-    for value in texts(params, "keywords"):
-        for entry in value.split(","):
-            term, _, weight = entry.partition(":")
-            if weight and not _positive(weight):
-                raise InvalidRequest(
-                    "keywords weights must be positive numbers: terms cannot be suppressed", parameter="keywords"
-                )
-            terms.append(term.strip())
-    terms = [t for t in dict.fromkeys(terms) if t]  # in order, once each
-    limits = (MAX_KEYTERMS, MAX_KEYTERM_CHARS, MAX_KEYTERMS_CHARS)
-    if len(terms) > MAX_KEYTERMS or any(len(t) > MAX_KEYTERM_CHARS for t in terms) or len(", ".join(terms)) > MAX_KEYTERMS_CHARS:
-        name = "keyterm" if "keyterm" in params else "keywords"
-        raise InvalidRequest("at most {} terms of {} characters, {} in all".format(*limits), parameter=name)
-    return {"keyterms": tuple(terms)}
-
-
-def _positive(text: str) -> bool:
-    try:
-        return float(text) > 0
-    except ValueError:
-        return False
-
-
-def filler_words(params: Params) -> dict[str, Any]:
-    return {"filler_words": bool(flag(params, "filler_words"))}
-
-
 def listed(params: Params, name: str) -> list[str]:
     """A repeatable option's values in lower case, comma-separated ones split: `redact=pci&redact=ssn`,
     `redact=pci,ssn` or a JSON list."""
     return [part.strip() for value in texts(params, name) for part in value.lower().split(",") if part.strip()]
 
 
-def redaction(params: Params) -> dict[str, Any]:
-    """Deepgram's `redact` (repeatable: pci, ssn, numbers/true, pii, or an entity name such as
-    credit_card) or Pulse's `redact_pii` / `redact_pci` flags; each dialect's names get its placeholders."""
-    values = listed(params, "redact")
-    pii, pci = flag(params, "redact_pii"), flag(params, "redact_pci")
-    if values and (pii or pci):
-        raise InvalidRequest("Send either redact or redact_pii/redact_pci, not both", parameter="redact")
-    if pii or pci:
-        return {"redact": redact.pulse_kinds(bool(pii), bool(pci)), "redact_style": redact.PULSE}
-    try:
-        kinds = redact.deepgram_kinds(values)
-    except KeyError:
-        allowed = ", ".join(g for g in redact.DEEPGRAM_GROUPS if g not in redact.KINDS)
-        raise InvalidRequest(
-            f"redact must be {allowed} or one of the entities {', '.join(redact.KINDS)} (phi is not supported)",
-            parameter="redact",
-        ) from None
-    return {"redact": kinds, "redact_style": redact.DEEPGRAM}
-
-
-# Deepgram's text options (pipeline/replace.py, profanity.py, dictation.py, measurements.py,
-# search.py) and the labels it echoes. Bounds: Deepgram's where it states one (50 search terms, 200
-# replacements suggested, 128 characters a tag, 2048 a key:value pair), the rest generous.
-MAX_REPLACE, MAX_SEARCH, MAX_TAGS, MAX_EXTRA = 200, 50, 20, 20
-MAX_TERM_CHARS, MAX_TAG_CHARS, MAX_EXTRA_CHARS = 200, 128, 2048
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # never in a label: tags are logged
 
 
@@ -282,54 +211,3 @@ def values(params: Params, name: str, most: int, longest: int) -> list[str]:
     if not all(0 < len(v.strip()) <= longest and not _CONTROL.search(v) for v in items):
         raise InvalidRequest(f"each {name} must be 1 to {longest} printable characters", parameter=name)
     return [v.strip() for v in items]
-
-
-def _pairs(params: Params, name: str, most: int, longest: int, shape: str) -> tuple[tuple[str, str], ...]:
-    """`name=left:right` values, split at the first colon; the left side must not be empty."""
-    pairs = []
-    for value in values(params, name, most, longest):
-        left, colon, right = value.partition(":")
-        if not colon or not left.strip():
-            raise InvalidRequest(f"{name} must be {shape}", parameter=name)
-        pairs.append((left.strip(), right.strip()))
-    return tuple(pairs)
-
-
-def _english_only(params: Params, name: str) -> None:
-    """The word lists of profanity_filter, dictation and measurements are English: another language
-    (named, not detected) is refused rather than left untouched. A translation's text is English."""
-    spoken = language(params)["language"]
-    if spoken not in (None, "en") and not translation(params)["translate"]:
-        raise InvalidRequest(f"{name} is for English only: this server has no word list for this language", parameter=name)
-
-
-def text_options(params: Params) -> dict[str, Any]:
-    """`replace`, `profanity_filter`, `dictation` (needs punctuation, as Deepgram's does) and
-    `measurements`: transforms of the text, on files and live streams alike."""
-    fields: dict[str, Any] = {
-        "replace": _pairs(params, "replace", MAX_REPLACE, MAX_TERM_CHARS, "find:replacement, the find term not empty"),
-        "profanity_filter": bool(flag(params, "profanity_filter")),
-        "dictation": bool(flag(params, "dictation")),
-        "measurements": bool(flag(params, "measurements")),
-    }
-    for name in ("profanity_filter", "dictation", "measurements"):
-        if fields[name]:
-            _english_only(params, name)
-    if fields["dictation"] and flag(params, "punctuate") is False:
-        raise InvalidRequest("dictation needs punctuate=true", parameter="dictation")
-    return fields
-
-
-def search(params: Params) -> dict[str, Any]:
-    """Deepgram's `search` terms (hits in the answer, pipeline/search.py); each must have a word."""
-    terms = values(params, "search", MAX_SEARCH, MAX_TERM_CHARS)
-    if not all(re.search(r"\w", t) for t in terms):
-        raise InvalidRequest("each search term must contain a word", parameter="search")
-    return {"search": tuple(terms)}
-
-
-def labels(params: Params) -> dict[str, Any]:
-    """Deepgram's `tag` (labels for usage reporting) and `extra` (`key:value` pairs echoed back;
-    a key sent twice keeps its last value, as Deepgram's does)."""
-    extra = dict(_pairs(params, "extra", MAX_EXTRA, MAX_EXTRA_CHARS, "key:value, the key not empty"))
-    return {"tags": tuple(values(params, "tag", MAX_TAGS, MAX_TAG_CHARS)), "extra": tuple(extra.items())}

@@ -11,7 +11,8 @@ from ..pipeline.redact import placeholders
 from ..pipeline.request import TranscriptionRequest
 from ..stream.protocol import Context, Result, StreamOptions
 from .live_params import MAX_CHANNELS, MIN_ENDPOINT_S, SAMPLE_RATES, encoding, language, milliseconds, refuse
-from .params import filler_words, flag, formatting, keyterms, labels, redaction, text_options, whole
+from .params import flag, whole
+from .text_params import filler_words, formatting, keyterms, labels, redaction, text_options
 
 
 class Smallest:
