@@ -11,7 +11,7 @@ from ..errors import InvalidRequest, ServiceError
 from ..pipeline.request import TranscriptionRequest
 from ..stream.protocol import Context, Result, StreamOptions
 from .listen import echoed, model_uuid, search_results, word_dict
-from .live_params import MAX_CHANNELS, MIN_ENDPOINT_S, SAMPLE_RATES, encoding, language, milliseconds, refuse
+from .live_params import MAX_CHANNELS, MIN_ENDPOINT_S, audio_format, language, milliseconds, refuse
 from .params import flag, whole
 from .text_params import filler_words, formatting, keyterms, labels, redaction, search, text_options
 
@@ -27,9 +27,10 @@ class Deepgram:
         interim = bool(flag(params, "interim_results"))
         if utterance_end is not None and not interim:
             raise InvalidRequest("utterance_end_ms needs interim_results=true", parameter="utterance_end_ms")
+        encoding, sample_rate = audio_format(params, None)
         return StreamOptions(
-            encoding=encoding(params, None),
-            sample_rate=whole(params, "sample_rate", 16000, *SAMPLE_RATES) or 16000,
+            encoding=encoding,
+            sample_rate=sample_rate,
             channels=whole(params, "channels", 1, 1, MAX_CHANNELS) or 1,
             language=language(params),
             interim_results=interim,

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import InvalidRequest
-from ..stream.audio_in import ENCODINGS
+from ..stream.audio_in import CODEC_RATES, ENCODINGS, RAW, REFUSED
 from .params import language as params_language
 from .params import refused, whole
 
@@ -32,9 +32,25 @@ def milliseconds(params: Mapping[str, Any], name: str, default_s: float | None, 
 
 def encoding(params: Mapping[str, Any], default: str | None) -> str | None:
     encoding = params.get("encoding", default)
+    if isinstance(encoding, str) and encoding in REFUSED:  # one of Deepgram's names: said back as ours
+        raise InvalidRequest(f"{encoding} is not supported: {REFUSED[encoding]}", parameter="encoding")
     if encoding is not None and (not isinstance(encoding, str) or encoding not in ENCODINGS):
         raise InvalidRequest(f"encoding must be one of {', '.join(ENCODINGS)} (or omitted for webm/ogg)", parameter="encoding")
     return encoding
+
+
+def audio_format(params: Mapping[str, Any], default: str | None) -> tuple[str | None, int]:
+    """`encoding` and `sample_rate`. As Deepgram requires, raw encodings other than linear16 need
+    `sample_rate` (linear16 keeps its 16000 default) and AMR takes only its codec's rate."""
+    name = encoding(params, default)
+    rate = whole(params, "sample_rate", None, *SAMPLE_RATES)
+    if name in CODEC_RATES:
+        if rate not in (None, CODEC_RATES[name]):
+            raise InvalidRequest(f"sample_rate must be {CODEC_RATES[name]} with encoding={name}", parameter="sample_rate")
+        return name, CODEC_RATES[name]
+    if rate is None and name in RAW and name != "linear16":
+        raise InvalidRequest(f"sample_rate is required with encoding={name}", parameter="sample_rate")
+    return name, rate or 16000
 
 
 def refuse(params: Mapping[str, Any], names: tuple[str, ...]) -> None:

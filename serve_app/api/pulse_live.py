@@ -10,7 +10,7 @@ from ..errors import InvalidRequest, ServiceError
 from ..pipeline.redact import placeholders
 from ..pipeline.request import TranscriptionRequest
 from ..stream.protocol import Context, Result, StreamOptions
-from .live_params import MAX_CHANNELS, MIN_ENDPOINT_S, SAMPLE_RATES, encoding, language, milliseconds, refuse
+from .live_params import MAX_CHANNELS, MIN_ENDPOINT_S, audio_format, language, milliseconds, refuse
 from .params import flag, whole
 from .text_params import filler_words, formatting, keyterms, labels, redaction, text_options
 
@@ -26,9 +26,10 @@ class Smallest:
             if params.get(name) is not None:
                 raise InvalidRequest(f"{name} is not supported on Pulse streams: use WS /v1/listen", parameter=name)
         timestamps = flag(params, "word_timestamps")
+        encoding, sample_rate = audio_format(params, "linear16")
         return StreamOptions(
-            encoding=encoding(params, "linear16"),
-            sample_rate=whole(params, "sample_rate", 16000, *SAMPLE_RATES) or 16000,
+            encoding=encoding,
+            sample_rate=sample_rate,
             channels=whole(params, "channels", 1, 1, MAX_CHANNELS) or 1,
             language=language(params),
             interim_results=True,  # Pulse always streams partial results

@@ -1,9 +1,11 @@
 """Binary frames -> 16 kHz mono float32, as they arrive.
 
-Raw PCM (`encoding=linear16`) is converted in place: little-endian int16, channels interleaved and
-mixed down, resampled by FFmpeg's resampler, which keeps its filter state between frames (no clicks
-at frame edges). A container stream (webm or ogg, Opus inside: what browsers' MediaRecorder sends)
-is demuxed by FFmpeg in a thread of its own, because FFmpeg reads it through a blocking pipe.
+Raw samples (`RAW`: linear16 little-endian int16, linear32 little-endian float32, mulaw and alaw
+G.711 bytes expanded by lookup table) are converted in place: channels interleaved and mixed down,
+resampled by FFmpeg's resampler, which keeps its filter state between frames (no clicks at frame
+edges). A container stream (webm or ogg, Opus inside: what browsers' MediaRecorder sends; a FLAC
+stream; AMR-NB frames) is demuxed by FFmpeg in a thread of its own, because FFmpeg reads it through
+a blocking pipe. FFmpeg is always told the demuxer and only the codecs the encoding names decode.
 
 Both hand out, in order, audio arrays, markers (control messages placed between audio, such as
 Finalize) and finally `END` (or the error that ended the audio) from `get()`.
@@ -20,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import av
 import numpy as np
@@ -35,20 +38,66 @@ BUFFERED_S = 10.0  # decoded audio waiting for the segmenter (the segmenter runs
 BUFFERED_BYTES = 2**20  # container bytes FFmpeg has not read yet
 PIECE_S = 0.5  # a PCM frame is converted this much audio at a time: no frame becomes one huge array
 
-OGG, MATROSKA = "ogg", "matroska"
+OGG, MATROSKA, FLAC, AMR, AMR_NB = "ogg", "matroska", "flac", "amr", "amrnb"
 # FFmpeg is told the container, never left to guess it from the bytes: its guesses include
 # playlists and concat lists (HLS, ffconcat, ...) that make it open files or URLs they name.
-MAGIC = {b"OggS": OGG, b"\x1a\x45\xdf\xa3": MATROSKA}
+MAGIC = {b"OggS": OGG, b"\x1a\x45\xdf\xa3": MATROSKA, b"fLaC": FLAC, b"#!AMR\n": AMR, b"#!AMR-WB\n": AMR}
 CODECS = ("opus", "vorbis")  # what MediaRecorder puts in them: no other FFmpeg decoder sees client bytes
-# encoding -> the containers it may arrive in; none: raw PCM
-ENCODINGS: dict[str, tuple[str, ...]] = {
-    "linear16": (),
-    "opus": (OGG, MATROSKA),
-    "ogg-opus": (OGG,),
-    "ogg_opus": (OGG,),
-    "webm": (MATROSKA,),
-    "webm-opus": (MATROSKA,),
+
+
+def _mulaw() -> np.ndarray:
+    """ITU-T G.711 mu-law expansion: byte -> int16 value (0xFF -> 0, 0x00 -> -32124)."""
+    u = ~np.arange(256, dtype=np.int32) & 0xFF
+    magnitude = ((((u & 0x0F) << 3) + 0x84) << ((u >> 4) & 7)) - 0x84  # ((m << 3) + 132) << e, less 132
+    return np.where(u & 0x80, -magnitude, magnitude).astype(np.int16)
+
+
+def _alaw() -> np.ndarray:
+    """ITU-T G.711 A-law expansion: byte -> int16 value (0xD5 -> 8, 0x55 -> -8)."""
+    a = np.arange(256, dtype=np.int32) ^ 0x55
+    segment, magnitude = (a >> 4) & 7, (a & 0x0F) << 4
+    magnitude = np.where(segment == 0, magnitude + 8, (magnitude + 0x108) << np.maximum(segment - 1, 0))
+    return np.where(a & 0x80, magnitude, -magnitude).astype(np.int16)
+
+
+MULAW, ALAW = _mulaw(), _alaw()
+
+
+class SampleFormat(NamedTuple):
+    """How raw samples become floats in [-1, 1]: their size in bytes and the conversion."""
+
+    size: int
+    convert: Callable[[memoryview], np.ndarray]
+
+
+# encoding -> its samples: headerless audio at the client's `sample_rate`
+RAW: dict[str, SampleFormat] = {
+    "linear16": SampleFormat(2, lambda b: np.frombuffer(b, "<i2").astype(np.float32) / 32768.0),
+    # Deepgram: "32-bit, little endian, floating-point PCM"; NaN, infinities and overs are clipped
+    "linear32": SampleFormat(4, lambda b: np.clip(np.nan_to_num(np.frombuffer(b, "<f4"), posinf=1.0, neginf=-1.0), -1.0, 1.0)),
+    "mulaw": SampleFormat(1, lambda b: MULAW[np.frombuffer(b, np.uint8)].astype(np.float32) / 32768.0),
+    "alaw": SampleFormat(1, lambda b: ALAW[np.frombuffer(b, np.uint8)].astype(np.float32) / 32768.0),
 }
+# encoding -> (the containers it may arrive in, the codecs they may carry, the demuxer for it
+# headerless or None); FFmpeg opens only the container its first bytes name, or that demuxer
+STREAMS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str | None]] = {
+    "opus": ((OGG, MATROSKA), CODECS, None),
+    "ogg-opus": ((OGG,), CODECS, None),
+    "ogg_opus": ((OGG,), CODECS, None),
+    "webm": ((MATROSKA,), CODECS, None),
+    "webm-opus": ((MATROSKA,), CODECS, None),
+    "flac": ((FLAC,), ("flac",), None),  # a FLAC stream, from its "fLaC" header
+    "amr-nb": ((AMR,), ("amrnb",), AMR_NB),  # AMR storage format (RFC 4867), with or without "#!AMR\n"
+}
+ENCODINGS = (*RAW, *STREAMS)
+# encodings Deepgram lists that are refused by name, and why
+REFUSED = {
+    "amr-wb": "this server has no AMR-WB encoder to test its decoding against",
+    "speex": "Deepgram does not document how Speex frames are delimited, and this server has no Speex encoder to test against",
+    "g729": "this server has no G.729 encoder to test its decoding against",
+}
+# encodings whose codec fixes the sample rate (Deepgram requires these values)
+CODEC_RATES = {"amr-nb": 8000, "amr-wb": 16000}
 
 
 class _Buffer:
@@ -77,22 +126,28 @@ class _Buffer:
 
 
 class PcmInput:
-    def __init__(self, sample_rate: int, channels: int, max_samples: int = int(BUFFERED_S * SAMPLE_RATE)) -> None:
+    """Headerless samples (`RAW`: linear16 by default), channels interleaved."""
+
+    def __init__(
+        self, sample_rate: int, channels: int, max_samples: int = int(BUFFERED_S * SAMPLE_RATE), encoding: str = "linear16"
+    ) -> None:
         self.sample_rate, self.channels = sample_rate, channels
+        self._format = RAW[encoding]
+        self._frame = self._format.size * channels  # bytes of one sample of every channel
         self._rest = b""  # bytes short of a whole sample frame
         self.seconds = 0.0  # audio received
         self.buffer = _Buffer(max_samples)
-        self._piece = max(1, int(PIECE_S * sample_rate)) * 2 * channels  # bytes converted at a time
+        self._piece = max(1, int(PIECE_S * sample_rate)) * self._frame  # bytes converted at a time
         self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE) if sample_rate != SAMPLE_RATE else None
 
     async def feed(self, data: bytes) -> None:
         data = self._rest + data
-        whole = len(data) - len(data) % (2 * self.channels)
+        whole = len(data) - len(data) % self._frame
         self._rest = data[whole:]
         view = memoryview(data)
         for at in range(0, whole, self._piece):
-            piece = np.frombuffer(view[at : min(at + self._piece, whole)], "<i2")
-            samples = piece.reshape(-1, self.channels).mean(axis=1, dtype=np.float32) / 32768.0
+            piece = self._format.convert(view[at : min(at + self._piece, whole)])
+            samples = piece.reshape(-1, self.channels).mean(axis=1, dtype=np.float32)
             self.seconds += samples.size / self.sample_rate
             await self.buffer.put(self._resample(samples))
 
@@ -126,10 +181,12 @@ class ContainerInput:
         containers: tuple[str, ...] = (OGG, MATROSKA),
         max_samples: int = int(BUFFERED_S * SAMPLE_RATE),
         max_bytes: int = BUFFERED_BYTES,
+        codecs: tuple[str, ...] = CODECS,
+        headerless: str | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self.buffer = _Buffer(max_samples)
-        self.containers = containers
+        self.containers, self.codecs, self.headerless = containers, codecs, headerless
         self.seconds = 0.0  # audio decoded from what was received
         self._pipe = Pipe(self._emit_all, max_bytes)
         self._thread = threading.Thread(target=self._run, name="stream-demux", daemon=True)
@@ -182,7 +239,7 @@ class ContainerInput:
 
     def _run(self) -> None:
         try:
-            container_format = _container(self._pipe.peek(4), self.containers)
+            container_format = _container(self._pipe.peek(max(map(len, MAGIC))), self.containers, self.headerless)
             # A small probe: FFmpeg's default would wait for 5 MB before the first frame.
             options = {"probesize": "32", **NO_PROTOCOLS}
             with av.open(self._pipe, mode="r", format=container_format, options=options, metadata_errors="ignore") as container:
@@ -197,8 +254,10 @@ class ContainerInput:
 
     def _decode(self, container: Any) -> None:
         audio = container.streams.audio
-        if not audio or audio[0].codec_context is None or audio[0].codec_context.name not in CODECS:
-            raise UnsupportedFormat("Container streams must carry Opus (or Vorbis) audio")
+        if not audio or audio[0].codec_context is None or audio[0].codec_context.name not in self.codecs:
+            if self.codecs == CODECS:
+                raise UnsupportedFormat("Container streams must carry Opus (or Vorbis) audio")
+            raise UnsupportedFormat("The stream's codec is not the one its encoding names", parameter="encoding")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         for packet in container.demux(audio[0]):
             for frame in packet.decode():
@@ -209,10 +268,15 @@ class ContainerInput:
         self._emit(_to_array(resampler.resample(None)))
 
 
-def _container(head: bytes, allowed: tuple[str, ...]) -> str:
-    """The FFmpeg demuxer for a stream, by its first bytes, from those its encoding allows."""
-    found = MAGIC.get(head)
+def _container(head: bytes, allowed: tuple[str, ...], headerless: str | None = None) -> str:
+    """The FFmpeg demuxer for a stream, by its first bytes, from those its encoding allows;
+    `headerless`: the demuxer for a stream whose first bytes name no container."""
+    found = next((name for magic, name in MAGIC.items() if head.startswith(magic)), None)
+    if found is None and headerless is not None:
+        return headerless
     if found is None:
+        if allowed == (FLAC,):
+            raise UnsupportedFormat("A flac stream must start with its fLaC header", parameter="encoding")
         raise UnsupportedFormat("Container streams must be Ogg or WebM (Matroska); send raw PCM with encoding=linear16")
     if found not in allowed:
         raise UnsupportedFormat("The stream's container is not the one its encoding names", parameter="encoding")
@@ -226,7 +290,7 @@ def open_input(
     if encoding is not None and encoding not in ENCODINGS:
         raise InvalidRequest(f"encoding must be one of {', '.join(ENCODINGS)} (or omitted for webm/ogg)", parameter="encoding")
     max_samples = int(buffered_s * SAMPLE_RATE)
-    containers = (OGG, MATROSKA) if encoding is None else ENCODINGS[encoding]
-    if not containers:
-        return PcmInput(sample_rate, channels, max_samples)
-    return ContainerInput(containers, max_samples, buffered_bytes)
+    if encoding in RAW:
+        return PcmInput(sample_rate, channels, max_samples, encoding)
+    containers, codecs, headerless = ((OGG, MATROSKA), CODECS, None) if encoding is None else STREAMS[encoding]
+    return ContainerInput(containers, max_samples, buffered_bytes, codecs, headerless)
