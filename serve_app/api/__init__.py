@@ -6,7 +6,7 @@ dialect-free `pipeline.request.TranscriptionRequest`) and its answer shape.
 - `openai.py`: `POST /v1/audio/transcriptions`; `captions.py`: srt and vtt for any route
 - `usage.py`: `GET /v1/usage`; `health.py`: `GET /health`
 
-Shared by them: `params.py` and `live_params.py` (reading option values), `formats.py` (answers by
+Shared by them: `params.py`, `text_params.py` and `live_params.py` (reading option values), `formats.py` (answers by
 name), `files.py` and `streaming.py` (the file and live routes), `access.py` (keys), `http.py`
 (errors as JSON, metrics, header cap). Nothing here is imported by `pipeline/`, `stream/` or
 `licensing/`."""

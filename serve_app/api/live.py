@@ -74,7 +74,7 @@ class Deepgram:
                 "model_uuid": model_uuid(ctx.model),
             },
         }
-        text = ctx.options.text or TranscriptionRequest()
+        text = ctx.options.text
         if text.search:  # interims too: the hits of what is heard so far
             body["channel"]["search"] = search_results(r.transcript.words, text.search)
         body["metadata"].update(echoed(text))
@@ -98,7 +98,7 @@ class Deepgram:
             "channels": 1,
             "models": [mid],
             "model_info": {mid: {"name": ctx.model, "version": "1", "arch": "whisper"}},
-            **echoed(ctx.options.text or TranscriptionRequest()),
+            **echoed(ctx.options.text),
         }
 
     def error(self, exc: ServiceError) -> dict[str, Any]:

@@ -68,7 +68,7 @@ class Smallest:
         }
         if ctx.options.full_transcript and r.is_final:
             body["full_transcript"] = r.full_text
-        if ctx.options.text is not None and ctx.options.text.redact:
+        if ctx.options.text.redact:
             body["redacted_entities"] = placeholders(r.transcript.words)
         return body
 

@@ -22,7 +22,7 @@ from ..pipeline.chunk import Chunk
 from ..pipeline.engine_client import EngineClient, context
 from ..pipeline.meter import Meter
 from ..pipeline.prompt import decoder_prompt
-from ..pipeline.request import TranscriptionRequest, supported_language
+from ..pipeline.request import supported_language
 from ..pipeline.source import repeated
 from ..pipeline.stitch import stitch
 from ..pipeline.transcript import Transcript
@@ -122,7 +122,7 @@ class StreamRoutes:
         With `context`, each is decoded with the stream's finals so far, as a file's chunks are
         (pipeline/files.py): the text of those finished when it starts, which on a live stream
         (finals seconds apart, decoded in a fraction of one) is every final before it."""
-        request = replace(options.text or TranscriptionRequest(), language=options.language, punctuate=options.punctuate)
+        request = replace(options.text, language=options.language, punctuate=options.punctuate)
         finals: list[str] = []
 
         async def decode(utterance: Utterance, final: bool) -> Transcript:

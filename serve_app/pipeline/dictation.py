@@ -1,6 +1,6 @@
 """Deepgram's `dictation=true`: spoken punctuation commands become the marks they name ("a headache
 comma nausea period" -> "a headache, nausea."). Deepgram needs `punctuate=true` for it; so does
-this server (a 400 otherwise, api/params.py), and it is English only like Deepgram's.
+this server (a 400 otherwise, api/text_params.py), and it is English only like Deepgram's.
 
 What this server renders:
 - the commands, matched on the normalised words (so Whisper's own punctuation on a command word,

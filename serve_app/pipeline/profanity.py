@@ -7,7 +7,7 @@ The list is this module's own and short: unambiguous English swear words and slu
 inflections. A maintained PyPI list was weighed and not used: better-profanity 0.7.0's 944 entries
 mask "god", "gay", "kill", "hell", "sex" and "weed", words an honest transcript must keep. Words
 with an innocent sense ("ass", "dick", "cock", "pussy", "bastard") are not masked either. English
-only: the option is refused for another language (api/params.py).
+only: the option is refused for another language (api/text_params.py).
 """
 
 from __future__ import annotations

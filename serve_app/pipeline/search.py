@@ -13,7 +13,7 @@ similarity is at least MIN_SIMILARITY; runs overlapping a better hit are dropped
 - start, end: the run's first word's start and last word's end;
 - snippet: the run's words as `Word.word` spells them, space-separated;
 - hits are sorted by confidence, at most MAX_HITS per query (the query count is bounded where it is
-  read, api/params.py).
+  read, api/text_params.py).
 """
 
 from __future__ import annotations

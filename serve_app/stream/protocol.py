@@ -29,10 +29,10 @@ class StreamOptions:
     punctuate: bool
     timestamps: bool  # model-aligned word times in final results (otherwise estimated)
     full_transcript: bool = False  # Smallest: the whole session's text on each final
-    # The text options every result is transformed with (replace, profanity_filter, dictation,
-    # measurements: pipeline/transforms.py), Deepgram's search terms and its labels (extra, tag),
-    # read as the file routes read them (api/params.py); None: none.
-    text: TranscriptionRequest | None = None
+    # The text options every result is transformed with (pipeline/transforms.py), what the decoder is
+    # told (keyterms, filler_words: pipeline/prompt.py), Deepgram's search terms and labels (extra,
+    # tag), read as the file routes read them (api/text_params.py).
+    text: TranscriptionRequest = TranscriptionRequest()
 
 
 @dataclass(frozen=True)
