@@ -5,6 +5,7 @@ which conftest.py imports for every run: this module loads the ingress (Ray Serv
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import io
 import json
@@ -26,6 +27,8 @@ from serve_app.licensing.usage import SqliteStore
 from serve_app.metrics import NoMetrics
 from serve_app.pipeline.decode import decode
 from serve_app.pipeline.fetch import UrlPolicy
+from serve_app.stream.audio_in import END, ContainerInput
+from serve_app.stream.protocol import FINALIZE
 from serve_app.types import SAMPLE_RATE, ChunkTranscript, EngineInfo, Token, Turn
 
 from .helpers import JFK_FLAC, Issuer
@@ -113,16 +116,16 @@ def paced(send: Callable[[bytes], Any], data: bytes = JFK_PCM) -> None:
         send(data[at : at + FRAME])
 
 
-def opus(container: str, comment: str | None = None) -> bytes:
-    """The JFK clip as Opus in an `ogg` or `webm` container (what browsers record), whole."""
+def encoded(container: str, codec: str, rate: int, comment: str | None = None) -> bytes:
+    """The JFK clip encoded whole by FFmpeg: `codec` at `rate` in `container` (a tag in its header if `comment`)."""
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=container) as out:
-        stream = out.add_stream("libopus", rate=48000)
+        stream = out.add_stream(codec, rate=rate)
         stream.layout = "mono"
         if comment is not None:  # a tag in the header, before any audio
             stream.metadata["comment"] = comment
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=48000)
-        frame = av.AudioFrame.from_ndarray((JFK_AUDIO * 32767).astype(np.int16).reshape(1, -1), format="s16", layout="mono")
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        frame = av.AudioFrame.from_ndarray(np.frombuffer(JFK_PCM, "<i2").reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = SAMPLE_RATE
         for f in resampler.resample(frame) + resampler.resample(None):
             for packet in stream.encode(f):
@@ -130,6 +133,11 @@ def opus(container: str, comment: str | None = None) -> bytes:
         for packet in stream.encode(None):
             out.mux(packet)
     return buffer.getvalue()
+
+
+def opus(container: str, comment: str | None = None) -> bytes:
+    """The JFK clip as Opus in an `ogg` or `webm` container (what browsers record), whole."""
+    return encoded(container, "libopus", 48000, comment)
 
 
 def deepgram_client(server: Server) -> DeepgramClient:
@@ -199,3 +207,32 @@ class Records(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+
+
+def drained(make: Any, pieces: list[bytes], mark_after: int | None = None) -> list[Any]:
+    """What a stream input (`make()`) hands out for `pieces` fed one by one, a Finalize after piece
+    `mark_after`; reading stops at the first error, as a session does."""
+
+    async def go() -> list[Any]:
+        source = make()
+
+        async def produce() -> None:
+            for i, piece in enumerate(pieces):
+                await source.feed(piece)
+                if i == mark_after:
+                    await source.mark(FINALIZE)
+            await source.close()
+
+        producer = asyncio.create_task(produce())  # alongside: the input holds a bounded amount
+        items = []
+        while (item := await asyncio.wait_for(source.get(), 10)) is not END:
+            items.append(item)
+            if isinstance(item, Exception):  # as a session does: the rest is not read
+                producer.cancel()
+                if isinstance(source, ContainerInput):
+                    source.stop()
+                break
+        await asyncio.gather(producer, return_exceptions=True)
+        return items
+
+    return asyncio.run(go())

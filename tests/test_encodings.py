@@ -4,8 +4,6 @@ streamed through the ingress with a fake engine; Deepgram's other encodings refu
 
 from __future__ import annotations
 
-import asyncio
-import io
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,10 +15,10 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from serve_app.api.live import Deepgram
 from serve_app.api.pulse_live import Smallest
 from serve_app.errors import InvalidRequest, UnsupportedFormat
-from serve_app.stream.audio_in import ALAW, END, MULAW, PIECE_S, REFUSED, ContainerInput, open_input
+from serve_app.stream.audio_in import ALAW, MULAW, PIECE_S, REFUSED, open_input
 from serve_app.types import SAMPLE_RATE
 
-from .support import AUTH, JFK_AUDIO, JFK_PCM, FakeEngine, make_ingress, opus, received
+from .support import AUTH, JFK_AUDIO, JFK_PCM, FakeEngine, drained, encoded, make_ingress, opus, received
 
 JFK = np.frombuffer(JFK_PCM, "<i2").astype(np.float32) / 32768.0  # the clip as linear16 streams carry it
 
@@ -46,28 +44,11 @@ def resampled(audio: np.ndarray, rate: int) -> np.ndarray:
     return np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
 
 
-def coded(container: str, codec: str, rate: int) -> bytes:
-    """The clip encoded by FFmpeg: `flac` a FLAC stream, `amr` the AMR storage format ("#!AMR\\n")."""
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format=container) as out:
-        stream = out.add_stream(codec, rate=rate)
-        stream.layout = "mono"
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
-        frame = av.AudioFrame.from_ndarray(np.frombuffer(JFK_PCM, "<i2").reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        for f in resampler.resample(frame) + resampler.resample(None):
-            for packet in stream.encode(f):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return buffer.getvalue()
-
-
 MULAW_8K = g711(resampled(JFK, 8000), MULAW)
 ALAW_8K = g711(resampled(JFK, 8000), ALAW)
 FLOAT_44K = resampled(JFK, 44100).astype("<f4").tobytes()
-FLAC = coded("flac", "flac", SAMPLE_RATE)
-AMR_NB = coded("amr", "libopencore_amrnb", 8000)
+FLAC = encoded("flac", "flac", SAMPLE_RATE)
+AMR_NB = encoded("amr", "libopencore_amrnb", 8000)
 
 # encoding -> (query, bytes): the clip as each accepted encoding carries it
 CLIPS = {
@@ -96,28 +77,9 @@ def correlation(audio: np.ndarray, reference: np.ndarray = JFK, max_lag: int = 1
 
 def drain(encoding: str, data: bytes, sample_rate: int, piece: int = 333, channels: int = 1) -> list[Any]:
     """What the stream input hands out for `data` sent in `piece`-byte frames (odd: samples split)."""
-
-    async def go() -> list[Any]:
-        source = open_input(encoding, sample_rate, channels)
-
-        async def produce() -> None:
-            for at in range(0, len(data), piece):
-                await source.feed(data[at : at + piece])
-            await source.close()
-
-        producer = asyncio.create_task(produce())
-        items = []
-        while (item := await asyncio.wait_for(source.get(), 10)) is not END:
-            items.append(item)
-            if isinstance(item, Exception):
-                producer.cancel()
-                if isinstance(source, ContainerInput):
-                    source.stop()
-                break
-        await asyncio.gather(producer, return_exceptions=True)
-        return items
-
-    return asyncio.run(go())
+    return drained(
+        lambda: open_input(encoding, sample_rate, channels), [data[at : at + piece] for at in range(0, len(data), piece)]
+    )
 
 
 def audio_of(items: list[Any]) -> np.ndarray:

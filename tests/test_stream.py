@@ -29,7 +29,7 @@ from serve_app.stream.segment import FRAME, Segmenter, SpeechStarted, Utterance,
 from serve_app.types import SAMPLE_RATE
 
 from .helpers import JFK_FLAC
-from .support import AUTH, ISSUER, JFK_PCM, KEY, FakeEngine, make_ingress, opus, received, whole_stream
+from .support import AUTH, ISSUER, JFK_PCM, KEY, FakeEngine, drained, make_ingress, opus, received, whole_stream
 
 JFK = decode(JFK_FLAC.read_bytes(), 60)
 DG = "/v1/listen?encoding=linear16&sample_rate=16000"
@@ -115,38 +115,12 @@ def test_piece_sizes_do_not_change_the_utterances() -> None:
 # --- audio inputs --------------------------------------------------------------------------------
 
 
-def _drain(make: Any, pieces: list[bytes], mark_after: int | None = None) -> list[Any]:
-    async def go() -> list[Any]:
-        source = make()
-
-        async def produce() -> None:
-            for i, piece in enumerate(pieces):
-                await source.feed(piece)
-                if i == mark_after:
-                    await source.mark(FINALIZE)
-            await source.close()
-
-        producer = asyncio.create_task(produce())  # alongside: the input holds a bounded amount
-        items = []
-        while (item := await asyncio.wait_for(source.get(), 10)) is not END:
-            items.append(item)
-            if isinstance(item, Exception):  # as a session does: the rest is not read
-                producer.cancel()
-                if isinstance(source, ContainerInput):
-                    source.stop()
-                break
-        await asyncio.gather(producer, return_exceptions=True)
-        return items
-
-    return asyncio.run(go())
-
-
 def test_pcm_at_another_rate_and_two_channels_becomes_16k_mono() -> None:
     at_8k = JFK[::2]
     stereo = np.stack((at_8k, at_8k), axis=1)  # interleaved L R
     data = (stereo * 32767).astype("<i2").tobytes()
     pieces = [data[i : i + 333] for i in range(0, len(data), 333)]  # odd sizes split samples
-    items = _drain(lambda: PcmInput(8000, 2), pieces)
+    items = drained(lambda: PcmInput(8000, 2), pieces)
     audio = np.concatenate(items)
     assert abs(audio.size - JFK.size) < 200
     assert np.corrcoef(audio[2000:150000], JFK[2000:150000])[0, 1] > 0.9
@@ -156,7 +130,7 @@ def test_pcm_at_another_rate_and_two_channels_becomes_16k_mono() -> None:
 def test_container_streams_decode_as_they_arrive_with_markers_in_place(container: str) -> None:
     data = opus(container)
     pieces = [data[i : i + 800] for i in range(0, len(data), 800)]
-    items = _drain(ContainerInput, pieces, mark_after=len(pieces) // 2)
+    items = drained(ContainerInput, pieces, mark_after=len(pieces) // 2)
     marker = next(i for i, item in enumerate(items) if item is FINALIZE)
     before = sum(a.size for a in items[:marker])
     after = sum(a.size for a in items[marker + 1 :])
@@ -165,7 +139,7 @@ def test_container_streams_decode_as_they_arrive_with_markers_in_place(container
 
 
 def test_garbage_in_a_container_stream_is_an_error() -> None:
-    items = _drain(ContainerInput, [b"\x00not audio at all" * 200])
+    items = drained(ContainerInput, [b"\x00not audio at all" * 200])
     assert isinstance(items[-1], UnsupportedFormat)
 
 
@@ -179,23 +153,23 @@ PLAYLISTS = {
 @pytest.mark.parametrize("name", PLAYLISTS)
 def test_playlists_are_refused_not_followed(name: str, monkeypatch: Any) -> None:
     monkeypatch.chdir(JFK_FLAC.parents[2])  # where the relative path names a real file
-    items = _drain(ContainerInput, [PLAYLISTS[name]])
+    items = drained(ContainerInput, [PLAYLISTS[name]])
     assert len(items) == 1 and isinstance(items[0], UnsupportedFormat)  # not one sample of the file
 
 
 def test_the_first_bytes_name_the_container_within_what_encoding_allows() -> None:
-    items = _drain(lambda: ContainerInput((MATROSKA,)), [opus("ogg")])  # encoding=webm, Ogg sent
+    items = drained(lambda: ContainerInput((MATROSKA,)), [opus("ogg")])  # encoding=webm, Ogg sent
     assert len(items) == 1 and isinstance(items[0], UnsupportedFormat) and items[0].extra["parameter"] == "encoding"
     webm = opus("webm")
-    assert sum(a.size for a in _drain(lambda: ContainerInput((MATROSKA,)), [webm])) == pytest.approx(JFK.size, abs=400)
+    assert sum(a.size for a in drained(lambda: ContainerInput((MATROSKA,)), [webm])) == pytest.approx(JFK.size, abs=400)
 
 
 def test_a_container_read_on_without_audio_is_refused() -> None:
     data = opus("ogg", comment="x" * 300_000)  # a header tag bigger than the bound: FFmpeg would hold it all
     pieces = [data[i : i + 4096] for i in range(0, len(data), 4096)]
-    items = _drain(lambda: ContainerInput(max_bytes=64 * 1024), pieces)
+    items = drained(lambda: ContainerInput(max_bytes=64 * 1024), pieces)
     assert len(items) == 1 and isinstance(items[0], UnsupportedFormat)
-    assert sum(a.size for a in _drain(ContainerInput, pieces)) == pytest.approx(JFK.size, abs=400)  # within the default
+    assert sum(a.size for a in drained(ContainerInput, pieces)) == pytest.approx(JFK.size, abs=400)  # within the default
 
 
 def test_a_fast_sender_waits_instead_of_growing_the_buffer() -> None:
