@@ -10,6 +10,7 @@ import concurrent.futures
 import io
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -148,6 +149,20 @@ def deepgram_client(server: Server) -> DeepgramClient:
     ws = server.url.replace("http", "ws")
     env = DeepgramClientEnvironment(base=server.url, production=ws, agent=ws, agent_rest=server.url)
     return DeepgramClient(api_key=server.key, environment=env)
+
+
+def deepgram_live(server: Server, **options: Any) -> list[Any]:
+    """The JFK clip streamed by `deepgram-sdk`'s live client at the pace of speech, with `options` as
+    its query, then CloseStream: every message it parsed, once the server closed the stream."""
+    messages: list[Any] = []
+    with deepgram_client(server).listen.v1.connect(model="nova-3", encoding="linear16", sample_rate=16000, **options) as socket:
+        reader = threading.Thread(target=lambda: messages.extend(socket))  # until the server closes
+        reader.start()
+        paced(socket.send_media)
+        socket.send_close_stream()
+        reader.join(timeout=60)
+        assert not reader.is_alive(), "the server did not close the stream within 60 s of CloseStream"
+    return messages
 
 
 def smallest_client(server: Server) -> SmallestAI:

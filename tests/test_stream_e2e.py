@@ -26,7 +26,7 @@ from serve_app.settings import ROOT
 from .conftest import Server
 from .helpers import manifest, normalize
 from .ray_logs import all_log_text
-from .support import JFK_PCM, deepgram_client, opus, paced, smallest_client
+from .support import JFK_PCM, deepgram_live, opus, paced, smallest_client
 
 pytestmark = pytest.mark.e2e
 
@@ -52,17 +52,7 @@ def messages_until_close(ws: websockets.sync.client.ClientConnection) -> list[st
 
 
 def test_deepgram_live_client(server: Server) -> None:
-    client = deepgram_client(server)
-    messages: list[Any] = []
-    with client.listen.v1.connect(
-        model="nova-3", encoding="linear16", sample_rate=16000, interim_results="true", vad_events="true", utterance_end_ms="1000"
-    ) as socket:
-        reader = threading.Thread(target=lambda: messages.extend(socket))  # until the server closes
-        reader.start()
-        paced(socket.send_media)
-        socket.send_close_stream()
-        reader.join(timeout=60)
-        assert not reader.is_alive(), "the server did not close the stream within 60 s of CloseStream"
+    messages = deepgram_live(server, interim_results="true", vad_events="true", utterance_end_ms="1000")
     results = [m for m in messages if isinstance(m, ListenV1Results)]
     finals = [r for r in results if r.is_final]
     assert any(not r.is_final and r.channel.alternatives[0].transcript for r in results)  # interims came

@@ -4,15 +4,12 @@ file route and on the live stream, and the transforms change the text it reads."
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
 import pytest
 from deepgram.listen.v1.types import ListenV1Metadata, ListenV1Results
 
 from .conftest import Server
 from .helpers import JFK_FLAC, manifest, normalize
-from .support import deepgram_client, paced
+from .support import deepgram_client, deepgram_live
 
 pytestmark = pytest.mark.e2e
 
@@ -47,17 +44,7 @@ def test_sdk_reads_the_transformed_text(server: Server) -> None:
 
 
 def test_live_search_and_extra_parse(server: Server) -> None:
-    client = deepgram_client(server)
-    messages: list[Any] = []
-    with client.listen.v1.connect(
-        model="nova-3", encoding="linear16", sample_rate=16000, search="country", extra="team:gtm", replace="ask:request"
-    ) as socket:
-        reader = threading.Thread(target=lambda: messages.extend(socket))
-        reader.start()
-        paced(socket.send_media)
-        socket.send_close_stream()
-        reader.join(timeout=60)
-        assert not reader.is_alive(), "the server did not close the stream within 60 s of CloseStream"
+    messages = deepgram_live(server, search="country", extra="team:gtm", replace="ask:request")
     finals = [m for m in messages if isinstance(m, ListenV1Results) and m.is_final]
     assert normalize(" ".join(r.channel.alternatives[0].transcript for r in finals)) == JFK_TEXT.replace("ask", "request")
     # The live channel type has no `search` field: the SDK keeps it as the JSON it came as.
