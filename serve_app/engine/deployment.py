@@ -142,7 +142,11 @@ class WhisperEngine:
     def _params(self, temperature: float) -> SamplingParams:
         # A fixed seed keeps fallback decodes reproducible.
         return self._sampling_params(
-            temperature=temperature, max_tokens=self.args.max_tokens, logprobs=0, seed=0 if temperature else None
+            temperature=temperature,
+            max_tokens=self.args.max_tokens,
+            logprobs=0,
+            seed=0 if temperature else None,
+            logit_bias=dict.fromkeys(self.vocab.suppressed, -100.0) or None,
         )
 
     async def _generate(self, prompt: ExplicitEncoderDecoderPrompt, params: SamplingParams) -> CompletionOutput:

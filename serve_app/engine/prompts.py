@@ -20,6 +20,9 @@ class WhisperVocabulary:
     languages: dict[str, int]  # "en" -> token id; empty for English-only checkpoints
     previous: int | None = None  # <|startofprev|>
     translate: int | None = None  # <|translate|>: the multilingual models' speech-to-English task
+    # Tokens Whisper never writes in a transcript (music notes, brackets, speaker dashes...): the
+    # checkpoint's `suppress_tokens`, which openai/whisper and faster-whisper suppress by default.
+    suppressed: tuple[int, ...] = ()
 
     @property
     def multilingual(self) -> bool:
@@ -39,6 +42,7 @@ class WhisperVocabulary:
             languages,
             ids.get("<|startofprev|>"),
             ids.get("<|translate|>") if languages else None,
+            tuple(generation.get("suppress_tokens", ())),
         )
 
     def prompt(self, language: str | None, previous: list[int] | None = None, translate: bool = False) -> list[int]:
