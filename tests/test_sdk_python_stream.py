@@ -160,10 +160,13 @@ def test_refused_handshakes_raise_what_file_calls_raise(url: str, key: str | Non
 def test_a_stream_past_its_quota_ends_with_the_finals_and_is_not_reopened(url: str) -> None:
     key = ISSUER.issue(audio_hours_per_day=4 / 3600)  # four seconds
     client = Client(api_url=url, license_key=key)
-    stream = client.stream_file(_wav(), realtime=False)
+    stream = client.stream(**PCM)
+    stream.send(JFK_PCM)
     with pytest.raises(smallest.QuotaExceededError) as raised:
         list(stream)
     assert raised.value.status == 403 and stream.finals and stream.finals[0].text == "Hello world."
+    with pytest.raises(smallest.QuotaExceededError):  # the stream is over, for the sender too
+        stream.send(JFK_PCM[:3200])
     usage = _metered(client)
     assert usage["requests_today"] == 1 and 4 <= usage["audio_seconds_today"] < 5  # one stream: never opened again
     on_stream, on_file = _stream_error(url, key), _file_error(url, key)
@@ -305,12 +308,12 @@ def test_the_example_prints_interims_and_finals(url: str, tmp_path: Path) -> Non
 
 @pytest.mark.e2e
 def test_jfk_streamed_in_100_ms_frames_gives_the_file_transcript(server: Server) -> None:
-    expected = normalize(manifest()["whisper_jfk.flac"]["text"])
     with Client(api_url=server.url, license_key=server.key) as client:
-        assert normalize(client.transcribe_file(JFK_FLAC).text) == expected
+        expected = normalize(client.transcribe_file(JFK_FLAC).text)
+        assert expected == normalize(manifest()["whisper_jfk.flac"]["text"])
         with client.stream(**PCM, interim_results=True) as stream:
-            stream.send_all([JFK_PCM[at : at + 3200] for at in range(0, len(JFK_PCM), 3200)], 0.1)
-        assert normalize(stream.transcript) == expected
+            stream.send_all([JFK_PCM[at : at + 3200] for at in range(0, len(JFK_PCM), 3200)], 0.1)  # at the pace of speech
+        assert normalize(stream.transcript) == expected and len(stream.finals) >= 2
         assert stream.metadata is not None and stream.metadata.duration == pytest.approx(11.0, abs=0.01)
-    with pytest.raises(smallest.InvalidLicenseError):
-        Client(api_url=server.url, license_key="stt1.not-a-key").stream(**PCM)
+    on_stream, on_file = _stream_error(server.url, None), _file_error(server.url, None)
+    assert type(on_stream) is type(on_file) is smallest.InvalidLicenseError and on_stream.code == on_file.code

@@ -131,14 +131,15 @@ class AsyncLiveStream:
         return item
 
     async def _send(self, message: Any, quiet: bool = False) -> None:
-        async with self._send_lock:
-            try:
+        try:
+            async with self._send_lock:
                 await self._ws.send(message)
-            except ConnectionClosed as exc:
-                if quiet:
-                    return
-                raise self._ledger.error or closed_error(exc) or APIConnectionError("The stream is closed") from None
-            self._sent_at = time.monotonic()
+                self._sent_at = time.monotonic()
+        except ConnectionClosed as exc:
+            if quiet:
+                return
+            await asyncio.wait({self._receiver}, timeout=1.0)  # it may be reading the Error that says why
+            raise self._ledger.error or closed_error(exc) or APIConnectionError("The stream is closed") from None
 
     async def _receive(self) -> None:
         try:

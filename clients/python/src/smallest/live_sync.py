@@ -140,14 +140,15 @@ class LiveStream:
         return item
 
     def _send(self, message: Any, quiet: bool = False) -> None:
-        with self._send_lock:
-            try:
+        try:
+            with self._send_lock:
                 self._ws.send(message)
-            except ConnectionClosed as exc:
-                if quiet:
-                    return
-                raise self._ledger.error or closed_error(exc) or APIConnectionError("The stream is closed") from None
-            self._sent_at = time.monotonic()
+                self._sent_at = time.monotonic()
+        except ConnectionClosed as exc:
+            if quiet:
+                return
+            self._receiver.join(1.0)  # the receiver may be reading the Error that says why the server closed
+            raise self._ledger.error or closed_error(exc) or APIConnectionError("The stream is closed") from None
 
     def _receive(self) -> None:
         try:
