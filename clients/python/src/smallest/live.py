@@ -117,7 +117,7 @@ def closed_error(exc: ConnectionClosed) -> Optional[SmallestError]:
     return APIConnectionError(f"The stream was closed ({code or 'abnormally'}: {reason}); it is not reopened")
 
 
-def pieces(data: bytes) -> list:
+def pieces(data: bytes) -> List[bytes]:
     """`data` in messages the server accepts (see MAX_MESSAGE_BYTES)."""
     return [data[at : at + MAX_MESSAGE_BYTES] for at in range(0, len(data), MAX_MESSAGE_BYTES)]
 
