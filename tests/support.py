@@ -10,15 +10,18 @@ import concurrent.futures
 import io
 import json
 import logging
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
 import pytest
 import requests
+import uvicorn
 
 from serve_app.ingress import Ingress
 from serve_app.licensing.auth import LicenseAuthenticator, RevocationList
@@ -50,6 +53,28 @@ def make_ingress(engine: Any, tmp_path: Any, args: dict | None = None) -> Ingres
     auth = LicenseAuthenticator(PublicKeys.from_lines([ISSUER.public_line()]), RevocationList(None))
     limiter = Limiter(SqliteStore(tmp_path / "usage.sqlite3"))
     return Ingress(engine, args or {}, auth, limiter, UrlPolicy(["127.0.0.2/32"]), NoMetrics())
+
+
+@contextmanager
+def served(ingress: Ingress, port: int = 0) -> Iterator[str]:
+    """The ingress's app on a real socket on 127.0.0.1 (uvicorn, as Serve's proxy runs it), for clients
+    that need one (the SDKs' WebSockets); its http:// URL. `port` 0: a free one."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    # The "websockets" protocol sends refused handshakes' HTTP answers (the denial extension) as Serve does.
+    config = uvicorn.Config(ingress.__serve_build_asgi_app__(), ws="websockets", log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listener.close()
 
 
 class Method:

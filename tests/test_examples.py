@@ -1,4 +1,4 @@
-"""The documentation's four request examples (examples/), each run against the real server."""
+"""The documentation's request examples (examples/), each run against the real server."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from .conftest import Server
 from .helpers import JFK_FLAC, FileServer, manifest, normalize, serving
+from .support import JFK_PCM
 
 pytestmark = pytest.mark.e2e
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -52,3 +54,21 @@ def test_example_prints_the_transcript(server: Server, storage: FileServer, name
     )
     assert done.returncode == 0, done.stderr
     assert normalize(manifest()["whisper_jfk.flac"]["text"]) in normalize(done.stdout)
+
+
+def test_stream_example_prints_finals_with_the_transcript(server: Server, tmp_path: Path) -> None:
+    """examples/python_stream.py (the Python SDK, live) streams the JFK clip as a WAV file in real time."""
+    path = tmp_path / "jfk.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(JFK_PCM)
+    env = {**os.environ, "LICENSE_KEY": server.key, "API_URL": server.url}
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "python_stream.py"), str(path)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("final") for line in lines)
+    assert normalize(lines[-1].removeprefix("transcript:")) == normalize(manifest()["whisper_jfk.flac"]["text"])

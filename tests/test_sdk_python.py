@@ -192,4 +192,5 @@ def test_sdk_builds_as_a_wheel(tmp_path: Path) -> None:
         names = set(archive.namelist())
         metadata = archive.read("smallest_client-0.1.0.dist-info/METADATA").decode()
     assert {"smallest/__init__.py", "smallest/client.py", "smallest/py.typed"} <= names
-    assert "Name: smallest-client" in metadata and "Requires-Dist: httpx" in metadata
+    assert "Name: smallest-client" in metadata and "Requires-Dist: httpx" in metadata and "Requires-Dist: websockets" in metadata
+    assert {"smallest/live.py", "smallest/live_sync.py", "smallest/live_async.py", "smallest/audio.py"} <= names

@@ -1,6 +1,7 @@
 """`Client` and `AsyncClient`: authentication, retries with backoff, rate limiting, typed results.
 
-Both build the same requests (`_Requests`) and differ only in how they send and wait.
+Both build the same requests (`_Requests`) and differ only in how they send and wait. A live stream's
+handshake goes through the same retries, limiter and errors as a file call; once open it is never retried.
 """
 
 from __future__ import annotations
@@ -10,22 +11,32 @@ import mimetypes
 import os
 import time
 from pathlib import Path
-from typing import IO, Any, Dict, Optional, Tuple, Union
+from typing import IO, Any, Awaitable, Callable, Dict, Optional, Tuple, TypeVar, Union
 
 import httpx
 
+from .audio import AudioFile, read_audio
 from .errors import APIConnectionError, APIError, APITimeoutError, SmallestError, error_from_response
+from .live import KEEPALIVE_S, connect_settings, live_url
+from .live_async import AsyncLiveStream, Opening
+from .live_sync import LiveStream
 from .retry import RETRY_STATUSES, RateLimiter, RetryPolicy
 from .types import Accepted, TranscriptionResult
 
 DEFAULT_API_URL = "http://localhost:7100"
 Audio = Union[str, "os.PathLike[str]", bytes, IO[bytes]]
 Result = Union[TranscriptionResult, Accepted]
+T = TypeVar("T")
 
 
-def _query(options: Dict[str, Any]) -> Dict[str, str]:
-    """Options as the server's query parameters: booleans as true/false, None left out."""
-    return {k: ("true" if v else "false") if isinstance(v, bool) else str(v) for k, v in options.items() if v is not None}
+def _value(v: Any) -> str:
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+
+def _query(options: Dict[str, Any]) -> Dict[str, Any]:
+    """Options as the server's query parameters: booleans as true/false, None left out, a list or
+    tuple as the parameter repeated (`keyterm=["a", "b"]`)."""
+    return {k: [_value(x) for x in v] if isinstance(v, (list, tuple)) else _value(v) for k, v in options.items() if v is not None}
 
 
 def _audio_bytes(audio: Audio, content_type: Optional[str]) -> Tuple[bytes, str]:
@@ -94,6 +105,10 @@ class _Requests:
             return body
         raise error_from_response(response.status_code, body, response.headers.get("Retry-After"))
 
+    def _live(self, options: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
+        """A live stream's URL and connection settings."""
+        return live_url(self.api_url, _query(options)), connect_settings(self._headers, self.timeout)
+
     def _should_retry(self, error: SmallestError, attempt: int) -> Optional[float]:
         """Seconds to wait before trying again, or None to give up."""
         if attempt >= self.retry.max_retries:
@@ -101,6 +116,12 @@ class _Requests:
         if isinstance(error, APIError):
             return self.retry.delay(attempt, error.retry_after) if error.status in RETRY_STATUSES else None
         return self.retry.delay(attempt, None) if isinstance(error, APIConnectionError) else None
+
+
+def _live_source(
+    audio: Audio, realtime: bool, encoding: Optional[str], sample_rate: Optional[int], channels: Optional[int]
+) -> AudioFile:
+    return read_audio(_audio_bytes(audio, None)[0], encoding, sample_rate, channels, paced=realtime)
 
 
 def _transport_error(exc: httpx.TransportError) -> APIConnectionError:
@@ -132,17 +153,51 @@ class Client(_Requests):
         """This key's usage, limits and remaining quota."""
         return self._send({"method": "GET", "url": f"{self.api_url}/v1/usage"})
 
+    def stream(self, *, keepalive: Optional[float] = KEEPALIVE_S, **options: Any) -> LiveStream:
+        """Open a live stream (`WS /v1/listen`). Options are the server's: encoding, sample_rate,
+        channels, language, interim_results, endpointing, utterance_end_ms, vad_events, punctuate,
+        smart_format, keyterm, ... A KeepAlive goes out after `keepalive` seconds without audio (None: never)."""
+        url, settings = self._live(options)
+        return self._retrying(lambda: LiveStream(url, settings, keepalive, self.timeout))
+
+    def stream_file(
+        self,
+        audio: Audio,
+        *,
+        realtime: bool = True,
+        frame_ms: float = 100,
+        encoding: Optional[str] = None,
+        sample_rate: Optional[int] = None,
+        channels: Optional[int] = None,
+        **options: Any,
+    ) -> LiveStream:
+        """Stream a file (a 16-bit WAV, or raw or coded bytes in the stated `encoding`) in `frame_ms`
+        frames, at the pace of speech if `realtime`, else as fast as the server takes them; then
+        CloseStream. Iterate over the returned stream for the results."""
+        source = _live_source(audio, realtime, encoding, sample_rate, channels)
+        stream = self.stream(**source.options, **options)
+        stream.feed(source.frames(frame_ms), frame_ms / 1000 if realtime else None)
+        return stream
+
     def _send(self, request: Dict[str, Any]) -> Any:
+        return self._retrying(lambda: self._request_once(request))
+
+    def _request_once(self, request: Dict[str, Any]) -> Any:
+        try:
+            response = self._http.request(**request)
+        except httpx.TransportError as exc:
+            raise _transport_error(exc) from None
+        return self._outcome(response)
+
+    def _retrying(self, attempt_once: Callable[[], T]) -> T:
         attempt = 0
         while True:
             if self.limiter is not None:
                 self.limiter.acquire()
             try:
-                return self._outcome(self._http.request(**request))
-            except httpx.TransportError as exc:
-                error: SmallestError = _transport_error(exc)
-            except APIError as exc:
-                error = exc
+                return attempt_once()
+            except (APIError, APIConnectionError) as exc:
+                error: SmallestError = exc
             wait = self._should_retry(error, attempt)
             if wait is None:
                 raise error
@@ -178,17 +233,52 @@ class AsyncClient(_Requests):
     async def usage(self) -> Dict[str, Any]:
         return await self._send({"method": "GET", "url": f"{self.api_url}/v1/usage"})
 
+    def stream(self, *, keepalive: Optional[float] = KEEPALIVE_S, **options: Any) -> Opening:
+        """`Client.stream`'s stream with `await`: `stream = await client.stream(...)`, or
+        `async with client.stream(...) as stream:`."""
+        url, settings = self._live(options)
+        return Opening(lambda: self._retrying(lambda: AsyncLiveStream.open(url, settings, keepalive, self.timeout)))
+
+    def stream_file(
+        self,
+        audio: Audio,
+        *,
+        realtime: bool = True,
+        frame_ms: float = 100,
+        encoding: Optional[str] = None,
+        sample_rate: Optional[int] = None,
+        channels: Optional[int] = None,
+        **options: Any,
+    ) -> Opening:
+        """`Client.stream_file` with `await` or `async with`."""
+        source = _live_source(audio, realtime, encoding, sample_rate, channels)
+
+        async def open_and_feed() -> AsyncLiveStream:
+            stream = await self.stream(**source.options, **options)
+            stream.feed(source.frames(frame_ms), frame_ms / 1000 if realtime else None)
+            return stream
+
+        return Opening(open_and_feed)
+
     async def _send(self, request: Dict[str, Any]) -> Any:
+        return await self._retrying(lambda: self._request_once(request))
+
+    async def _request_once(self, request: Dict[str, Any]) -> Any:
+        try:
+            response = await self._http.request(**request)
+        except httpx.TransportError as exc:
+            raise _transport_error(exc) from None
+        return self._outcome(response)
+
+    async def _retrying(self, attempt_once: Callable[[], Awaitable[T]]) -> T:
         attempt = 0
         while True:
             if self.limiter is not None:
                 await self.limiter.acquire_async()
             try:
-                return self._outcome(await self._http.request(**request))
-            except httpx.TransportError as exc:
-                error: SmallestError = _transport_error(exc)
-            except APIError as exc:
-                error = exc
+                return await attempt_once()
+            except (APIError, APIConnectionError) as exc:
+                error: SmallestError = exc
             wait = self._should_retry(error, attempt)
             if wait is None:
                 raise error

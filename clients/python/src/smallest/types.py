@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 
 @dataclass(frozen=True)
@@ -61,3 +61,66 @@ class Accepted:
 
     request_id: str
     status: str
+
+
+@dataclass(frozen=True)
+class LiveResult:
+    """A live stream's `Results`: an interim (`is_final=False`, replaced by later ones) or a final.
+    `speech_final`: the speaker paused; `from_finalize`: made final by `finalize()` or the close.
+    Times are seconds from the stream's start."""
+
+    text: str
+    words: List[Word]
+    confidence: float
+    start: float
+    duration: float
+    is_final: bool
+    speech_final: bool
+    from_finalize: bool
+    request_id: Optional[str]
+    raw: Dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_json(cls, body: Dict[str, Any]) -> "LiveResult":
+        alternative = (body.get("channel", {}).get("alternatives") or [{}])[0]
+        return cls(
+            text=alternative.get("transcript", ""),
+            words=[Word.from_json(w) for w in alternative.get("words", [])],
+            confidence=float(alternative.get("confidence", 0.0)),
+            start=float(body.get("start", 0.0)),
+            duration=float(body.get("duration", 0.0)),
+            is_final=bool(body.get("is_final")),
+            speech_final=bool(body.get("speech_final")),
+            from_finalize=bool(body.get("from_finalize")),
+            request_id=body.get("metadata", {}).get("request_id"),
+            raw=body,
+        )
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """With `vad_events=True`: speech began at `timestamp` seconds."""
+
+    timestamp: float
+    raw: Dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class UtteranceEnd:
+    """With `utterance_end_ms`: that much silence followed the word ending at `last_word_end`."""
+
+    last_word_end: float
+    raw: Dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class LiveMetadata:
+    """The stream's last message before a normal close: its `request_id` and audio `duration`."""
+
+    request_id: Optional[str]
+    duration: float
+    sha256: Optional[str]
+    raw: Dict[str, Any] = field(repr=False)
+
+
+LiveMessage = Union[LiveResult, SpeechStarted, UtteranceEnd, LiveMetadata]

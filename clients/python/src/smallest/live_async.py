@@ -1,0 +1,187 @@
+"""`AsyncLiveStream`, the asyncio live stream: `LiveStream`'s behaviour with a receiver task instead
+of a thread (live_sync.py says why it is built this way)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import AsyncExitStack
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Iterable, List, Optional
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from .errors import APIConnectionError, SmallestError
+from .live import CLOSE_STREAM, END, FINALIZE, KEEPALIVE, Ledger, closed_error, handshake_error, parse, pieces, settle
+from .types import LiveMessage, LiveMetadata, LiveResult
+
+
+class AsyncLiveStream:
+    """An open `WS /v1/listen` stream (from `AsyncClient.stream`): `async for` yields every message in
+    order until the server closes the stream; the methods are `LiveStream`'s, awaited."""
+
+    def __init__(self, ws: ClientConnection, stack: AsyncExitStack, keepalive: Optional[float], close_timeout: float) -> None:
+        """Use `open`: a running receiver needs a running loop."""
+        self._ws, self._exit = ws, stack
+        self._keepalive, self._close_timeout = keepalive, close_timeout
+        self._ledger = Ledger()
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._send_lock = asyncio.Lock()
+        self._sent_at = time.monotonic()
+        self._finished = False
+        self._receiver = asyncio.create_task(self._receive())
+        self._feeder: Optional[asyncio.Task] = None  # `feed`'s task, kept so that it is not collected
+
+    @classmethod
+    async def open(
+        cls, url: str, settings: Dict[str, Any], keepalive: Optional[float], close_timeout: float
+    ) -> "AsyncLiveStream":
+        """One handshake: the server's refusal raises the exception a file call would (no retry here)."""
+        stack = AsyncExitStack()
+        try:
+            ws = await stack.enter_async_context(connect(url, **settings))
+        except (OSError, WebSocketException) as exc:  # OSError: refused, reset, timed out
+            raise handshake_error(exc) from None
+        return cls(ws, stack, keepalive, close_timeout)
+
+    @property
+    def finals(self) -> List[LiveResult]:
+        return list(self._ledger.finals)
+
+    @property
+    def metadata(self) -> Optional[LiveMetadata]:
+        return self._ledger.metadata
+
+    @property
+    def transcript(self) -> str:
+        return " ".join(r.text for r in self._ledger.finals if r.text)
+
+    async def send(self, audio: bytes) -> None:
+        if self._finished:
+            raise SmallestError("The stream is closing: no more audio can be sent")
+        for piece in pieces(bytes(audio)):
+            await self._send(piece)
+
+    async def send_all(self, frames: Iterable[bytes], seconds_each: Optional[float] = None) -> None:
+        started = time.monotonic()
+        for k, frame in enumerate(frames):
+            if seconds_each is not None:
+                await asyncio.sleep(max(0.0, started + k * seconds_each - time.monotonic()))
+            await self.send(frame)
+
+    def feed(self, frames: Iterable[bytes], seconds_each: Optional[float] = None) -> None:
+        """`send_all` in a background task, then `finish()`; `abort()` cancels it."""
+
+        async def run() -> None:
+            try:
+                await self.send_all(frames, seconds_each)
+            except SmallestError:
+                pass  # the stream ended; its reader gets the reason
+            finally:
+                await self.finish()
+
+        self._feeder = asyncio.create_task(run())
+
+    async def finalize(self) -> None:
+        await self._send(FINALIZE)
+
+    async def finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            await self._send(CLOSE_STREAM, quiet=True)
+
+    async def close(self) -> List[LiveResult]:
+        if self._feeder is not None:
+            await asyncio.wait({self._feeder})
+        await self.finish()
+        await asyncio.wait({self._receiver}, timeout=self._close_timeout)
+        await self._exit.aclose()
+        unread = []
+        while (item := await self._next(block=False)) is not END:
+            unread.append(item)
+        return settle(unread)
+
+    async def abort(self) -> None:
+        self._finished = True
+        if self._feeder is not None:
+            self._feeder.cancel()
+        await self._exit.aclose()
+
+    async def __aiter__(self) -> AsyncIterator[LiveMessage]:
+        while (item := await self._next(block=True)) is not END:
+            if isinstance(item, SmallestError):
+                raise item
+            yield item
+
+    async def __aenter__(self) -> "AsyncLiveStream":
+        return self
+
+    async def __aexit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            await self.close()
+        else:
+            await self.abort()
+
+    async def _next(self, block: bool) -> Any:
+        if not block and self._queue.empty():
+            return END
+        item = await self._queue.get()
+        if item is END:
+            self._queue.put_nowait(END)
+        return item
+
+    async def _send(self, message: Any, quiet: bool = False) -> None:
+        try:
+            async with self._send_lock:
+                await self._ws.send(message)
+                self._sent_at = time.monotonic()
+        except ConnectionClosed as exc:
+            if quiet:
+                return
+            await asyncio.wait({self._receiver}, timeout=1.0)  # it may be reading the Error that says why
+            raise self._ledger.error or closed_error(exc) or APIConnectionError("The stream is closed") from None
+
+    async def _receive(self) -> None:
+        try:
+            while True:
+                try:
+                    text = await asyncio.wait_for(self._ws.recv(), self._until_keepalive())
+                except asyncio.TimeoutError:  # recv is safe to cancel: no message is lost
+                    await self._send(KEEPALIVE, quiet=True)
+                    continue
+                self._hand_on(parse(text))
+        except ConnectionClosed as exc:
+            if self._ledger.error is None:
+                self._hand_on(closed_error(exc))
+        finally:
+            self._queue.put_nowait(END)
+
+    def _until_keepalive(self) -> Optional[float]:
+        if self._keepalive is None or self._finished:
+            return None
+        return max(0.0, self._sent_at + self._keepalive - time.monotonic())
+
+    def _hand_on(self, item: Any) -> None:
+        if item is not None:
+            self._ledger.note(item)
+            self._queue.put_nowait(item)
+
+
+class Opening:
+    """What `AsyncClient.stream` returns: `await` it for the stream, or `async with` it to close the
+    stream at the end of the block."""
+
+    def __init__(self, open_stream: Callable[[], Awaitable[AsyncLiveStream]]) -> None:
+        self._open = open_stream
+        self._stream: Optional[AsyncLiveStream] = None
+
+    def __await__(self) -> Any:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> AsyncLiveStream:
+        self._stream = await self._open()
+        return self._stream
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._stream is not None:
+            await self._stream.__aexit__(*exc)

@@ -1,0 +1,176 @@
+"""`LiveStream`, the synchronous live stream. A receiver thread reads the server's messages into a
+queue, so that `send` never waits on results and results can be read while another thread sends;
+the same thread sends a KeepAlive whenever the stream has sent nothing for `keepalive` seconds."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from contextlib import ExitStack
+from typing import Any, Dict, Iterable, Iterator, List, Optional
+
+from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.sync.client import connect
+
+from .errors import APIConnectionError, SmallestError
+from .live import CLOSE_STREAM, END, FINALIZE, KEEPALIVE, Ledger, closed_error, handshake_error, parse, pieces, settle
+from .types import LiveMessage, LiveMetadata, LiveResult
+
+
+class LiveStream:
+    """An open `WS /v1/listen` stream (from `Client.stream`). Iterating over it yields every message
+    in order (`LiveResult` interims and finals, `SpeechStarted`, `UtteranceEnd`, `LiveMetadata`) until
+    the server closes the stream, and raises the server's error where it came."""
+
+    def __init__(self, url: str, settings: Dict[str, Any], keepalive: Optional[float], close_timeout: float) -> None:
+        """One handshake: the server's refusal raises the exception a file call would (no retry here)."""
+        self._exit = ExitStack()
+        try:
+            self._ws = self._exit.enter_context(connect(url, **settings))
+        except (OSError, WebSocketException) as exc:  # OSError: refused, reset, timed out
+            raise handshake_error(exc) from None
+        self._keepalive, self._close_timeout = keepalive, close_timeout
+        self._ledger = Ledger()
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._send_lock = threading.Lock()
+        self._sent_at = time.monotonic()
+        self._finished = False  # CloseStream sent
+        self._feeder: Optional[threading.Thread] = None  # `feed`'s thread
+        self._receiver = threading.Thread(target=self._receive, name="smallest-live", daemon=True)
+        self._receiver.start()
+
+    @property
+    def finals(self) -> List[LiveResult]:
+        """Every final received so far, in order, whoever read them (also those before an error)."""
+        return list(self._ledger.finals)
+
+    @property
+    def metadata(self) -> Optional[LiveMetadata]:
+        """The closing `Metadata` (request_id, duration), once the server has sent it."""
+        return self._ledger.metadata
+
+    @property
+    def transcript(self) -> str:
+        """The finals' text so far, joined."""
+        return " ".join(r.text for r in self._ledger.finals if r.text)
+
+    def send(self, audio: bytes) -> None:
+        """Audio in the encoding the stream was opened with; large buffers go as several messages."""
+        if self._finished:
+            raise SmallestError("The stream is closing: no more audio can be sent")
+        for piece in pieces(bytes(audio)):
+            self._send(piece)
+
+    def send_all(self, frames: Iterable[bytes], seconds_each: Optional[float] = None) -> None:
+        """Each frame in turn, `seconds_each` apart if given (the pace of speech, as a microphone sends)."""
+        started = time.monotonic()
+        for k, frame in enumerate(frames):
+            if seconds_each is not None:
+                time.sleep(max(0.0, started + k * seconds_each - time.monotonic()))
+            self.send(frame)
+
+    def feed(self, frames: Iterable[bytes], seconds_each: Optional[float] = None) -> None:
+        """`send_all` in a background thread, then `finish()`: read the results meanwhile. An error
+        ends the sending; it is raised to whoever reads the stream."""
+
+        def run() -> None:
+            try:
+                self.send_all(frames, seconds_each)
+            except SmallestError:
+                pass  # the stream ended; its reader gets the reason
+            finally:
+                self.finish()
+
+        self._feeder = threading.Thread(target=run, name="smallest-live-feed", daemon=True)
+        self._feeder.start()
+
+    def finalize(self) -> None:
+        """Make what was sent so far final now (`from_finalize=True`); the stream stays open."""
+        self._send(FINALIZE)
+
+    def finish(self) -> None:
+        """Send CloseStream without waiting: the server answers all the audio, then closes; iterate to
+        the end to read the results. `close()` does this and waits."""
+        if not self._finished:
+            self._finished = True
+            self._send(CLOSE_STREAM, quiet=True)
+
+    def close(self) -> List[LiveResult]:
+        """Close the stream once everything `feed` was given is sent and the server has answered it
+        all: returns the finals nobody iterated over yet, or raises the error the stream ended with."""
+        if self._feeder is not None:
+            self._feeder.join()
+        self.finish()
+        self._receiver.join(self._close_timeout)
+        self._exit.close()
+        unread = []
+        while (item := self._next(block=False)) is not END:
+            unread.append(item)
+        return settle(unread)
+
+    def abort(self) -> None:
+        """Leave at once, without waiting for results (the server bills the audio it received)."""
+        self._finished = True
+        self._exit.close()
+
+    def __iter__(self) -> Iterator[LiveMessage]:
+        while (item := self._next(block=True)) is not END:
+            if isinstance(item, SmallestError):
+                raise item
+            yield item
+
+    def __enter__(self) -> "LiveStream":
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _next(self, block: bool) -> Any:
+        """The next item nobody has read; END stays in the queue for every later reader."""
+        try:
+            item = self._queue.get(block=block)
+        except queue.Empty:
+            return END
+        if item is END:
+            self._queue.put(END)
+        return item
+
+    def _send(self, message: Any, quiet: bool = False) -> None:
+        try:
+            with self._send_lock:
+                self._ws.send(message)
+                self._sent_at = time.monotonic()
+        except ConnectionClosed as exc:
+            if quiet:
+                return
+            self._receiver.join(1.0)  # the receiver may be reading the Error that says why the server closed
+            raise self._ledger.error or closed_error(exc) or APIConnectionError("The stream is closed") from None
+
+    def _receive(self) -> None:
+        try:
+            while True:
+                try:
+                    text = self._ws.recv(timeout=self._until_keepalive())
+                except TimeoutError:
+                    self._send(KEEPALIVE, quiet=True)
+                    continue
+                self._hand_on(parse(text))
+        except ConnectionClosed as exc:
+            if self._ledger.error is None:
+                self._hand_on(closed_error(exc))
+        finally:
+            self._queue.put(END)
+
+    def _until_keepalive(self) -> Optional[float]:
+        if self._keepalive is None or self._finished:  # after CloseStream the server reads nothing more
+            return None
+        return max(0.0, self._sent_at + self._keepalive - time.monotonic())
+
+    def _hand_on(self, item: Any) -> None:
+        if item is not None:
+            self._ledger.note(item)
+            self._queue.put(item)
