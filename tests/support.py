@@ -1,18 +1,19 @@
 """Fakes and drivers that several test modules share, so that no test module imports another: the
-ingress on a fake engine (the fast tests' service), paced live audio, the SDK clients pointed at a
-server, and the parallel-quota check that two end-to-end suites run. Kept apart from helpers.py,
+ingress on a fake engine (the fast tests' service, also served on a real socket), paced live audio,
+the SDK clients pointed at a server, and the parallel-quota check that two end-to-end suites run. Kept apart from helpers.py,
 which conftest.py imports for every run: this module loads the ingress (Ray Serve) and PyAV."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import io
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import av
@@ -32,7 +33,7 @@ from serve_app.stream.audio_in import END, ContainerInput
 from serve_app.stream.protocol import FINALIZE
 from serve_app.types import SAMPLE_RATE, ChunkTranscript, EngineInfo, Token, Turn
 
-from .helpers import JFK_FLAC, Issuer
+from .helpers import JFK_FLAC, Issuer, free_port
 
 if TYPE_CHECKING:  # conftest.py imports helpers.py; only the type is needed here
     from deepgram import DeepgramClient
@@ -50,6 +51,28 @@ def make_ingress(engine: Any, tmp_path: Any, args: dict | None = None) -> Ingres
     auth = LicenseAuthenticator(PublicKeys.from_lines([ISSUER.public_line()]), RevocationList(None))
     limiter = Limiter(SqliteStore(tmp_path / "usage.sqlite3"))
     return Ingress(engine, args or {}, auth, limiter, UrlPolicy(["127.0.0.2/32"]), NoMetrics())
+
+
+@contextlib.contextmanager
+def served(ingress: Ingress) -> Iterator[str]:
+    """`ingress`'s routes served by uvicorn (as Serve's proxy serves them) on a free port of 127.0.0.1,
+    in a thread of this process, for clients that need a real socket (Node, a browser): its URL."""
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(ingress.__serve_build_asgi_app__(), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)  # not the main thread: uvicorn leaves signals alone
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 class Method:
