@@ -142,6 +142,8 @@ def test_sdk_live_stream_against_the_real_server(server: Server, sdk_dependencie
     """The JFK clip streamed at the pace of speech: interims, then finals whose words are the clip's
     reference transcript, all of them before close() resolves with the closing Metadata."""
     (tmp_path / "jfk.pcm").write_bytes(JFK_PCM)
-    out = json.loads(_node(tmp_path, LIVE, {"API_URL": server.url, "LICENSE_KEY": server.key, "PCM_PATH": str(tmp_path / "jfk.pcm")}))
+    out = json.loads(
+        _node(tmp_path, LIVE, {"API_URL": server.url, "LICENSE_KEY": server.key, "PCM_PATH": str(tmp_path / "jfk.pcm")})
+    )
     assert normalize(" ".join(out["finals"])) == normalize(manifest()["whisper_jfk.flac"]["text"])
     assert out["interims"] >= 1 and out["duration"] == pytest.approx(11.0, abs=0.05)
