@@ -15,9 +15,9 @@ import pytest
 
 from .conftest import Server
 from .helpers import JFK_FLAC, FileServer, manifest, normalize, serving
-from .support import JFK_PCM, KEY, FakeEngine, make_ingress, served
+from .support import JFK_PCM, KEY, FakeEngine, js_sdk_installed, make_ingress, served
+from .support import JS_SDK as SDK
 
-SDK = Path(__file__).parent.parent / "clients" / "js"
 NODE = shutil.which("node")
 pytestmark = pytest.mark.skipif(NODE is None, reason="Node.js 18+ is needed (scripts/test.sh installs it)")
 
@@ -66,9 +66,7 @@ def node_command(*args: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def sdk_dependencies() -> None:
-    """The SDK's dev dependency `ws` (Node's WebSocket with headers), from its package-lock.json."""
-    if not (SDK / "node_modules" / "ws").exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=SDK, capture_output=True, timeout=300, check=True)
+    js_sdk_installed()
 
 
 @pytest.fixture(scope="module")

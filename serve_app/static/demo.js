@@ -6,7 +6,6 @@
 
 const $ = (id) => document.getElementById(id);
 const SLICE_MS = 250;
-let socket = null;
 let recorder = null;
 let microphone = null;
 
@@ -60,26 +59,32 @@ async function start() {
   if ($('smart-format').checked) query.set('smart_format', 'true');
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   state('connecting', 'Connecting…');
-  socket = new WebSocket(`${scheme}://${location.host}/v1/listen?${query}`, ['token', key]);
-  socket.onopen = () => {
-    recorder = new MediaRecorder(microphone, mimeType ? { mimeType } : undefined);
-    recorder.ondataavailable = (event) => {
-      // An empty frame would end the stream (Deepgram's old close): only pieces with audio.
-      if (event.data.size > 0 && socket && socket.readyState === WebSocket.OPEN) socket.send(event.data);
-    };
-    recorder.onstop = () => {
-      // After the last piece: the server answers everything sent, then closes.
-      if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: 'CloseStream' }));
-    };
-    recorder.start(SLICE_MS);
+  let opened = false;
+  const ws = new WebSocket(`${scheme}://${location.host}/v1/listen?${query}`, ['token', key]);
+  // Recording starts at once: what is said while the stream connects waits here, in order (the
+  // first piece holds the container's header), and goes out when it opens.
+  const waiting = [];
+  recorder = new MediaRecorder(microphone, mimeType ? { mimeType } : undefined);
+  recorder.ondataavailable = (event) => {
+    // An empty frame would end the stream (Deepgram's old close): only pieces with audio.
+    if (event.data.size === 0) return;
+    if (ws.readyState === WebSocket.OPEN) ws.send(event.data);
+    else if (ws.readyState === WebSocket.CONNECTING) waiting.push(event.data);
+  };
+  recorder.onstop = () => {
+    // After the last piece: the server answers everything sent, then closes.
+    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'CloseStream' }));
+  };
+  recorder.start(SLICE_MS);
+  ws.onopen = () => {
+    opened = true;
+    for (const piece of waiting.splice(0)) ws.send(piece);
     $('stop').disabled = false;
     state('listening', 'Listening… speak now.');
   };
-  socket.onmessage = (event) => show(JSON.parse(event.data));
-  socket.onclose = (event) => {
-    const opened = recorder !== null || document.body.dataset.state === 'stopping';
+  ws.onmessage = (event) => show(JSON.parse(event.data));
+  ws.onclose = (event) => {
     release();
-    socket = null;
     if (event.code === 1000) state('closed', 'Done.');
     else if (event.reason) state('closed', `Stream ended: ${event.reason}`);
     else state('closed', opened ? `Connection lost (${event.code}).` : 'The server refused the stream: check the key.');
