@@ -11,8 +11,9 @@ if ! command -v redis-server >/dev/null 2>&1; then
   $SUDO apt-get install -y -q redis-server >/dev/null 2>&1 \
     || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q redis-server >/dev/null; }
 fi
-# The SDK and example tests run Node.js (18+) and Go (examples/go) against the server.
-for tool in node:nodejs npm:npm go:golang-go; do
+# The SDK and example tests run Node.js (18+) and Go (examples/go) against the server; the demo
+# page's test drives headless Chromium (tests/test_demo.py, over the DevTools protocol: no driver).
+for tool in node:nodejs npm:npm go:golang-go chromium:chromium; do
   if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
     echo "==> installing ${tool#*:}"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo

@@ -20,6 +20,8 @@ from starlette.routing import Route
 
 from .api import listen, openai, pulse
 from .api.access import Access
+from .api.demo import FILES as DEMO_FILES
+from .api.demo import DemoPage
 from .api.files import FileRoutes
 from .api.health import Health
 from .api.http import StreamRoute, http_exception, route
@@ -107,6 +109,14 @@ class Ingress:
                 StreamRoute("/v1/listen", streams.handler(Deepgram())),
                 StreamRoute("/v1/listen/stream", streams.handler(Deepgram())),
                 StreamRoute("/waves/v1/stt/live", streams.handler(Smallest())),
+                *self._demo(),
             ],
             exception_handlers={HTTPException: http_exception},
         )
+
+    def _demo(self) -> list[Route]:
+        """The browser demo's page, script and style (api/demo.py), when the config turns it on."""
+        if not self.args.demo_page:
+            return []
+        page = DemoPage()
+        return [Route(path, route("demo", page.serve, self.metrics), methods=["GET"]) for path in DEMO_FILES]

@@ -152,6 +152,10 @@ class IngressArgs(_Strict):
         default_factory=CallbackArgs,
         description="asynchronous results (`callback`): bounds and delivery, kept in the usage store's backend",
     )
+    demo_page: bool = Field(
+        False,
+        description="serve GET /demo, a page that streams a browser's microphone to WS /v1/listen (on in configs/cpu.yaml)",
+    )
     auth_failures_per_minute: int | None = Field(
         20,
         ge=1,

@@ -1,6 +1,6 @@
 """Fakes and drivers that several test modules share, so that no test module imports another: the
-ingress on a fake engine (the fast tests' service), paced live audio, the SDK clients pointed at a
-server, and the parallel-quota check that two end-to-end suites run. Kept apart from helpers.py,
+ingress on a fake engine (the fast tests' service, also served on a real socket), paced live audio,
+the SDK clients pointed at a server, and the parallel-quota check that two end-to-end suites run. Kept apart from helpers.py,
 which conftest.py imports for every run: this module loads the ingress (Ray Serve) and PyAV."""
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ import io
 import json
 import logging
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import av
@@ -188,6 +190,17 @@ def deepgram_live(server: Server, **options: Any) -> list[Any]:
         reader.join(timeout=60)
         assert not reader.is_alive(), "the server did not close the stream within 60 s of CloseStream"
     return messages
+
+
+JS_SDK = Path(__file__).parent.parent / "clients" / "js"
+
+
+def js_sdk_installed() -> Path:
+    """clients/js with its dev dependency `ws` (Node's WebSocket that sends headers), installed from its
+    package-lock.json if missing: what the SDK's live streams use in Node 18-21. Its path."""
+    if not (JS_SDK / "node_modules" / "ws").exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS_SDK, capture_output=True, timeout=300, check=True)
+    return JS_SDK
 
 
 def smallest_client(server: Server) -> SmallestAI:

@@ -127,3 +127,16 @@ def test_the_environment_is_read_typed_and_keeps_secrets_out_of_reprs(monkeypatc
     monkeypatch.setenv("STT_USAGE_STORE", "postgres")
     with pytest.raises(ValueError):
         Environment()
+
+
+def test_the_demo_page_is_on_for_laptops_and_off_in_production() -> None:
+    """`ingress.demo_page` (GET /demo): the CPU configs turn it on; production keeps the default, off,
+    also with the CPU override that tests/test_prod_shape.py serves."""
+    from serve_app.overlay import load
+
+    def demo(name: str, override: str | None = None) -> bool:
+        config = load(ROOT / "configs" / name, ROOT / "configs" / override if override else None)
+        return AppArgs.model_validate(config["applications"][0]["args"]).ingress.demo_page
+
+    assert demo("cpu.yaml") and demo("cpu-multilingual.yaml")
+    assert not demo("prod.yaml") and not demo("prod.yaml", "overrides/prod-on-cpu.yaml")

@@ -1,4 +1,5 @@
-"""The documentation's request examples (examples/), each run against the real server."""
+"""The documentation's request examples (examples/) and the SDKs' live-stream examples, each run
+against the real server."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from .conftest import Server
 from .helpers import JFK_FLAC, FileServer, manifest, normalize, serving
-from .support import JFK_PCM
+from .support import JFK_PCM, js_sdk_installed
 
 pytestmark = pytest.mark.e2e
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -26,24 +27,28 @@ def storage() -> Iterator[FileServer]:
 
 
 def _command(name: str) -> list[str]:
-    tool = {"curl.sh": "curl", "javascript_fetch.mjs": "node", "go": "go"}.get(name)
+    tool = {"curl.sh": "curl", "javascript_fetch.mjs": "node", "javascript_live.mjs": "node", "go": "go"}.get(name)
     if tool and shutil.which(tool) is None:
         pytest.skip(f"{tool} is not installed (scripts/test.sh installs it)")
+    if name == "javascript_live.mjs":
+        js_sdk_installed()  # the SDK streams through `ws` on Node 18-21
     return {
         "curl.sh": ["bash", str(EXAMPLES / "curl.sh")],
         "python_requests.py": [sys.executable, str(EXAMPLES / "python_requests.py")],
         "javascript_fetch.mjs": ["node", str(EXAMPLES / "javascript_fetch.mjs")],
+        "javascript_live.mjs": ["node", str(EXAMPLES / "javascript_live.mjs")],
         "go": ["go", "run", "."],
     }[name]
 
 
-@pytest.mark.parametrize("name", ["curl.sh", "python_requests.py", "javascript_fetch.mjs", "go"])
+@pytest.mark.parametrize("name", ["curl.sh", "python_requests.py", "javascript_fetch.mjs", "javascript_live.mjs", "go"])
 def test_example_prints_the_transcript(server: Server, storage: FileServer, name: str, tmp_path: Path) -> None:
     env = {
         **os.environ,
         "LICENSE_KEY": server.key,
         "API_URL": server.url,
         "AUDIO_URL": storage.url("/audio.wav"),
+        "AUDIO_PATH": str(JFK_FLAC),  # the live example streams a file's bytes
         "GOCACHE": str(tmp_path / "gocache"),
         "GOPATH": str(tmp_path / "gopath"),
         "GOPROXY": "off",

@@ -1,74 +1,16 @@
 // JavaScript client for the self-hosted speech-to-text server: authentication, retries with
-// backoff, client-side rate limiting and one error class per error code. Node 18+ and browsers
-// (it only needs `fetch`).
+// backoff, client-side rate limiting and one error class per error code (src/errors.js). Node 18+
+// and browsers: files need only `fetch`; live streams (src/live.js) a WebSocket.
+
+import { APIConnectionError, APIError, APITimeoutError, SmallestError, errorFromResponse } from './errors.js';
+import { openStream, toWord } from './live.js';
+
+export * from './errors.js';
+export { LiveStream } from './live.js';
 
 export const DEFAULT_API_URL = 'http://localhost:7100';
-// Overload and gateway answers; every other 4xx/5xx is final.
-const RETRY_STATUSES = new Set([429, 502, 503, 504]);
-
-export class SmallestError extends Error {
-  constructor(message) {
-    super(message);
-    this.name = new.target.name;
-  }
-}
-
-/** The server could not be reached; retried before it is thrown. */
-export class APIConnectionError extends SmallestError {}
-export class APITimeoutError extends APIConnectionError {}
-
-/** The server answered with an error: `status`, its stable `code`, the whole `body`. */
-export class APIError extends SmallestError {
-  constructor(status, code, message, body, retryAfter = null) {
-    super(`${status} ${code}: ${message}`);
-    this.status = status;
-    this.code = code;
-    this.body = body;
-    this.retryAfter = retryAfter;
-  }
-}
-export class BadRequestError extends APIError {}
-export class InvalidLicenseError extends APIError {}
-export class LicenseExpiredError extends APIError {
-  get expiresAt() { return this.body.expires_at ?? null; }
-}
-export class QuotaExceededError extends APIError {}
-export class NotFoundError extends APIError {}
-export class PayloadTooLargeError extends APIError {}
-export class UnsupportedFormatError extends APIError {}
-export class RateLimitError extends APIError {}
-export class InternalServerError extends APIError {}
-export class ServiceUnavailableError extends APIError {}
-
-const BY_CODE = {
-  INVALID_LICENSE: InvalidLicenseError,
-  LICENSE_EXPIRED: LicenseExpiredError,
-  QUOTA_EXCEEDED: QuotaExceededError,
-  RATE_LIMIT_EXCEEDED: RateLimitError,
-  FILE_TOO_LARGE: PayloadTooLargeError,
-  UNSUPPORTED_FORMAT: UnsupportedFormatError,
-  SERVICE_UNAVAILABLE: ServiceUnavailableError,
-};
-const BY_STATUS = {
-  401: InvalidLicenseError, 403: QuotaExceededError, 404: NotFoundError, 413: PayloadTooLargeError,
-  415: UnsupportedFormatError, 429: RateLimitError, 503: ServiceUnavailableError,
-};
-
-/** Seconds to wait: the body's `retry_after`, else the `Retry-After` header; null when neither says. */
-export function retryAfterOf(body, header) {
-  for (const value of [body?.retry_after, header]) {
-    const seconds = value === null || value === undefined || value === '' ? NaN : Number(value);
-    if (Number.isFinite(seconds)) return Math.max(0, seconds);
-  }
-  return null;
-}
-
-export function errorFromResponse(status, body, retryAfterHeader = null) {
-  const data = body && typeof body === 'object' ? body : { error: String(body ?? '').slice(0, 500) };
-  const code = String(data.code || `HTTP_${status}`);
-  const Cls = BY_CODE[code] || BY_STATUS[status] || (status >= 500 ? InternalServerError : BadRequestError);
-  return new Cls(status, code, String(data.error || data.message || 'error'), data, retryAfterOf(data, retryAfterHeader));
-}
+// Overload and gateway answers; every other 4xx/5xx is final. Live handshakes retry the same ones.
+export const RETRY_STATUSES = new Set([429, 502, 503, 504]);
 
 /** At most `calls` requests in any `periodMs`, shared by everything that uses this limiter. */
 export class RateLimiter {
@@ -94,11 +36,14 @@ export class RateLimiter {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Options as query parameters: booleans as true/false, null and undefined left out. */
-function query(options) {
+/** Options as query parameters: booleans as true/false, an array as the option repeated
+ * (`keyterm`, `replace`, `search`...), null and undefined left out. */
+export function query(options) {
   const params = new URLSearchParams();
   for (const [key, value] of Object.entries(options)) {
-    if (value !== null && value !== undefined) params.set(key, typeof value === 'boolean' ? String(value) : `${value}`);
+    for (const one of Array.isArray(value) ? value : [value]) {
+      if (one !== null && one !== undefined) params.append(key, typeof one === 'boolean' ? String(one) : `${one}`);
+    }
   }
   const text = params.toString();
   return text ? `?${text}` : '';
@@ -108,10 +53,7 @@ function toResult(body) {
   if (body?.status === 'processing' && !('text' in body)) return { requestId: body.request_id, status: body.status, raw: body };
   return {
     text: body.text ?? body.transcription ?? '',
-    words: (body.words ?? []).map((w) => ({
-      word: w.word, start: w.start, end: w.end, confidence: w.confidence,
-      punctuatedWord: w.punctuated_word ?? null, speaker: w.speaker ?? null,
-    })),
+    words: (body.words ?? []).map(toWord),
     confidence: body.confidence ?? 0,
     duration: body.duration ?? 0,
     language: body.language ?? null,
@@ -140,7 +82,7 @@ export class SmallestClient {
    * @param {string} [config.apiUrl] default http://localhost:7100
    * @param {string} [config.licenseKey] default: the LICENSE_KEY environment variable (Node)
    */
-  constructor({ apiUrl = DEFAULT_API_URL, licenseKey, maxRetries = 3, backoffMs = 500, maxBackoffMs = 30000, timeoutMs = 300000, rateLimit = null, fetch: fetchImpl } = {}) {
+  constructor({ apiUrl = DEFAULT_API_URL, licenseKey, maxRetries = 3, backoffMs = 500, maxBackoffMs = 30000, timeoutMs = 300000, rateLimit = null, fetch: fetchImpl, webSocket = null } = {}) {
     const key = licenseKey ?? globalThis.process?.env?.LICENSE_KEY;
     if (!key) throw new SmallestError('No license key: pass licenseKey or set the LICENSE_KEY environment variable');
     this.apiUrl = apiUrl.replace(/\/+$/, '');
@@ -150,8 +92,20 @@ export class SmallestClient {
     this.timeoutMs = timeoutMs;
     this.limiter = rateLimit instanceof RateLimiter ? rateLimit : rateLimit ? new RateLimiter(rateLimit.calls, rateLimit.periodMs) : null;
     this.fetch = fetchImpl ?? globalThis.fetch.bind(globalThis);
+    this.webSocket = webSocket; // a WebSocket class for live streams; null: found when the first stream opens
     // Not an own enumerable property: logging or JSON-encoding the client never shows the key.
     Object.defineProperty(this, 'authorization', { value: `Token ${key}`, enumerable: false });
+  }
+
+  /**
+   * Open a live stream (`WS /v1/listen`, Deepgram's live protocol); `options` are its query
+   * parameters (`encoding`, `sample_rate`, `language`, `interim_results`, `endpointing`...).
+   * Resolves once the server accepted the stream; a refused handshake throws the error class a
+   * file call would, and 429/503 are retried like file calls (never once the stream is open).
+   */
+  async listen(options = {}, { keepAliveMs = 5000, closeTimeoutMs = 60000 } = {}) {
+    const url = `${this.apiUrl.replace(/^http/, 'ws')}/v1/listen${query(options)}`;
+    return this.retrying(() => openStream(this, url, { keepAliveMs, closeTimeoutMs }));
   }
 
   /** Transcribe audio the server fetches from `url`; options are the server's query parameters. */
@@ -179,18 +133,23 @@ export class SmallestClient {
   }
 
   async request(method, path, body = undefined, contentType = undefined) {
-    for (let attempt = 0; ; attempt += 1) {
+    return this.retrying(() => this.once(method, path, body, contentType));
+  }
+
+  /** `attempt()` again after overloads and network failures, as the server asks or with backoff. */
+  async retrying(attempt) {
+    for (let tries = 0; ; tries += 1) {
       if (this.limiter) await this.limiter.acquire();
       let error;
       try {
-        return await this.once(method, path, body, contentType);
+        return await attempt();
       } catch (caught) {
         if (!(caught instanceof APIError || caught instanceof APIConnectionError)) throw caught;
         error = caught;
       }
       const retryable = error instanceof APIConnectionError || RETRY_STATUSES.has(error.status);
-      if (!retryable || attempt >= this.maxRetries) throw error;
-      await sleep(this.delayMs(attempt, error instanceof APIError ? error.retryAfter : null));
+      if (!retryable || tries >= this.maxRetries) throw error;
+      await sleep(this.delayMs(tries, error instanceof APIError ? error.retryAfter : null));
     }
   }
 
