@@ -468,7 +468,11 @@ def test_browser_key_as_subprotocol(client: TestClient) -> None:
         ws.send_text('{"type": "CloseStream"}')
         messages, code = received(ws)
     assert code == 1000 and messages[-1]["type"] == "Metadata"
-    assert _refused(client, DG, subprotocols=["token", "not-a-key"]).status_code == 401
+    # A browser cannot read a refused handshake's status: the error comes as a message and a close.
+    with client.websocket_connect(DG, subprotocols=["token", "not-a-key"]) as ws:
+        messages, code = received(ws)
+    assert code == 1008 and [m["code"] for m in messages] == ["INVALID_LICENSE"]
+    assert _refused(client, DG, {"Authorization": "Token not-a-key"}).status_code == 401
 
 
 def test_bad_messages_are_reported_and_the_stream_goes_on(client: TestClient) -> None:

@@ -151,8 +151,11 @@ def _credentials(ws: WebSocket) -> tuple[str | None, str | None]:
 
 async def _refuse(ws: WebSocket, error: ServiceError, subprotocol: str | None) -> None:
     """A refused handshake: the HTTP status and JSON error where the server can send one (the
-    WebSocket denial extension); otherwise the error as the stream's only message, then a close."""
-    if "websocket.http.response" in ws.scope.get("extensions", {}):
+    WebSocket denial extension) and the client can read it; otherwise the error as the stream's only
+    message, then a close whose reason starts with the code. A client that sent its key as a
+    subprotocol is a browser, and a browser shows a refused handshake to the page only as close 1006,
+    without its status or body: it gets the message and the close."""
+    if subprotocol is None and "websocket.http.response" in ws.scope.get("extensions", {}):
         await ws.send_denial_response(error.response())
         return
     await ws.accept(subprotocol=subprotocol)

@@ -225,12 +225,15 @@ test('the service: the key as subprotocol, as a browser sends it', { skip }, asy
   assert.ok(Math.abs(metadata.duration - 11.0) < 0.05);
 });
 
-test('the service: a bad key is InvalidLicenseError with ws; a browser sees only a failed connection', { skip }, async () => {
+test('the service: a bad key is InvalidLicenseError, with ws (HTTP refusal) and as a browser (message and close)', { skip }, async () => {
   const bad = { apiUrl: SERVICE, licenseKey: 'stt1.not-a-key', maxRetries: 0 };
   const error = await new SmallestClient({ ...bad, webSocket: WS }).listen(LINEAR16).catch((e) => e);
   assert.ok(error instanceof InvalidLicenseError, String(error));
   assert.equal(error.code, 'INVALID_LICENSE');
-  await assert.rejects(new SmallestClient({ ...bad, webSocket: BrowserLike }).listen(LINEAR16), APIConnectionError);
+  // A browser cannot read a refused handshake: the server accepts it, sends the Error and closes 1008.
+  const opened = await new SmallestClient({ ...bad, webSocket: BrowserLike }).listen(LINEAR16);
+  const browser = await opened.close().catch((e) => e);
+  assert.ok(browser instanceof InvalidLicenseError && browser.code === 'INVALID_LICENSE', String(browser));
   const option = await new SmallestClient({ apiUrl: SERVICE, licenseKey: process.env.STT_KEY, webSocket: WS }).listen({ diarize: true }).catch((e) => e);
   assert.ok(option instanceof BadRequestError && option.body.parameter === 'diarize', String(option));
 });
