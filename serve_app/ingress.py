@@ -27,7 +27,9 @@ from .api.health import Health
 from .api.http import StreamRoute, http_exception, route
 from .api.live import Deepgram
 from .api.pulse_live import Smallest
+from .api.realtime import Realtime
 from .api.streaming import StreamRoutes
+from .api.twilio import Twilio
 from .api.usage import UsageRoute
 from .callback import Callbacks
 from .licensing.auth import Authenticator, FailureThrottle
@@ -105,10 +107,13 @@ class Ingress:
                 Route("/waves/v1/stt", http("waves", files.handler(pulse.OPTIONS, pulse.DEFAULT_FORMAT)), methods=["POST"]),
                 Route("/waves/v1/stt/", http("waves", files.handler(pulse.OPTIONS, pulse.DEFAULT_FORMAT)), methods=["POST"]),
                 Route("/v1/usage", http("usage", usage.usage), methods=["GET"]),
-                # Live transcription: Deepgram's paths and Smallest's
-                StreamRoute("/v1/listen", streams.handler(Deepgram())),
-                StreamRoute("/v1/listen/stream", streams.handler(Deepgram())),
-                StreamRoute("/waves/v1/stt/live", streams.handler(Smallest())),
+                # Live transcription: Deepgram's paths, Smallest's, Twilio Media Streams', OpenAI's realtime
+                # transcription sessions (a dialect object per stream)
+                StreamRoute("/v1/listen", streams.handler(Deepgram)),
+                StreamRoute("/v1/listen/stream", streams.handler(Deepgram)),
+                StreamRoute("/waves/v1/stt/live", streams.handler(Smallest)),
+                StreamRoute("/v1/twilio", streams.handler(Twilio)),
+                StreamRoute("/v1/realtime", streams.handler(Realtime)),
                 *self._demo(),
             ],
             exception_handlers={HTTPException: http_exception},

@@ -6,6 +6,7 @@ which conftest.py imports for every run: this module loads the ingress (Ray Serv
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import io
 import json
@@ -33,7 +34,7 @@ from serve_app.licensing.usage import SqliteStore
 from serve_app.metrics import NoMetrics
 from serve_app.pipeline.decode import decode
 from serve_app.pipeline.fetch import UrlPolicy
-from serve_app.stream.audio_in import END, ContainerInput
+from serve_app.stream.audio_in import END, MULAW, ContainerInput
 from serve_app.stream.protocol import FINALIZE
 from serve_app.types import SAMPLE_RATE, ChunkTranscript, EngineInfo, Token, Turn
 
@@ -136,12 +137,87 @@ JFK_PCM = (JFK_AUDIO * 32767).astype("<i2").tobytes()
 FRAME = 3200  # 100 ms of 16 kHz 16-bit mono
 
 
-def paced(send: Callable[[bytes], Any], data: bytes = JFK_PCM) -> None:
-    """Frames at the pace of speech, as a microphone would send them."""
+def paced(send: Callable[[bytes], Any], data: bytes = JFK_PCM, frame: int = FRAME) -> None:
+    """100 ms frames (`frame` bytes each) at the pace of speech, as a microphone would send them."""
     started = time.monotonic()
-    for k, at in enumerate(range(0, len(data), FRAME)):
+    for k, at in enumerate(range(0, len(data), frame)):
         time.sleep(max(0.0, started + k * 0.1 - time.monotonic()))
-        send(data[at : at + FRAME])
+        send(data[at : at + frame])
+
+
+def resampled(audio: np.ndarray, rate: int) -> np.ndarray:
+    """16 kHz float audio at `rate`, by FFmpeg's resampler."""
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    frame = av.AudioFrame.from_ndarray(audio.reshape(1, -1).astype(np.float32), format="flt", layout="mono")
+    frame.sample_rate = SAMPLE_RATE
+    frames = resampler.resample(frame) + resampler.resample(None)
+    return np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
+
+
+def g711(audio: np.ndarray, table: np.ndarray) -> bytes:
+    """Each sample as the byte whose expansion is nearest (the G.711 quantiser, from its table:
+    stream/audio_in.py's MULAW or ALAW): what a phone platform sends."""
+    codes = np.argsort(table, kind="stable")
+    values = table[codes].astype(np.float64)
+    x = np.clip(audio.astype(np.float64) * 32768.0, -32768, 32767)
+    hi = np.clip(np.searchsorted(values, x), 1, 255)
+    nearer = np.where(np.abs(values[hi - 1] - x) <= np.abs(values[hi] - x), hi - 1, hi)
+    return codes[nearer].astype(np.uint8).tobytes()
+
+
+JFK_LINEAR = np.frombuffer(JFK_PCM, "<i2").astype(np.float32) / 32768.0  # the clip as linear16 streams carry it
+TWILIO_FRAME = 160  # bytes: 20 ms of 8 kHz mu-law, what Twilio puts in each media message
+
+
+def jfk_mulaw() -> bytes:
+    """The JFK clip as 8 kHz mu-law: Twilio's `audio/x-mulaw`, OpenAI's `g711_ulaw`."""
+    return g711(resampled(JFK_LINEAR, 8000), MULAW)
+
+
+def jfk_pcm24() -> bytes:
+    """The JFK clip as 24 kHz linear16: OpenAI realtime's `pcm16` (`audio/pcm`)."""
+    return (resampled(JFK_LINEAR, 24000) * 32767).astype("<i2").tobytes()
+
+
+def realtime_appends(data: bytes, piece: int = 4800) -> list[str]:
+    """`data` as OpenAI realtime `input_audio_buffer.append` events (`piece` bytes each: 100 ms of pcm16)."""
+    return [
+        json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(data[at : at + piece]).decode()})
+        for at in range(0, len(data), piece)
+    ]
+
+
+def twilio_start(custom: dict[str, str] | None = None, tracks: tuple[str, ...] = ("inbound",), sid: str = "MZ0001") -> str:
+    """Twilio's `start` message (its documented shape), `custom` as `customParameters`."""
+    start = {
+        "accountSid": "AC0001",
+        "streamSid": sid,
+        "callSid": "CA0001",
+        "tracks": list(tracks),
+        "customParameters": custom or {},
+        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+    }
+    return json.dumps({"event": "start", "sequenceNumber": "1", "start": start, "streamSid": sid})
+
+
+TWILIO_CONNECTED = json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+TWILIO_STOP = json.dumps(
+    {"event": "stop", "sequenceNumber": "999", "streamSid": "MZ0001", "stop": {"accountSid": "AC0001", "callSid": "CA0001"}}
+)
+
+
+def twilio_media(data: bytes, track: str = "inbound", k: int = 0, sid: str = "MZ0001") -> list[str]:
+    """`data` as Twilio's `media` messages, 20 ms each, sequence numbers and timestamps from frame `k`."""
+    messages = []
+    for n, at in enumerate(range(0, len(data), TWILIO_FRAME), start=k):
+        media = {
+            "track": track,
+            "chunk": str(n + 1),
+            "timestamp": str(20 * n),
+            "payload": base64.b64encode(data[at : at + TWILIO_FRAME]).decode(),
+        }
+        messages.append(json.dumps({"event": "media", "sequenceNumber": str(n + 2), "media": media, "streamSid": sid}))
+    return messages
 
 
 def encoded(container: str, codec: str, rate: int, comment: str | None = None) -> bytes:

@@ -18,31 +18,22 @@ from serve_app.errors import InvalidRequest, UnsupportedFormat
 from serve_app.stream.audio_in import ALAW, MULAW, PIECE_S, REFUSED, open_input
 from serve_app.types import SAMPLE_RATE
 
-from .support import AUTH, JFK_AUDIO, JFK_PCM, FakeEngine, drained, encoded, make_ingress, opus, received
+from .support import (
+    AUTH,
+    JFK_AUDIO,
+    JFK_PCM,
+    FakeEngine,
+    drained,
+    encoded,
+    g711,
+    make_ingress,
+    opus,
+    received,
+    resampled,
+)
+from .support import JFK_LINEAR as JFK  # the clip as linear16 streams carry it
 
-JFK = np.frombuffer(JFK_PCM, "<i2").astype(np.float32) / 32768.0  # the clip as linear16 streams carry it
-
-
-# --- encoders, written here: what a phone platform or a client library would send ----------------
-
-
-def g711(audio: np.ndarray, table: np.ndarray) -> bytes:
-    """Each sample as the byte whose expansion is nearest (the G.711 quantiser, from its table)."""
-    codes = np.argsort(table, kind="stable")
-    values = table[codes].astype(np.float64)
-    x = np.clip(audio.astype(np.float64) * 32768.0, -32768, 32767)
-    hi = np.clip(np.searchsorted(values, x), 1, 255)
-    nearer = np.where(np.abs(values[hi - 1] - x) <= np.abs(values[hi] - x), hi - 1, hi)
-    return codes[nearer].astype(np.uint8).tobytes()
-
-
-def resampled(audio: np.ndarray, rate: int) -> np.ndarray:
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-    frame = av.AudioFrame.from_ndarray(audio.reshape(1, -1).astype(np.float32), format="flt", layout="mono")
-    frame.sample_rate = SAMPLE_RATE
-    frames = resampler.resample(frame) + resampler.resample(None)
-    return np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
-
+# --- the clip in each encoding: what a phone platform or a client library would send (encoders in support.py)
 
 MULAW_8K = g711(resampled(JFK, 8000), MULAW)
 ALAW_8K = g711(resampled(JFK, 8000), ALAW)

@@ -1,10 +1,12 @@
 """Live streaming through the real application (Ray Serve's proxy, the ingress, vLLM with tiny.en),
-driven by the real clients: `deepgram-sdk`'s live client and `smallestai`'s streaming helper, each
-streaming the JFK clip in real time (100 ms frames, paced) and getting interim results and finals
-whose words are the clip's reference transcript (tests/data/manifest.jsonl)."""
+driven by the real clients: `deepgram-sdk`'s live client, `smallestai`'s streaming helper and the
+`openai` SDK's realtime client, each streaming the JFK clip in real time (100 ms frames, paced), and
+a phone call as Twilio's Media Streams send it (8 kHz mu-law in 20 ms `media` messages, paced);
+each gets finals whose words are the clip's reference transcript (tests/data/manifest.jsonl)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -26,7 +28,19 @@ from serve_app.settings import ROOT
 from .conftest import Server
 from .helpers import manifest, normalize
 from .ray_logs import all_log_text
-from .support import JFK_PCM, deepgram_live, opus, paced, smallest_client
+from .support import (
+    JFK_PCM,
+    TWILIO_CONNECTED,
+    TWILIO_STOP,
+    deepgram_live,
+    jfk_mulaw,
+    jfk_pcm24,
+    opus,
+    paced,
+    smallest_client,
+    twilio_media,
+    twilio_start,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -111,6 +125,79 @@ def test_browser_style_webm_stream_with_key_as_subprotocol(server: Server) -> No
     files = {server.log: log, **all_log_text(str(server.log.parent / "usage.sqlite3"))}
     leaked = [str(path) for path, text in files.items() if server.key in text or server.key.split(".")[2] in text]
     assert not leaked, f"the key, sent as a subprotocol, is in {leaked}"
+
+
+def test_twilio_media_stream(server: Server) -> None:
+    """A phone call as Twilio streams it to `<Stream url="wss://.../v1/twilio">`: the key as the
+    `<Parameter name="key">` (Twilio sends no headers), 20 ms of mu-law a message at the pace of the call."""
+    url = server.url.replace("http", "ws") + "/v1/twilio"
+    before = streamed_seconds(server)
+    with websockets.sync.client.connect(url) as ws:
+        ws.send(TWILIO_CONNECTED)
+        ws.send(twilio_start({"key": server.key}))
+        started = time.monotonic()
+        for k, message in enumerate(twilio_media(jfk_mulaw())):
+            time.sleep(max(0.0, started + k * 0.02 - time.monotonic()))
+            ws.send(message)
+        ws.send(TWILIO_STOP)
+        messages = [json.loads(m) for m in messages_until_close(ws)]
+    assert not [m for m in messages if m["event"] == "error"], messages
+    finals = [m for m in messages if m["event"] == "transcript" and m["is_final"]]
+    assert normalize(" ".join(f["text"] for f in finals)) == JFK_TEXT
+    assert finals[-1]["is_last"] and all(m["streamSid"] == "MZ0001" for m in messages)
+    assert messages[-1]["event"] == "metadata" and messages[-1]["duration"] == pytest.approx(11.0, abs=0.05)
+    for _ in range(50):
+        if streamed_seconds(server) - before > 10.9:
+            break
+        time.sleep(0.1)
+    assert streamed_seconds(server) - before == pytest.approx(11.0, abs=0.1)
+
+
+def test_openai_sdk_realtime_transcription(server: Server) -> None:
+    """`openai`'s realtime client on this server's base URL: a transcription session (GA events), the
+    clip appended as 24 kHz pcm16 at the pace of speech, server VAD committing at the pauses, a
+    commit for the rest; then a session.update that changes nothing, answered after every item."""
+    from openai import OpenAI
+
+    client = OpenAI(api_key=server.key, base_url=server.url + "/v1")
+    audio, events = jfk_pcm24(), []
+    with client.realtime.connect(extra_query={"intent": "transcription"}) as connection:
+        assert connection.recv().type == "session.created"
+        connection.session.update(
+            session={
+                "type": "transcription",
+                "audio": {
+                    "input": {
+                        "format": {"type": "audio/pcm", "rate": 24000},
+                        "transcription": {"model": "whisper-1", "language": "en"},
+                        "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
+                    }
+                },
+            }
+        )
+        assert connection.recv().type == "session.updated"
+        reader = threading.Thread(target=lambda: events.extend(_until_updated(connection)))
+        reader.start()
+        paced(lambda piece: connection.input_audio_buffer.append(audio=base64.b64encode(piece).decode()), audio, frame=4800)
+        connection.input_audio_buffer.commit()
+        connection.session.update(session={"type": "transcription"})
+        reader.join(timeout=60)
+        assert not reader.is_alive(), "no session.updated within 60 s of the commit"
+    assert not [e for e in events if e.type == "error"], events
+    completed = [e for e in events if e.type == "conversation.item.input_audio_transcription.completed"]
+    assert normalize(" ".join(e.transcript for e in completed)) == JFK_TEXT
+    assert any(e.type == "input_audio_buffer.speech_started" for e in events)
+    committed = [e.item_id for e in events if e.type == "input_audio_buffer.committed"]
+    assert [e.item_id for e in completed] == committed  # every committed item is transcribed, in order
+
+
+def _until_updated(connection: Any) -> list[Any]:
+    events = []
+    for event in connection:
+        events.append(event)
+        if event.type == "session.updated":
+            break
+    return events
 
 
 def streamed_seconds(server: Server) -> float:

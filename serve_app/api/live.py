@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import InvalidRequest, ServiceError
 from ..pipeline.request import TranscriptionRequest
-from ..stream.protocol import Context, Result, StreamOptions
+from ..stream.protocol import Context, Incoming, Result, StreamOptions, controls
 from .listen import echoed, model_uuid, search_results, word_dict
 from .live_params import MAX_CHANNELS, MIN_ENDPOINT_S, audio_format, language, milliseconds, refuse
 from .params import flag, whole
@@ -50,6 +50,9 @@ class Deepgram:
             ),
         )
 
+    def incoming(self, text: str) -> Incoming:
+        return controls(text)  # audio comes in binary frames
+
     def result(self, r: Result, ctx: Context) -> dict[str, Any]:
         body: dict[str, Any] = {
             "type": "Results",
@@ -80,7 +83,7 @@ class Deepgram:
         body["metadata"].update(echoed(text))
         return body
 
-    def speech_started(self, at: float) -> dict[str, Any] | None:
+    def speech_started(self, at: float, utterance: int) -> dict[str, Any] | None:
         return {"type": "SpeechStarted", "channel": [0, 1], "timestamp": round(at, 3)}
 
     def utterance_end(self, last_word_end: float) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import InvalidRequest, ServiceError
 from ..pipeline.redact import placeholders
 from ..pipeline.request import TranscriptionRequest
-from ..stream.protocol import Context, Result, StreamOptions
+from ..stream.protocol import Context, Incoming, Result, StreamOptions, controls
 from .live_params import MAX_CHANNELS, MIN_ENDPOINT_S, audio_format, language, milliseconds, refuse
 from .params import flag, whole
 from .text_params import filler_words, formatting, keyterms, labels, redaction, text_options
@@ -49,6 +49,9 @@ class Smallest:
             ),
         )
 
+    def incoming(self, text: str) -> Incoming:
+        return controls(text)  # audio comes in binary frames
+
     def result(self, r: Result, ctx: Context) -> dict[str, Any]:
         text = r.transcript.text
         body: dict[str, Any] = {
@@ -72,7 +75,7 @@ class Smallest:
             body["redacted_entities"] = placeholders(r.transcript.words)
         return body
 
-    def speech_started(self, at: float) -> dict[str, Any] | None:
+    def speech_started(self, at: float, utterance: int) -> dict[str, Any] | None:
         return None  # Pulse has no voice activity messages (`vad_events` is refused)
 
     def utterance_end(self, last_word_end: float) -> dict[str, Any] | None:

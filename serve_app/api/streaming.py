@@ -1,6 +1,11 @@
 """The live routes of every dialect: a stream is checked like a request (key, options, limits)
 before the WebSocket is accepted; it then holds its concurrency slot until it ends, and is billed
-by the audio it streams (stream/session.py runs it)."""
+by the audio it streams (stream/session.py runs it).
+
+A dialect whose options come in its first text messages (`Opens`: Twilio's `start`, OpenAI's
+`session.update`) is read after the accept, until it has them; what is wrong then (a bad key in
+Twilio's `start`, a language the model lacks, a full slot) is the dialect's error message and a
+close, as the handshake can no longer be refused."""
 
 from __future__ import annotations
 
@@ -11,10 +16,12 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Any
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..errors import ServiceError
+from ..errors import FileTooLarge, InvalidRequest, ServiceError, StreamIdle
+from ..licensing.auth import Principal
 from ..licensing.limits import Admission, Limiter
 from ..metrics import Metrics
 from ..pipeline import transforms
@@ -28,14 +35,16 @@ from ..pipeline.stitch import stitch
 from ..pipeline.transcript import Transcript
 from ..settings import StreamArgs
 from ..stream.audio_in import open_input
-from ..stream.limits import InterimBudget, StreamLimits
-from ..stream.protocol import Context, LiveDialect, StreamOptions
+from ..stream.limits import MESSAGE_TOO_BIG, Close, InterimBudget, StreamLimits, closing
+from ..stream.outgoing import ClientGone, close_with, write
+from ..stream.protocol import BINARY_REFUSED, Context, LiveDialect, Opens, StreamOptions
 from ..stream.segment import Segmenter, SileroVad, Utterance
 from ..stream.session import Decode, Session
 from .access import Access
 from .http import check_headers
 
 logger = logging.getLogger("ray.serve")
+OPENING_MESSAGES = 32  # messages a stream may send before its options are complete (Twilio needs 2)
 
 
 @dataclass
@@ -51,23 +60,32 @@ class StreamRoutes:
     def __post_init__(self) -> None:
         self.interims = InterimBudget(self.args.interims_in_flight)  # shared by every stream of the replica
 
-    def handler(self, dialect: LiveDialect) -> Callable[[WebSocket], Awaitable[None]]:
+    def handler(self, dialect: Callable[[], LiveDialect]) -> Callable[[WebSocket], Awaitable[None]]:
+        """The route of a dialect; `dialect` makes one per stream (it may keep the stream's state)."""
+
         async def stream(ws: WebSocket) -> None:
-            await self.stream(ws, dialect)
+            await self.stream(ws, dialect())
 
         return stream
 
     async def stream(self, ws: WebSocket, dialect: LiveDialect) -> None:
         header, subprotocol = _credentials(ws)
+        opens = dialect if isinstance(dialect, Opens) else None  # its options come in messages after the accept
+        deferred = header is None and opens is not None and opens.key_in_opening  # and so may its key
+        principal: Principal | None = None
+        admission: Admission | None = None
+        vad: SileroVad | None = None
         admitted = AsyncExitStack()
         try:
             check_headers(ws)
-            principal = await self.access.check(header, ws)
+            if not deferred:
+                principal = await self.access.check(header, ws)
             options = dialect.parse(repeated(ws.query_params.multi_items()), self.args.endpointing_ms / 1000)
             info = await self.engine.known_info()
             supported_language(options.language, info)
-            admission = await admitted.enter_async_context(self.limiter.admit(principal))
-            vad = await asyncio.to_thread(SileroVad)
+            if principal is not None:
+                admission = await admitted.enter_async_context(self.limiter.admit(principal))
+                vad = await asyncio.to_thread(SileroVad)
         except ServiceError as exc:
             await admitted.aclose()
             self.metrics.request("stream", exc.status, getattr(ws.state, "key_id", "none"))
@@ -75,10 +93,32 @@ class StreamRoutes:
             return
         async with admitted:
             await ws.accept(subprotocol=subprotocol)
-            ctx = Context(uuid.uuid4().hex, info.model, options)
+            ctx = Context(uuid.uuid4().hex, info.model, options, tuple(info.languages))
+            first = None
+            if opens is not None:
+                try:
+                    opened = await self._opening(ws, opens, ctx, known=principal is not None)
+                    if opened is None:  # the client left before its audio
+                        if principal is not None:
+                            self.metrics.request("stream", 101, principal.key_id)
+                        return
+                    options, key, first = opened
+                    if principal is None:
+                        principal = await self.access.check(key, ws)
+                        admission = await admitted.enter_async_context(self.limiter.admit(principal))
+                    supported_language(options.language, info)
+                    vad = vad or await asyncio.to_thread(SileroVad)
+                except ServiceError as exc:
+                    self.metrics.request("stream", exc.status, getattr(ws.state, "key_id", "none"))
+                    too_big = "max_frame_bytes" in exc.extra  # a message over the limit: 1009, as in a session
+                    close = Close(MESSAGE_TOO_BIG, exc) if too_big else closing(exc)
+                    await close_with(ws, close, dialect.error(exc))
+                    return
+                ctx = replace(ctx, options=options)
+            assert principal is not None and admission is not None and vad is not None
             session = self._session(ws, dialect, ctx, self._segmenter(vad, options, info.window_s), admission)
             try:
-                await session.run()
+                await session.run(first)
             finally:
                 admission.audio_seconds = session.audio_seconds
                 tags = options.text.tags if options.text else ()
@@ -91,6 +131,53 @@ class StreamRoutes:
                 )
         self.metrics.request("stream", 101, principal.key_id)
         await self.meter.observe(principal, session.audio_seconds)
+
+    async def _opening(
+        self, ws: WebSocket, dialect: Opens, ctx: Context, known: bool
+    ) -> tuple[StreamOptions, str | None, str | None] | None:
+        """Reads a message-opened stream's messages until its options are complete: (options, the
+        key a message carried as an Authorization value, the message that begins the stream when
+        it is also its first), or None when the client left. Each message must come within the idle
+        timeout, all of them within it while the key is not `known`, and there may be at most
+        OPENING_MESSAGES of them; a bad one is answered with the dialect's error and the next is read."""
+        loop = asyncio.get_running_loop()
+        idle = self.args.idle_timeout_s
+        deadline = float("inf") if known else loop.time() + idle  # a caller without a key gets one idle timeout
+        greeting = dialect.greeting(ctx, ws.headers, ws.scope.get("subprotocols") or [])
+        try:
+            if greeting is not None:
+                await write(ws, greeting)
+            for _ in range(OPENING_MESSAGES):
+                try:
+                    message = await asyncio.wait_for(ws.receive(), timeout=max(0.0, min(idle, deadline - loop.time())))
+                except asyncio.TimeoutError:
+                    raise StreamIdle("No audio or message received within the timeout") from None
+                if message["type"] == "websocket.disconnect":
+                    return None
+                text, limit = message.get("text"), self.args.max_frame_kb * 1024
+                if len(text or message.get("bytes") or b"") > limit:  # as a running stream does: it ends
+                    raise FileTooLarge(f"WebSocket messages must be at most {limit} bytes", max_frame_bytes=limit)
+                reply: dict[str, Any] | None = None
+                try:
+                    if text is None:
+                        raise InvalidRequest(BINARY_REFUSED)
+                    opening = dialect.opening(text, ctx)
+                except InvalidRequest as exc:
+                    reply = dialect.error(exc)  # reported; the next message is read
+                else:
+                    if opening.error is not None:
+                        raise opening.error
+                    reply = opening.reply
+                    if opening.options is not None:
+                        if reply is not None:
+                            await write(ws, reply)
+                        key = None if opening.key is None else f"Token {opening.key}"
+                        return opening.options, key, text if opening.first else None
+                if reply is not None:
+                    await write(ws, reply)
+            raise InvalidRequest(f"A stream must begin within {OPENING_MESSAGES} messages")
+        except (ClientGone, WebSocketDisconnect):
+            return None
 
     def _session(self, ws: WebSocket, dialect: LiveDialect, ctx: Context, segmenter: Segmenter, admission: Admission) -> Session:
         options, args = ctx.options, self.args
@@ -139,14 +226,21 @@ class StreamRoutes:
         return decode
 
 
+OPENAI_KEY = "openai-insecure-api-key."  # OpenAI's browser subprotocol: the key follows the prefix
+
+
 def _credentials(ws: WebSocket) -> tuple[str | None, str | None]:
     """The key from the Authorization header or, for browsers (which cannot set headers), from the
-    WebSocket subprotocols `token, KEY` (Deepgram's) or `bearer, KEY`: (header, subprotocol to accept)."""
+    WebSocket subprotocols `token, KEY` (Deepgram's), `bearer, KEY`, or OpenAI's
+    `realtime, openai-insecure-api-key.KEY`: (header, subprotocol to accept, never the key's)."""
     header = ws.headers.get("authorization")
     offered = ws.scope.get("subprotocols") or []
     if header is None and len(offered) >= 2 and offered[0].lower() in ("token", "bearer"):
         return f"{offered[0]} {offered[1]}", offered[0]
-    return header, None
+    keyed = [p for p in offered if p.startswith(OPENAI_KEY)]
+    if header is None and keyed:
+        return f"Bearer {keyed[0][len(OPENAI_KEY) :]}", "realtime" if "realtime" in offered else None
+    return header, "realtime" if "realtime" in offered else None
 
 
 async def _refuse(ws: WebSocket, error: ServiceError, subprotocol: str | None) -> None:

@@ -7,6 +7,7 @@ style because the model continues the text it is given (openai/whisper's `initia
   a word (Deepgram's negative intensifier), which is refused.
 - Filler words (`filler_words=true`): Whisper was trained mostly on clean transcripts and drops "um"
   and "uh"; a prompt written with them makes it keep them (the style OpenAI's prompting guide gives).
+- The caller's own prompt (OpenAI realtime's `transcription.prompt`, as whisper-1 takes it) comes first.
 - The file's or stream's text so far, when context is on (engine_client.context), comes last: the
   decoder continues from it, and the engine keeps a prompt's end when it is too long.
 """
@@ -22,11 +23,12 @@ FILLER_STYLE = "Umm, let me think like, hmm... Okay, here's what I'm, like, thin
 MAX_KEYTERMS = 50
 MAX_KEYTERM_CHARS = 64
 MAX_KEYTERMS_CHARS = 500  # about 110 tokens: half the prompt's 223, the rest for context
+MAX_PROMPT_CHARS = 500  # a caller's own prompt: the same share
 
 
 def decoder_prompt(request: TranscriptionRequest, previous: str = "") -> str:
     """The prompt for one chunk or utterance; "" when the request asks for nothing."""
-    parts = []
+    parts = [request.prompt] if request.prompt else []
     if request.filler_words:
         parts.append(FILLER_STYLE)
     if request.keyterms:

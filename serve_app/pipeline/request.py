@@ -29,6 +29,7 @@ class TranscriptionRequest:
     translate: bool = False  # English text for speech in another language (multilingual models only)
     keyterms: tuple[str, ...] = ()  # names and jargon to spell as given (pipeline/prompt.py)
     filler_words: bool = False  # keep "um", "uh" (pipeline/prompt.py)
+    prompt: str = ""  # the caller's own text for the decoder to continue (OpenAI realtime's `prompt`, pipeline/prompt.py)
     redact: tuple[str, ...] = ()  # entity kinds to replace by placeholders (pipeline/redact.py)
     redact_style: str = "deepgram"  # whose placeholders: "deepgram" ([CREDIT_CARD_1]) or "pulse" ([ACCOUNTNUMBER_1])
     replace: tuple[tuple[str, str], ...] = ()  # Deepgram's find:replacement pairs (pipeline/replace.py)

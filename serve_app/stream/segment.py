@@ -146,6 +146,15 @@ class Segmenter:
         )
         return replace(self._take(self.position), speech_final=not self._speaking, from_finalize=True)
 
+    def discard(self) -> bool:
+        """Drop the open utterance without a final (the client cleared it); whether one was open.
+        Speech that goes on opens the next utterance, with its own SpeechStarted."""
+        if self._open is None:
+            return False
+        self._taken = self.position
+        self._open, self._speech_frames, self._speaking, self._pause_at = None, 0, False, None
+        return True
+
     def _frame(self, frame: np.ndarray) -> list[Event]:
         start = self.position
         self.position += FRAME

@@ -1,6 +1,7 @@
 """One live connection, as three tasks joined by queues so that none waits on another's slow part:
 
-- receive: binary frames -> the audio input; control messages -> markers placed after the audio
+- receive: binary frames -> the audio input; text messages -> what the dialect reads in them
+  (`incoming`: audio inside JSON, controls), controls and replies as markers placed after the audio
   that came before them (so Finalize closes exactly what was sent before it); idle timeout.
 - process: audio -> segmenter (VAD, in a worker thread) -> events; finals and interims become
   engine decodes started at once, put on the outgoing queue in stream order.
@@ -14,15 +15,17 @@ decoded and answered before a deliberate close.
 Memory: every stage is bounded in bytes, not in messages, so a stream holds at most (defaults in
 brackets; W is the engine's window as 16 kHz float32: 0.96 MB for 15 s, 1.9 MB for 30 s):
 - the WebSocket message in hand: `max_frame_bytes` [1 MiB], twice while a leftover odd byte is
-  joined to it (PCM is then converted 0.5 s at a time, never as one array);
+  joined to it (PCM is then converted 0.5 s at a time, never as one array); a JSON dialect's message
+  (Twilio, OpenAI realtime) also as its parsed copy and its base64-decoded audio, about 2.5 MiB more;
 - decoded audio waiting for the segmenter: `buffered_s` [10 s = 0.64 MB];
 - a container stream's bytes FFmpeg has not read, and those it read past its last audio:
   `buffered_bytes` each [1 MiB + 1 MiB];
 - the segmenter's open utterance: W (+ 0.3 s pre-roll), twice while a piece is appended;
 - audio being decoded: `decodes_in_flight` finals [4] and one interim, W each;
 - `OUTGOING` results waiting for a slow client, as text (their audio is not kept).
-That is 4.8 MB + 7 W: about 11.5 MB with a 15 s window, 18 MB with 30 s. The WebSocket server in
-front (uvicorn, Ray Serve's proxy) holds frames of its own before they reach the session.
+That is 4.8 MB + 7 W: about 11.5 MB with a 15 s window, 18 MB with 30 s (2.6 MB more for a JSON
+dialect). The WebSocket server in front (uvicorn, Ray Serve's proxy) holds frames of its own before
+they reach the session.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from ..types import SAMPLE_RATE
 from .audio_in import END, ContainerInput, PcmInput
 from .limits import MESSAGE_TOO_BIG, NORMAL, QUOTA_BLOCK_S, Close, StreamLimits, closing
 from .outgoing import ClientGone, close_with, until_over, write
-from .protocol import CLOSE, FINALIZE, Context, LiveDialect, Result, control
+from .protocol import BINARY_REFUSED, CLEAR, CLOSE, FINALIZE, Context, LiveDialect, Opens, Reply, Result
 from .segment import Segmenter, Span, SpeechStarted, Utterance, UtteranceEnd
 
 logger = logging.getLogger("ray.serve")
@@ -78,6 +81,7 @@ class Session:
         self._refused_after = float("inf")
         self._billed = 0.0  # audio seconds reserved against the key's quota so far
         self._interim: asyncio.Task | None = None  # the latest interim decode
+        self._utterance = 0  # number of the open (or next) utterance: Result.utterance
 
     @property
     def audio_seconds(self) -> float:
@@ -85,8 +89,9 @@ class Session:
         what came after its quota or length limit ran out, which is refused."""
         return min(self.audio.seconds, self._refused_after)
 
-    async def run(self) -> None:
-        tasks = [asyncio.create_task(t) for t in (self._receive(), self._process(), self._send())]
+    async def run(self, first: str | None = None) -> None:
+        """`first`: a text message already read (the one that began the stream), taken before the rest."""
+        tasks = [asyncio.create_task(t) for t in (self._receive(first), self._process(), self._send())]
         try:
             failed = await until_over(tasks, sender=tasks[2])
         finally:
@@ -105,9 +110,13 @@ class Session:
             failed = ServiceError()
         await self._close(closing(failed))
 
-    async def _receive(self) -> None:
+    async def _receive(self, first: str | None = None) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.limits.max_duration_s  # KeepAlives cannot hold a stream open for ever either
+        if first is not None and (ending := await self._take(None, first)) is not None:
+            self._end(ending)
+            await self.audio.close()
+            return
         while True:
             try:
                 timeout = max(0.0, min(self.limits.idle_timeout_s, deadline - loop.time()))
@@ -131,6 +140,9 @@ class Session:
             return Close(
                 MESSAGE_TOO_BIG, FileTooLarge(f"WebSocket messages must be at most {limit} bytes", max_frame_bytes=limit)
             )
+        if data is not None and isinstance(self.protocol, Opens):  # its audio comes inside its JSON messages
+            await self.outgoing.put(self.protocol.error(InvalidRequest(BINARY_REFUSED)))
+            return None
         if data:
             self.sha256.update(data)
             await self.audio.feed(data)
@@ -138,14 +150,19 @@ class Session:
             return Close(NORMAL)
         elif text is not None:
             try:
-                kind = control(text)
+                incoming = self.protocol.incoming(text)
             except InvalidRequest as exc:
                 await self.outgoing.put(self.protocol.error(exc))  # reported; the stream goes on
                 return None
-            if kind == CLOSE:
+            if incoming.audio:
+                self.sha256.update(incoming.audio)
+                await self.audio.feed(incoming.audio)
+            if incoming.control == CLOSE:
                 return Close(NORMAL)
-            if kind == FINALIZE:
-                await self.audio.mark(FINALIZE)
+            if incoming.control in (FINALIZE, CLEAR):
+                await self.audio.mark(incoming.control)
+            if incoming.reply is not None:
+                await self.audio.mark(Reply(incoming.reply))
         return None
 
     async def _process(self) -> None:
@@ -154,6 +171,12 @@ class Session:
                 raise item
             if item is FINALIZE:
                 await self._final(self.segmenter.finalize(), from_finalize=True)
+                continue
+            if item is CLEAR:
+                self._clear()
+                continue
+            if isinstance(item, Reply):
+                await self.outgoing.put(item.message)
                 continue
             for event in await asyncio.to_thread(self.segmenter.push, item):
                 await self._event(event)
@@ -199,7 +222,7 @@ class Session:
         if isinstance(event, Utterance):
             await self._final(event)
         elif isinstance(event, SpeechStarted) and self.ctx.options.vad_events:
-            await self._put(self.protocol.speech_started(event.at))
+            await self._put(self.protocol.speech_started(event.at, self._utterance))
         elif isinstance(event, UtteranceEnd) and self.ctx.options.utterance_end_s is not None:
             await self._put(self.protocol.utterance_end(event.last_speech_end))
 
@@ -210,17 +233,30 @@ class Session:
     async def _final(self, utterance: Utterance | None, from_finalize: bool = False, is_last: bool = False) -> None:
         """A final result; with nothing open (a Finalize or close after silence) an empty one."""
         self._interim_at = 0.0
+        number = self._utterance
+        self._utterance += 1
         if utterance is None:
             empty = Utterance(self.segmenter.seconds, np.zeros(0, np.float32), from_finalize=from_finalize)
-            await self.outgoing.put(self._decoded(empty.span(), _ready(self._empty(0.0)), is_last))
+            await self.outgoing.put(self._decoded(empty.span(), _ready(self._empty(0.0)), number, is_last))
             return
-        if self._interim is not None:  # the utterance's interim is obsolete: free the engine for its final
-            self._interim.cancel()
-            self._interim = None
+        self._drop_interim()  # the utterance's interim is obsolete: free the engine for its final
         await self._slots.acquire()  # released when the decode ends
         task = self._start(utterance, final=True)
         task.add_done_callback(lambda _: self._slots.release())
-        await self.outgoing.put(self._decoded(utterance.span(), task, is_last))
+        await self.outgoing.put(self._decoded(utterance.span(), task, number, is_last))
+
+    def _clear(self) -> None:
+        """The client dropped what it sent since the last final (OpenAI's input_audio_buffer.clear):
+        the open utterance ends unanswered and the next one is another."""
+        self._drop_interim()
+        self._interim_at = 0.0
+        if self.segmenter.discard():
+            self._utterance += 1
+
+    def _drop_interim(self) -> None:
+        if self._interim is not None:
+            self._interim.cancel()
+            self._interim = None
 
     def _maybe_interim(self) -> None:
         if not self.ctx.options.interim_results or self._decodes or self.outgoing.full():
@@ -234,7 +270,7 @@ class Session:
         self._interim = self._start(current, final=False)
         if current.speech_s >= MIN_SPEECH_S:
             self._interim.add_done_callback(self.limits.interims.give)
-        self.outgoing.put_nowait(self._decoded(current.span(), self._interim, interim=True))
+        self.outgoing.put_nowait(self._decoded(current.span(), self._interim, self._utterance, interim=True))
 
     def _start(self, utterance: Utterance, final: bool) -> asyncio.Task:
         if utterance.speech_s < MIN_SPEECH_S:
@@ -245,8 +281,8 @@ class Session:
         return task
 
     async def _decoded(
-        self, span: Span, transcript: Awaitable[Transcript], is_last: bool = False, interim: bool = False
-    ) -> dict[str, Any] | None:
+        self, span: Span, transcript: Awaitable[Transcript], number: int, is_last: bool = False, interim: bool = False
+    ) -> dict[str, Any] | list[dict[str, Any]] | None:
         """The message for a decode, built when the sender reaches it (full text in stream order)."""
         try:
             result = await transcript
@@ -270,6 +306,7 @@ class Session:
                 from_finalize=span.from_finalize,
                 is_last=is_last,
                 full_text=" ".join(t for t in self._finals if t),
+                utterance=number,
             ),
             self.ctx,
         )
@@ -284,8 +321,9 @@ class Session:
                 await self._close(item)
                 return
             message = await item if asyncio.iscoroutine(item) else item
-            if message is not None:
-                await self._write(message)
+            for each in message if isinstance(message, list) else [message]:  # a dialect may answer with several
+                if each is not None:
+                    await self._write(each)
 
     async def _write(self, message: dict[str, Any]) -> None:
         await write(self.ws, message)
