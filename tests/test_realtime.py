@@ -152,8 +152,12 @@ def test_browser_subprotocols_carry_the_key(client: TestClient) -> None:
         assert ws.accepted_subprotocol == "realtime"  # never the key's
         created = ws.receive_json()
     assert created["type"] == "transcription_session.created" and KEY not in json.dumps(created)
+    # A browser cannot read a refused handshake: OpenAI's error event, then close 1008 with the code.
+    with client.websocket_connect(URL, subprotocols=["realtime", "openai-insecure-api-key.nope"]) as ws:
+        messages, code = received(ws)
+    assert code == 1008 and [(m["type"], m["error"]["code"]) for m in messages] == [("error", "INVALID_LICENSE")]
     with pytest.raises(WebSocketDenialResponse) as denied:
-        with client.websocket_connect(URL, subprotocols=["realtime", "openai-insecure-api-key.nope"]):
+        with client.websocket_connect(URL, headers={"Authorization": "Bearer nope"}):
             pass
     assert denied.value.status_code == 401 and denied.value.json()["code"] == "INVALID_LICENSE"
 

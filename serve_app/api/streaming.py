@@ -89,7 +89,7 @@ class StreamRoutes:
         except ServiceError as exc:
             await admitted.aclose()
             self.metrics.request("stream", exc.status, getattr(ws.state, "key_id", "none"))
-            await _refuse(ws, exc, subprotocol)
+            await _refuse(ws, exc, subprotocol, dialect)
             return
         async with admitted:
             await ws.accept(subprotocol=subprotocol)
@@ -243,15 +243,14 @@ def _credentials(ws: WebSocket) -> tuple[str | None, str | None]:
     return header, "realtime" if "realtime" in offered else None
 
 
-async def _refuse(ws: WebSocket, error: ServiceError, subprotocol: str | None) -> None:
+async def _refuse(ws: WebSocket, error: ServiceError, subprotocol: str | None, dialect: LiveDialect) -> None:
     """A refused handshake: the HTTP status and JSON error where the server can send one (the
     WebSocket denial extension) and the client can read it; otherwise the error as the stream's only
-    message, then a close whose reason starts with the code. A client that sent its key as a
-    subprotocol is a browser, and a browser shows a refused handshake to the page only as close 1006,
-    without its status or body: it gets the message and the close."""
+    message (in the dialect's shape), then a close whose reason starts with the code. A client that
+    sent its key as a subprotocol is a browser, and a browser shows a refused handshake to the page
+    only as close 1006, without its status or body: it gets the message and the close."""
     if subprotocol is None and "websocket.http.response" in ws.scope.get("extensions", {}):
         await ws.send_denial_response(error.response())
         return
     await ws.accept(subprotocol=subprotocol)
-    await ws.send_json(error.body())
-    await ws.close(code=1008 if error.status < 500 else 1011, reason=f"{error.code}: {error.message}"[:120])
+    await close_with(ws, closing(error), dialect.error(error))
