@@ -47,7 +47,10 @@ async function start() {
   $('final').textContent = '';
   $('interim').textContent = '';
   try {
-    microphone = await navigator.mediaDevices.getUserMedia({ audio: true });
+    // The voice as spoken: WebRTC's call processing (echo cancellation, noise suppression, gain
+    // control) reshapes speech for a listener's ear and costs a recogniser words.
+    const raw = { echoCancellation: false, noiseSuppression: false, autoGainControl: false };
+    microphone = await navigator.mediaDevices.getUserMedia({ audio: raw });
   } catch (error) {
     release();
     state('idle', `No microphone (${error.name}). The page needs HTTPS or localhost.`);
