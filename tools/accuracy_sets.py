@@ -16,6 +16,7 @@ character (CER). The diarization set (several speakers) is measured by tools.acc
   .venv/bin/python -m tools.accuracy_sets --sets arctic,multilingual --max-clips-per-set 2 --skip-streams --out /tmp/acc
 
 Prints the table and writes sets.{json,md} to --out (docs/accuracy), replacing the last run's.
+--engine KEY=VALUE runs the service with other engine settings (another window: docs/accuracy/windows.md).
 """
 
 from __future__ import annotations
@@ -233,9 +234,13 @@ def through_faster_whisper(model: WhisperModel, clips: list[dict], base: Path, l
     return texts
 
 
-def transcribe(groups: dict[Group, list[dict]], base: Path, workdir: Path, streams: bool) -> dict[Group, dict[str, list[str]]]:
+def transcribe(
+    groups: dict[Group, list[dict]], base: Path, workdir: Path, streams: bool, engine: dict | None = None, peer: bool = True
+) -> dict[Group, dict[str, list[str]]]:
     """Every engine's text of every clip: the English service, then the multilingual one, each
-    followed by faster-whisper on the same weights (alone on the cores: one model loaded at a time)."""
+    followed by faster-whisper on the same weights (alone on the cores: one model loaded at a time).
+    `engine`: engine settings over the configs' (another model or window, for comparing them);
+    `peer`: run faster-whisper too."""
     from tools.accuracy import started  # imports the diarizer (torch): only a real run needs it
 
     texts: dict[Group, dict[str, list[str]]] = {g: {} for g in groups}
@@ -243,7 +248,9 @@ def transcribe(groups: dict[Group, list[dict]], base: Path, workdir: Path, strea
         mine = {g: clips for g, clips in groups.items() if (g[1] == "en") == english}
         if not mine:
             continue
-        service = started(workdir, yaml.safe_load(CONFIGS[english].read_text()), "english" if english else "multilingual")
+        config = yaml.safe_load(CONFIGS[english].read_text())
+        config["applications"][0]["args"]["engine"].update(engine or {})
+        service = started(workdir, config, "english" if english else "multilingual")
         try:
             for g, clips in mine.items():
                 print(f"==> service: {g[0]} {g[1]} ({len(clips)} clips)", flush=True)
@@ -253,6 +260,8 @@ def transcribe(groups: dict[Group, list[dict]], base: Path, workdir: Path, strea
                     texts[g]["streamed"] = through_streams(service, clips, base)
         finally:
             service.stop()
+        if not peer:
+            continue
         model = faster_whisper_model(checkpoint=ct2_checkpoint(CHECKPOINTS[english], workdir))
         for g, clips in mine.items():
             print(f"==> faster-whisper: {g[0]} {g[1]}", flush=True)
@@ -268,7 +277,16 @@ def main() -> None:
     p.add_argument("--max-clips-per-set", type=int, help="at most this many clips per (set, language), for quick runs")
     p.add_argument("--skip-streams", action="store_true")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "accuracy")
+    p.add_argument(
+        "--engine",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an engine setting over the configs' (YAML value), e.g. model=models/whisper-tiny.en kv_cache_mb=1024",
+    )
+    p.add_argument("--no-faster-whisper", action="store_true", help="the service only")
     args = p.parse_args()
+    engine = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.engine)}
     started_at, code = time.monotonic(), code_version()
     rows = [json.loads(line) for line in args.manifest.read_text().splitlines() if line.strip()]
     groups = group_clips(rows, set(args.sets.split(",")) if args.sets else None, args.max_clips_per_set)
@@ -276,13 +294,14 @@ def main() -> None:
         raise SystemExit("no clips match")
     print(f"{sum(map(len, groups.values()))} clips in {len(groups)} (set, language) groups", flush=True)
     with tempfile.TemporaryDirectory(prefix="stt-accuracy-sets-") as tmp:
-        texts = transcribe(groups, args.manifest.parent, Path(tmp), not args.skip_streams)
+        texts = transcribe(groups, args.manifest.parent, Path(tmp), not args.skip_streams, engine, not args.no_faster_whisper)
     results = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": {"cpus": os.cpu_count()},
         "command": shlex.join([".venv/bin/python", "-m", "tools.accuracy_sets", *sys.argv[1:]]),
         "run_s": round(time.monotonic() - started_at),
         "code": code,
+        "engine_overrides": engine,
         "faster_whisper_version": importlib.metadata.version("faster-whisper"),
         "stream_pace": STREAM_PACE,
         "sets": [set_row(g, clips, texts[g]) for g, clips in groups.items()],

