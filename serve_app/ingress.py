@@ -84,7 +84,17 @@ class Ingress:
             self.url_policy,
             body_limits,
         )
-        streams = StreamRoutes(access, limiter, engine, meter, self.metrics, args.stream, args.condition_on_previous_text)
+        streams = StreamRoutes(
+            access,
+            limiter,
+            engine,
+            meter,
+            self.metrics,
+            args.stream,
+            args.condition_on_previous_text,
+            self.callbacks,
+            self.url_policy,
+        )
         return self._routes(files, streams, Health(engine, limiter, self.auth), UsageRoute(access, limiter))
 
     def _routes(self, files: FileRoutes, streams: StreamRoutes, health: Health, usage: UsageRoute) -> Starlette:

@@ -18,6 +18,7 @@ from serve_app.api.twilio import Twilio
 from serve_app.errors import InvalidRequest
 from serve_app.stream.protocol import CLOSE, Context
 
+from .helpers import FileServer, serving
 from .support import (
     AUTH,
     ISSUER,
@@ -309,3 +310,40 @@ def test_the_dialect_reads_twilios_messages() -> None:
     assert twilio.incoming(TWILIO_STOP).control == CLOSE
     with pytest.raises(InvalidRequest):
         twilio.incoming('{"event": "media"}')
+
+
+@pytest.fixture
+def hooks() -> Iterator[FileServer]:
+    yield from serving("127.0.0.2", {})  # make_ingress allowlists 127.0.0.2
+
+
+def _posted(hooks: FileServer) -> list[tuple[str, bytes]]:
+    deadline = time.monotonic() + 10
+    while not hooks.posted and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return hooks.posted
+
+
+def test_a_callback_gets_the_whole_call_once_it_ends(client: TestClient, hooks: FileServer) -> None:
+    messages, code = call(client, {"callback": hooks.url("/calls")})
+    assert code == 1000
+    texts = [m["text"] for m in finals(messages) if m["text"]]
+    [(path, body)] = _posted(hooks)
+    report = json.loads(body)
+    assert path == "/calls" and report["event"] == "call_transcript"
+    assert (report["streamSid"], report["callSid"], report["track"]) == ("MZ0001", "CA0001", "inbound")
+    assert report["request_id"] == messages[-1]["request_id"] and report["duration"] == pytest.approx(11.0, abs=0.01)
+    assert [u["text"] for u in report["utterances"]] == texts and report["transcript"] == " ".join(texts)
+    assert hooks.url("/calls") not in json.dumps(messages)  # the URL is not echoed on the socket
+
+
+@pytest.mark.parametrize(
+    "url, error",
+    [("http://127.0.0.1:9/x", "URL_NOT_ALLOWED"), ("ftp://127.0.0.2/x", "INVALID_REQUEST"), ("not a url", "INVALID_REQUEST")],
+)
+def test_a_callback_the_file_rules_refuse_ends_the_stream_before_its_audio(
+    client: TestClient, engine: FakeEngine, url: str, error: str
+) -> None:
+    messages, code = call(client, {"callback": url})  # loopback (127.0.0.1) is not allowlisted: nothing is sent there
+    assert code == 1008 and [m["code"] for m in messages if m["event"] == "error"][-1] == error
+    assert not engine.calls and not finals(messages)

@@ -10,6 +10,7 @@ close, as the handshake can no longer be refused."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,8 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from ..callback import Callbacks
+from ..callback import check as check_callback
 from ..errors import FileTooLarge, InvalidRequest, ServiceError, StreamIdle
 from ..licensing.auth import Principal
 from ..licensing.limits import Admission, Limiter
@@ -27,6 +30,7 @@ from ..metrics import Metrics
 from ..pipeline import transforms
 from ..pipeline.chunk import Chunk
 from ..pipeline.engine_client import EngineClient, context
+from ..pipeline.fetch import UrlPolicy
 from ..pipeline.meter import Meter
 from ..pipeline.prompt import decoder_prompt
 from ..pipeline.request import supported_language
@@ -37,7 +41,7 @@ from ..settings import StreamArgs
 from ..stream.audio_in import open_input
 from ..stream.limits import MESSAGE_TOO_BIG, Close, InterimBudget, StreamLimits, closing
 from ..stream.outgoing import ClientGone, close_with, write
-from ..stream.protocol import BINARY_REFUSED, Context, LiveDialect, Opens, StreamOptions
+from ..stream.protocol import BINARY_REFUSED, Context, LiveDialect, Opens, Reports, StreamOptions
 from ..stream.segment import Segmenter, SileroVad, Utterance
 from ..stream.session import Decode, Session
 from .access import Access
@@ -56,6 +60,8 @@ class StreamRoutes:
     metrics: Metrics
     args: StreamArgs
     context: bool = False  # decode each utterance with the stream's finals so far as context
+    callbacks: Callbacks | None = None  # where a stream's report goes (a Twilio call's `callback`)
+    url_policy: UrlPolicy | None = None  # the rules a callback URL obeys (those of file callbacks)
 
     def __post_init__(self) -> None:
         self.interims = InterimBudget(self.args.interims_in_flight)  # shared by every stream of the replica
@@ -94,7 +100,7 @@ class StreamRoutes:
         async with admitted:
             await ws.accept(subprotocol=subprotocol)
             ctx = Context(uuid.uuid4().hex, info.model, options, tuple(info.languages))
-            first = None
+            first, reporting = None, False
             if opens is not None:
                 try:
                     opened = await self._opening(ws, opens, ctx, known=principal is not None)
@@ -107,6 +113,7 @@ class StreamRoutes:
                         principal = await self.access.check(key, ws)
                         admission = await admitted.enter_async_context(self.limiter.admit(principal))
                     supported_language(options.language, info)
+                    reporting = await self._reporting(dialect, ctx, principal.key_id)
                     vad = vad or await asyncio.to_thread(SileroVad)
                 except ServiceError as exc:
                     self.metrics.request("stream", exc.status, getattr(ws.state, "key_id", "none"))
@@ -121,6 +128,8 @@ class StreamRoutes:
                 await session.run(first)
             finally:
                 admission.audio_seconds = session.audio_seconds
+                if reporting:
+                    await self._report(dialect, ctx, session.audio_seconds)
                 tags = options.text.tags if options.text else ()
                 logger.info(
                     "stream request_id=%s key_id=%s audio_s=%.1f%s",
@@ -131,6 +140,24 @@ class StreamRoutes:
                 )
         self.metrics.request("stream", 101, principal.key_id)
         await self.meter.observe(principal, session.audio_seconds)
+
+    async def _reporting(self, dialect: LiveDialect, ctx: Context, key_id: str) -> bool:
+        """Takes on the report a stream's client asked for (Twilio's `callback`), checked and
+        counted as a file callback is (a bad URL: 400; the key's or replica's callbacks full:
+        429, 503); whether there is one."""
+        if not isinstance(dialect, Reports) or dialect.callback is None:
+            return False
+        if self.callbacks is None or self.url_policy is None:
+            raise InvalidRequest("Stream reports are not served here", parameter="callback")
+        url = await asyncio.to_thread(check_callback, dialect.callback, self.url_policy)
+        await self.callbacks.accept(ctx.request_id, key_id, url)
+        return True
+
+    async def _report(self, dialect: LiveDialect, ctx: Context, duration: float) -> None:
+        """The stream's report, handed to the callback outbox after its last final (however it ended)."""
+        assert isinstance(dialect, Reports) and self.callbacks is not None
+        body = json.dumps(dialect.report(ctx, duration)).encode()
+        await self.callbacks.finish(ctx.request_id, body, "application/json")
 
     async def _opening(
         self, ws: WebSocket, dialect: Opens, ctx: Context, known: bool

@@ -13,7 +13,13 @@ Answers (one JSON text message each, `streamSid` and `callSid` in every one):
 "confidence", "words": [...]}`, `speech_started` (`vad_events=true`), `utterance_end`
 (`utterance_end_ms`), `error` (`code`, `error`, `parameter`), and `metadata` (`request_id`,
 `duration`) once `stop` has been answered. Nothing is sent in Twilio's own vocabulary: no `media`,
-`mark` or `clear`."""
+`mark` or `clear`.
+
+Twilio itself reads none of those messages, so the transcript can also go where the call's owner
+reads it: a `callback` custom parameter (a URL under the file callbacks' rules) gets the whole
+call's transcript POSTed once the stream ends (`{"event": "call_transcript", ...}`, `report`), through
+the callback outbox, retried as file callbacks are. For it the stream keeps each final's text and
+times (no words): a few MB at most over the 3 h a stream may last."""
 
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ from .live import Deepgram
 from .live_params import MAX_CHANNELS, SAMPLE_RATES
 
 KEY = "key"  # the customParameters entry that carries the license key
+CALLBACK = "callback"  # the customParameters entry with the URL the call's transcript is POSTed to
 TRACKS = ("inbound", "outbound")
 MULAW = "audio/x-mulaw"  # the only encoding Twilio streams
 OWN = ("encoding", "sample_rate", "channels")  # Twilio's mediaFormat says these
@@ -46,6 +53,8 @@ class Twilio:
         self.track = "inbound"
         self._query: dict[str, Any] = {}
         self._default_endpoint_s = 0.3
+        self.callback: str | None = None
+        self._finals: list[dict[str, Any]] = []  # for the callback's report, kept only when there is one
 
     def parse(self, params: Mapping[str, Any], default_endpoint_s: float) -> StreamOptions:
         """The handshake's query (Twilio sends none; other clients may): checked now, used with `start`."""
@@ -87,8 +96,11 @@ class Twilio:
         custom = start.get("customParameters") or {}
         if not isinstance(custom, dict) or not all(isinstance(v, str) for v in custom.values()):
             raise InvalidRequest("start.customParameters must map names to strings", parameter="start.customParameters")
-        key = custom.get(KEY)
+        key, callback = custom.get(KEY), custom.get(CALLBACK, self._query.get(CALLBACK))
+        if callback is not None and not isinstance(callback, str):
+            raise InvalidRequest("callback must be one URL", parameter=CALLBACK)
         params = {**self._query, **{name: value for name, value in custom.items() if name != KEY}}
+        params.pop(CALLBACK, None)
         tracks = start.get("tracks") or ["inbound"]
         if not isinstance(tracks, list) or not tracks or not all(t in TRACKS for t in tracks):
             raise InvalidRequest("start.tracks must list inbound and/or outbound", parameter="start.tracks")
@@ -98,10 +110,12 @@ class Twilio:
         options = self._options(params, rate, channels)
         self.stream_sid, self.track = sid, str(track)
         self.call_sid = call if isinstance(call, str) else None
+        self.callback = str(callback) if callback else None
         return Opening(options=options, key=key)
 
     def _options(self, params: Mapping[str, Any], rate: int, channels: int) -> StreamOptions:
         """Deepgram's live options, the audio format being Twilio's."""
+        params = {name: value for name, value in params.items() if name != CALLBACK}  # the route checks it
         for name in (*OWN, *ANSWERLESS):
             if params.get(name) is not None:
                 why = "it is set by start.mediaFormat" if name in OWN else "transcript events have no place for it"
@@ -133,6 +147,10 @@ class Twilio:
 
     def result(self, r: Result, ctx: Context) -> dict[str, Any]:
         t = r.transcript
+        if r.is_final and t.text and self.callback:
+            self._finals.append(
+                {"start": round(r.start, 3), "duration": round(r.duration, 3), "text": t.text, "confidence": t.confidence}
+            )
         return {
             "event": "transcript",
             **self._ids(),
@@ -158,3 +176,14 @@ class Twilio:
 
     def error(self, exc: ServiceError) -> dict[str, Any]:
         return {"event": "error", **self._ids(), **exc.body()}
+
+    def report(self, ctx: Context, duration: float) -> dict[str, Any]:
+        return {
+            "event": "call_transcript",
+            **self._ids(),
+            "request_id": ctx.request_id,
+            "track": self.track,
+            "duration": round(duration, 3),
+            "transcript": " ".join(f["text"] for f in self._finals),
+            "utterances": self._finals,
+        }

@@ -168,3 +168,14 @@ class Opens(LiveDialect, Protocol):
     def opening(self, text: str, ctx: Context) -> Opening:
         """One text message before the audio. A bad one raises InvalidRequest (reported, then the
         next message is read); one the stream cannot begin after returns `Opening(error=...)`."""
+
+
+@runtime_checkable
+class Reports(LiveDialect, Protocol):
+    """A dialect whose client may ask for the whole stream's transcript at a URL once it ends
+    (Twilio's `callback` parameter: a phone call's transcript reaches its owner with no relay)."""
+
+    callback: str | None  # the URL, once the stream's options are read; None: no report
+
+    def report(self, ctx: Context, duration: float) -> dict[str, Any]:
+        """The body POSTed to `callback` after the stream's last final."""
