@@ -75,10 +75,10 @@ class Smallest:
             body["redacted_entities"] = placeholders(r.transcript.words)
         return body
 
-    def speech_started(self, at: float, utterance: int) -> dict[str, Any] | None:
+    def speech_started(self, at: float, utterance: int, channel: int = 0) -> dict[str, Any] | None:
         return None  # Pulse has no voice activity messages (`vad_events` is refused)
 
-    def utterance_end(self, last_word_end: float) -> dict[str, Any] | None:
+    def utterance_end(self, last_word_end: float, channel: int = 0) -> dict[str, Any] | None:
         return None
 
     def metadata(self, ctx: Context, sha256: str, duration: float) -> dict[str, Any] | None:

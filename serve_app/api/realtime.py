@@ -268,7 +268,7 @@ class Realtime:
         self._previous = item
         return events
 
-    def speech_started(self, at: float, utterance: int) -> dict[str, Any] | None:
+    def speech_started(self, at: float, utterance: int, channel: int = 0) -> dict[str, Any] | None:
         # where speech was heard: OpenAI's value includes its prefix padding, but this server's
         # 300 ms pre-roll before `at` stops at the last item's end, which only the item's final knows
         return self._event("input_audio_buffer.speech_started", audio_start_ms=_ms(at), item_id=_item(self._context(), utterance))
@@ -277,7 +277,7 @@ class Realtime:
         assert self._ctx is not None, "greeting() is the first call of a stream"
         return self._ctx
 
-    def utterance_end(self, last_word_end: float) -> dict[str, Any] | None:
+    def utterance_end(self, last_word_end: float, channel: int = 0) -> dict[str, Any] | None:
         return None
 
     def metadata(self, ctx: Context, sha256: str, duration: float) -> dict[str, Any] | None:

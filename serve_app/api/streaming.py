@@ -35,15 +35,18 @@ from ..pipeline.meter import Meter
 from ..pipeline.prompt import decoder_prompt
 from ..pipeline.request import supported_language
 from ..pipeline.source import repeated
-from ..pipeline.stitch import stitch
+from ..pipeline.stitch import stitch, with_speakers
 from ..pipeline.transcript import Transcript
 from ..settings import StreamArgs
 from ..stream.audio_in import open_input
+from ..stream.channels import Channels
 from ..stream.limits import MESSAGE_TOO_BIG, Close, InterimBudget, StreamLimits, closing
 from ..stream.outgoing import ClientGone, close_with, write
 from ..stream.protocol import BINARY_REFUSED, Context, LiveDialect, Opens, Reports, StreamOptions
 from ..stream.segment import Segmenter, SileroVad, Utterance
 from ..stream.session import Decode, Session
+from ..stream.speakers import Speakers
+from ..types import Turn
 from .access import Access
 from .http import check_headers
 
@@ -80,7 +83,7 @@ class StreamRoutes:
         deferred = header is None and opens is not None and opens.key_in_opening  # and so may its key
         principal: Principal | None = None
         admission: Admission | None = None
-        vad: SileroVad | None = None
+        vads: list[SileroVad] = []
         admitted = AsyncExitStack()
         try:
             check_headers(ws)
@@ -91,7 +94,7 @@ class StreamRoutes:
             supported_language(options.language, info)
             if principal is not None:
                 admission = await admitted.enter_async_context(self.limiter.admit(principal))
-                vad = await asyncio.to_thread(SileroVad)
+                vads = await _vads(_lanes(options))
         except ServiceError as exc:
             await admitted.aclose()
             self.metrics.request("stream", exc.status, getattr(ws.state, "key_id", "none"))
@@ -114,7 +117,7 @@ class StreamRoutes:
                         admission = await admitted.enter_async_context(self.limiter.admit(principal))
                     supported_language(options.language, info)
                     reporting = await self._reporting(dialect, ctx, principal.key_id)
-                    vad = vad or await asyncio.to_thread(SileroVad)
+                    vads = vads or await _vads(_lanes(options))
                 except ServiceError as exc:
                     self.metrics.request("stream", exc.status, getattr(ws.state, "key_id", "none"))
                     too_big = "max_frame_bytes" in exc.extra  # a message over the limit: 1009, as in a session
@@ -122,12 +125,12 @@ class StreamRoutes:
                     await close_with(ws, close, dialect.error(exc))
                     return
                 ctx = replace(ctx, options=options)
-            assert principal is not None and admission is not None and vad is not None
-            session = self._session(ws, dialect, ctx, self._segmenter(vad, options, info.window_s), admission)
+            assert principal is not None and admission is not None and vads
+            session = self._session(ws, dialect, ctx, self._segmenter(vads, options, info.window_s), admission)
             try:
                 await session.run(first)
             finally:
-                admission.audio_seconds = session.audio_seconds
+                admission.audio_seconds = session.audio_seconds * _lanes(options)  # each channel is transcribed
                 if reporting:
                     await self._report(dialect, ctx, session.audio_seconds)
                 tags = options.text.tags if options.text else ()
@@ -139,7 +142,7 @@ class StreamRoutes:
                     f" tags={list(tags)!r}" if tags else "",
                 )
         self.metrics.request("stream", 101, principal.key_id)
-        await self.meter.observe(principal, session.audio_seconds)
+        await self.meter.observe(principal, session.audio_seconds * _lanes(options))
 
     async def _reporting(self, dialect: LiveDialect, ctx: Context, key_id: str) -> bool:
         """Takes on the report a stream's client asked for (Twilio's `callback`), checked and
@@ -206,30 +209,42 @@ class StreamRoutes:
         except (ClientGone, WebSocketDisconnect):
             return None
 
-    def _session(self, ws: WebSocket, dialect: LiveDialect, ctx: Context, segmenter: Segmenter, admission: Admission) -> Session:
-        options, args = ctx.options, self.args
+    def _session(self, ws: WebSocket, dialect: LiveDialect, ctx: Context, segmenter: Channels, admission: Admission) -> Session:
+        options, args, lanes = ctx.options, self.args, _lanes(ctx.options)
+
+        async def reserve(seconds: float) -> float:  # a multichannel stream is billed per channel, as files are
+            return await admission.reserve(seconds * lanes, partial=True) / lanes
+
         return Session(
             ws,
             dialect,
             ctx,
-            open_input(options.encoding, options.sample_rate, options.channels, args.buffered_s, args.buffered_kb * 1024),
+            open_input(
+                options.encoding, options.sample_rate, options.channels, args.buffered_s, args.buffered_kb * 1024, lanes > 1
+            ),
             segmenter,
             self._decoder(options),
             StreamLimits(
                 args.idle_timeout_s,
                 args.interim_every_s,
                 args.decodes_in_flight,
-                lambda seconds: admission.reserve(seconds, partial=True),
+                reserve,
                 self.interims,
                 max_frame_bytes=args.max_frame_kb * 1024,
                 max_duration_s=args.max_duration_s,
             ),
         )
 
-    def _segmenter(self, vad: SileroVad, options: StreamOptions, window_s: float) -> Segmenter:
+    def _segmenter(self, vads: list[SileroVad], options: StreamOptions, window_s: float) -> Channels:
+        """One segmenter per channel transcribed, each with its own VAD."""
         args = self.args
         long_pause_s = args.merge_pause_ms / 1000
-        return Segmenter(vad, options.endpoint_s, window_s, options.utterance_end_s, args.min_final_speech_s, long_pause_s)
+        return Channels(
+            [
+                Segmenter(vad, options.endpoint_s, window_s, options.utterance_end_s, args.min_final_speech_s, long_pause_s)
+                for vad in vads
+            ]
+        )
 
     def _decoder(self, options: StreamOptions) -> Decode:
         """An utterance through the same engine as files; finals wait out a full queue, interims do not.
@@ -238,8 +253,9 @@ class StreamRoutes:
         (finals seconds apart, decoded in a fraction of one) is every final before it."""
         request = replace(options.text, language=options.language, punctuate=options.punctuate)
         finals: list[str] = []
+        speakers = [Speakers(self._diarize) for _ in range(_lanes(options))] if options.diarize else []
 
-        async def decode(utterance: Utterance, final: bool) -> Transcript:
+        async def transcribe(utterance: Utterance, final: bool) -> Transcript:
             align = final and options.timestamps
             previous = decoder_prompt(request, context(finals) if self.context else "")
             call = partial(self.engine.transcribe, utterance.audio, options.language, align, previous)
@@ -247,10 +263,24 @@ class StreamRoutes:
                 result = await (self.engine.patiently(call) if final else call())
             if final and self.context:
                 finals[:] = [context([*finals, result.text])]  # bounded: only the end is ever sent
-            transcript = stitch([Chunk(utterance.start, utterance.audio)], [result], options.language)
+            return stitch([Chunk(utterance.start, utterance.audio)], [result], options.language)
+
+        async def decode(utterance: Utterance, final: bool) -> Transcript:
+            if not (final and speakers):  # interims carry no speakers
+                return transforms.apply(await transcribe(utterance, final), request)
+            # Asked before the first await: a channel's finals are diarized in the order they came.
+            turns = asyncio.ensure_future(speakers[utterance.channel].turns(utterance.audio, utterance.start))
+            try:
+                transcript = with_speakers(await transcribe(utterance, final), await turns)
+            finally:
+                turns.cancel()  # no-op once done; a failed or cancelled decode needs no speakers
             return transforms.apply(transcript, request)
 
         return decode
+
+    async def _diarize(self, audio: Any) -> list[Turn]:
+        """A final's speakers (with the voices in front of it: stream/speakers.py); waits out a full engine."""
+        return await self.engine.patiently(lambda: self.engine.diarize(audio, None))
 
 
 OPENAI_KEY = "openai-insecure-api-key."  # OpenAI's browser subprotocol: the key follows the prefix
@@ -281,3 +311,13 @@ async def _refuse(ws: WebSocket, error: ServiceError, subprotocol: str | None, d
         return
     await ws.accept(subprotocol=subprotocol)
     await close_with(ws, closing(error), dialect.error(error))
+
+
+def _lanes(options: StreamOptions) -> int:
+    """The channels a stream transcribes: each of a multichannel stream's, else one (mixed down)."""
+    return options.channels if options.multichannel else 1
+
+
+async def _vads(count: int) -> list[SileroVad]:
+    """A VAD per channel: each keeps its own state from frame to frame."""
+    return [await asyncio.to_thread(SileroVad) for _ in range(count)]

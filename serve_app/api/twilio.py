@@ -37,8 +37,12 @@ KEY = "key"  # the customParameters entry that carries the license key
 CALLBACK = "callback"  # the customParameters entry with the URL the call's transcript is POSTed to
 TRACKS = ("inbound", "outbound")
 MULAW = "audio/x-mulaw"  # the only encoding Twilio streams
-OWN = ("encoding", "sample_rate", "channels")  # Twilio's mediaFormat says these
-ANSWERLESS = ("search", "extra")  # Deepgram's answer fields: the transcript event has no place for them
+# The options of /v1/listen a Twilio stream does not take, and why
+NOT_HERE = {
+    **dict.fromkeys(("encoding", "sample_rate", "channels"), "it is set by start.mediaFormat"),
+    **dict.fromkeys(("search", "extra"), "transcript events have no place for it"),  # Deepgram's answer fields
+    **dict.fromkeys(("multichannel", "diarize"), "a track is one channel, transcribed without speakers"),
+}
 
 
 class Twilio:
@@ -116,9 +120,8 @@ class Twilio:
     def _options(self, params: Mapping[str, Any], rate: int, channels: int) -> StreamOptions:
         """Deepgram's live options, the audio format being Twilio's."""
         params = {name: value for name, value in params.items() if name != CALLBACK}  # the route checks it
-        for name in (*OWN, *ANSWERLESS):
+        for name, why in NOT_HERE.items():
             if params.get(name) is not None:
-                why = "it is set by start.mediaFormat" if name in OWN else "transcript events have no place for it"
                 raise InvalidRequest(f"{name} is not an option on Twilio streams: {why}", parameter=name)
         if params.get("track", "inbound") not in TRACKS:
             raise InvalidRequest("track must be inbound or outbound", parameter="track")
@@ -165,10 +168,10 @@ class Twilio:
             "words": [word_dict(w) for w in t.words],
         }
 
-    def speech_started(self, at: float, utterance: int) -> dict[str, Any] | None:
+    def speech_started(self, at: float, utterance: int, channel: int = 0) -> dict[str, Any] | None:
         return {"event": "speech_started", **self._ids(), "timestamp": round(at, 3)}
 
-    def utterance_end(self, last_word_end: float) -> dict[str, Any] | None:
+    def utterance_end(self, last_word_end: float, channel: int = 0) -> dict[str, Any] | None:
         return {"event": "utterance_end", **self._ids(), "last_word_end": round(last_word_end, 3)}
 
     def metadata(self, ctx: Context, sha256: str, duration: float) -> dict[str, Any] | None:

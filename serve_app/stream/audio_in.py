@@ -1,8 +1,9 @@
 """Binary frames -> 16 kHz mono float32, as they arrive.
 
 Raw samples (`RAW`: linear16 little-endian int16, linear32 little-endian float32, mulaw and alaw
-G.711 bytes expanded by lookup table) are converted in place: channels interleaved and mixed down,
-resampled by FFmpeg's resampler, which keeps its filter state between frames (no clicks at frame
+G.711 bytes expanded by lookup table) are converted in place: channels interleaved and mixed down
+(or, `separate`, kept apart: arrays of (channels, samples), for multichannel streams), resampled by
+FFmpeg's resampler, which keeps its filter state between frames (no clicks at frame
 edges). A container stream (webm or ogg, Opus inside: what browsers' MediaRecorder sends; a FLAC
 stream; AMR-NB frames) is demuxed by FFmpeg in a thread of its own, because FFmpeg reads it through
 a blocking pipe. FFmpeg is always told the demuxer and only the codecs the encoding names decode.
@@ -126,19 +127,30 @@ class _Buffer:
 
 
 class PcmInput:
-    """Headerless samples (`RAW`: linear16 by default), channels interleaved."""
+    """Headerless samples (`RAW`: linear16 by default), channels interleaved: mixed down, or
+    `separate` (each channel its own row; `max_samples` then counts every channel's)."""
 
     def __init__(
-        self, sample_rate: int, channels: int, max_samples: int = int(BUFFERED_S * SAMPLE_RATE), encoding: str = "linear16"
+        self,
+        sample_rate: int,
+        channels: int,
+        max_samples: int = int(BUFFERED_S * SAMPLE_RATE),
+        encoding: str = "linear16",
+        separate: bool = False,
     ) -> None:
-        self.sample_rate, self.channels = sample_rate, channels
+        self.sample_rate, self.channels, self.separate = sample_rate, channels, separate
         self._format = RAW[encoding]
         self._frame = self._format.size * channels  # bytes of one sample of every channel
         self._rest = b""  # bytes short of a whole sample frame
         self.seconds = 0.0  # audio received
         self.buffer = _Buffer(max_samples)
         self._piece = max(1, int(PIECE_S * sample_rate)) * self._frame  # bytes converted at a time
-        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE) if sample_rate != SAMPLE_RATE else None
+        # one per channel kept apart: each keeps its own filter state
+        self._resamplers = (
+            [av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE) for _ in range(channels if separate else 1)]
+            if sample_rate != SAMPLE_RATE
+            else []
+        )
 
     async def feed(self, data: bytes) -> None:
         data = self._rest + data
@@ -146,28 +158,31 @@ class PcmInput:
         self._rest = data[whole:]
         view = memoryview(data)
         for at in range(0, whole, self._piece):
-            piece = self._format.convert(view[at : min(at + self._piece, whole)])
-            samples = piece.reshape(-1, self.channels).mean(axis=1, dtype=np.float32)
-            self.seconds += samples.size / self.sample_rate
-            await self.buffer.put(self._resample(samples))
+            piece = self._format.convert(view[at : min(at + self._piece, whole)]).reshape(-1, self.channels)
+            self.seconds += piece.shape[0] / self.sample_rate
+            if self.separate:
+                await self.buffer.put(np.stack([self._resample(piece[:, c].astype(np.float32), c) for c in range(self.channels)]))
+            else:
+                await self.buffer.put(self._resample(piece.mean(axis=1, dtype=np.float32)))
 
     async def mark(self, marker: object) -> None:
         await self.buffer.put(marker)
 
     async def close(self) -> None:
-        if self._resampler is not None:
-            await self.buffer.put(_to_array(self._resampler.resample(None)))
+        if self._resamplers:
+            rest = [_to_array(r.resample(None)) for r in self._resamplers]
+            await self.buffer.put(np.stack(rest) if self.separate else rest[0])
         await self.buffer.put(END)
 
     async def get(self) -> Any:
         return await self.buffer.get()
 
-    def _resample(self, samples: np.ndarray) -> np.ndarray:
-        if self._resampler is None:
+    def _resample(self, samples: np.ndarray, channel: int = 0) -> np.ndarray:
+        if not self._resamplers:
             return samples
         frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
         frame.sample_rate = self.sample_rate
-        return _to_array(self._resampler.resample(frame))
+        return _to_array(self._resamplers[channel].resample(frame))
 
 
 def _to_array(frames: list[av.AudioFrame]) -> np.ndarray:
@@ -284,13 +299,21 @@ def _container(head: bytes, allowed: tuple[str, ...], headerless: str | None = N
 
 
 def open_input(
-    encoding: str | None, sample_rate: int, channels: int, buffered_s: float = BUFFERED_S, buffered_bytes: int = BUFFERED_BYTES
+    encoding: str | None,
+    sample_rate: int,
+    channels: int,
+    buffered_s: float = BUFFERED_S,
+    buffered_bytes: int = BUFFERED_BYTES,
+    separate: bool = False,
 ) -> PcmInput | ContainerInput:
-    """`encoding` None: an Ogg or WebM container (Deepgram's rule for omitted encoding)."""
+    """`encoding` None: an Ogg or WebM container (Deepgram's rule for omitted encoding); `separate`:
+    raw channels kept apart, `buffered_s` of each."""
     if encoding is not None and encoding not in ENCODINGS:
         raise InvalidRequest(f"encoding must be one of {', '.join(ENCODINGS)} (or omitted for webm/ogg)", parameter="encoding")
     max_samples = int(buffered_s * SAMPLE_RATE)
     if encoding in RAW:
-        return PcmInput(sample_rate, channels, max_samples, encoding)
+        return PcmInput(sample_rate, channels, max_samples * (channels if separate else 1), encoding, separate)
+    if separate:
+        raise InvalidRequest("multichannel needs raw samples (linear16, linear32, mulaw or alaw)", parameter="multichannel")
     containers, codecs, headerless = ((OGG, MATROSKA), CODECS, None) if encoding is None else STREAMS[encoding]
     return ContainerInput(containers, max_samples, buffered_bytes, codecs, headerless)

@@ -28,7 +28,7 @@ _CONTROLS = {"keepalive": KEEP_ALIVE, "keep_alive": KEEP_ALIVE, "finalize": FINA
 class StreamOptions:
     encoding: str | None  # "linear16" etc.; None: a container stream (webm/ogg)
     sample_rate: int
-    channels: int  # interleaved in raw PCM; mixed down
+    channels: int  # interleaved in raw PCM; mixed down unless `multichannel`
     language: str
     interim_results: bool
     endpoint_s: float | None  # pause that ends an utterance; None: only Finalize, close or length do
@@ -37,6 +37,8 @@ class StreamOptions:
     punctuate: bool
     timestamps: bool  # model-aligned word times in final results (otherwise estimated)
     full_transcript: bool = False  # Smallest: the whole session's text on each final
+    multichannel: bool = False  # each of `channels` segmented and decoded on its own (raw encodings only)
+    diarize: bool = False  # finals' words carry the stream's speaker numbers (stream/speakers.py)
     # The text options every result is transformed with (pipeline/transforms.py), what the decoder is
     # told (keyterms, filler_words: pipeline/prompt.py), Deepgram's search terms and labels (extra,
     # tag), read as the file routes read them (api/text_params.py).
@@ -56,6 +58,7 @@ class Result:
     is_last: bool = False  # the last result of the stream (after a close)
     full_text: str = ""  # every final so far, this one included
     utterance: int = 0  # the stream's utterances numbered from 0: an utterance's interims, final and speech start share it
+    channel: int = 0  # of a multichannel stream's channels; 0 otherwise
 
 
 @dataclass(frozen=True)
@@ -149,8 +152,8 @@ class LiveDialect(Protocol):
     def parse(self, params: Any, default_endpoint_s: float) -> StreamOptions: ...
     def incoming(self, text: str) -> Incoming: ...
     def result(self, r: Result, ctx: Context) -> dict[str, Any] | list[dict[str, Any]] | None: ...
-    def speech_started(self, at: float, utterance: int) -> dict[str, Any] | None: ...
-    def utterance_end(self, last_word_end: float) -> dict[str, Any] | None: ...
+    def speech_started(self, at: float, utterance: int, channel: int = 0) -> dict[str, Any] | None: ...
+    def utterance_end(self, last_word_end: float, channel: int = 0) -> dict[str, Any] | None: ...
     def metadata(self, ctx: Context, sha256: str, duration: float) -> dict[str, Any] | None: ...
     def error(self, exc: ServiceError) -> dict[str, Any]: ...
 

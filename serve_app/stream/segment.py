@@ -51,6 +51,7 @@ class SileroVad:
 @dataclass(frozen=True)
 class SpeechStarted:
     at: float  # seconds from the stream's start
+    channel: int = 0  # of a multichannel stream (stream/channels.py)
 
 
 @dataclass(frozen=True)
@@ -62,13 +63,14 @@ class Utterance:
     speech_final: bool = False  # the speaker paused (endpointing)
     from_finalize: bool = False  # the client asked (Finalize / close)
     speech_s: float = 0.0  # how much of it the VAD heard as speech
+    channel: int = 0
 
     @property
     def end(self) -> float:
         return self.start + self.audio.size / SAMPLE_RATE
 
     def span(self) -> Span:
-        return Span(self.start, self.end - self.start, self.speech_final, self.from_finalize)
+        return Span(self.start, self.end - self.start, self.speech_final, self.from_finalize, self.channel)
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,13 @@ class Span:
     duration: float
     speech_final: bool
     from_finalize: bool
+    channel: int = 0
 
 
 @dataclass(frozen=True)
 class UtteranceEnd:
     last_speech_end: float
+    channel: int = 0
 
 
 Event = SpeechStarted | Utterance | UtteranceEnd
@@ -127,6 +131,11 @@ class Segmenter:
         for at in range(0, whole, FRAME):
             events += self._frame(samples[at : at + FRAME])
         return events
+
+    @property
+    def open_s(self) -> float:
+        """Length of the open utterance so far (0 when none is open)."""
+        return 0.0 if self._open is None else (self.position - self._open) / SAMPLE_RATE
 
     def current(self) -> Utterance | None:
         """The open utterance so far, for an interim result."""
@@ -181,9 +190,12 @@ class Segmenter:
         if self._open is not None and self.position - self._open >= self.max_s * SAMPLE_RATE:
             events.append(self._cut())
         if self.utterance_end_s is not None and not self._said_end and self._speech_end is not None:
-            if (self.position - self._speech_end) / SAMPLE_RATE >= self.utterance_end_s:
-                if self._open is not None:  # a pause this long ends the utterance whatever the endpointing
-                    events.append(replace(self._take(self.position), speech_final=True))
+            paused = (self.position - self._speech_end) / SAMPLE_RATE
+            if paused >= self.utterance_end_s:
+                if self._open is not None:  # a pause this long ends the utterance whatever the endpointing,
+                    # but only endpointing makes it speech_final (Deepgram: none with endpointing=false)
+                    speech_final = self.endpoint_s is not None and paused >= self.endpoint_s
+                    events.append(replace(self._take(self.position), speech_final=speech_final))
                 self._speaking, self._said_end = False, True
                 events.append(UtteranceEnd(self._speech_end / SAMPLE_RATE))
         self._trim()

@@ -24,8 +24,12 @@ brackets; W is the engine's window as 16 kHz float32: 0.96 MB for 15 s, 1.9 MB f
 - audio being decoded: `decodes_in_flight` finals [4] and one interim, W each;
 - `OUTGOING` results waiting for a slow client, as text (their audio is not kept).
 That is 4.8 MB + 7 W: about 11.5 MB with a 15 s window, 18 MB with 30 s (2.6 MB more for a JSON
-dialect). The WebSocket server in front (uvicorn, Ray Serve's proxy) holds frames of its own before
-they reach the session.
+dialect). A multichannel stream (at most 8 channels) holds the decoded audio and the open
+utterance per channel: 0.64 MB + 2 W more per channel past the first (the finals in flight and the
+one interim are the stream's), so 8 channels take about 30 MB with a 15 s window, 49 MB with 30 s.
+Diarization adds per channel its speakers' voices (stream/speakers.py: 0.96 MB) and, per final
+being diarized, a copy of them and of the final (1 MB + W). The WebSocket server in front (uvicorn,
+Ray Serve's proxy) holds frames of its own before they reach the session.
 """
 
 from __future__ import annotations
@@ -44,10 +48,11 @@ from ..errors import EngineBusy, FileTooLarge, InvalidRequest, QuotaExceeded, Se
 from ..pipeline.transcript import Transcript
 from ..types import SAMPLE_RATE
 from .audio_in import END, ContainerInput, PcmInput
+from .channels import Channels
 from .limits import MESSAGE_TOO_BIG, NORMAL, QUOTA_BLOCK_S, Close, StreamLimits, closing
 from .outgoing import ClientGone, close_with, until_over, write
 from .protocol import BINARY_REFUSED, CLEAR, CLOSE, FINALIZE, Context, LiveDialect, Opens, Reply, Result
-from .segment import Segmenter, Span, SpeechStarted, Utterance, UtteranceEnd
+from .segment import Span, SpeechStarted, Utterance, UtteranceEnd
 
 logger = logging.getLogger("ray.serve")
 
@@ -65,7 +70,7 @@ class Session:
         protocol: LiveDialect,
         ctx: Context,
         audio: PcmInput | ContainerInput,
-        segmenter: Segmenter,
+        segmenter: Channels,
         decode: Decode,
         limits: StreamLimits,
     ) -> None:
@@ -76,12 +81,13 @@ class Session:
         self._ending = Close(NORMAL)  # how the stream closes once its audio is answered
         self._slots = asyncio.Semaphore(limits.decodes_in_flight)
         self._decodes: set[asyncio.Task] = set()  # engine calls under way
-        self._interim_at = 0.0  # length of the open utterance at its last interim
+        self._interim_at: dict[int, float] = {}  # per channel: length of its open utterance at its last interim
         self._finals: list[str] = []
         self._refused_after = float("inf")
         self._billed = 0.0  # audio seconds reserved against the key's quota so far
-        self._interim: asyncio.Task | None = None  # the latest interim decode
+        self._interims: dict[int, asyncio.Task] = {}  # per channel: its latest interim decode
         self._utterance = 0  # number of the open (or next) utterance: Result.utterance
+        self._last_word_end: dict[int, float] = {}  # per channel: its last final's last word, until UtteranceEnd says it
 
     @property
     def audio_seconds(self) -> float:
@@ -170,7 +176,7 @@ class Session:
             if isinstance(item, ServiceError):
                 raise item
             if item is FINALIZE:
-                await self._final(self.segmenter.finalize(), from_finalize=True)
+                await self._finalize()
                 continue
             if item is CLEAR:
                 self._clear()
@@ -185,8 +191,7 @@ class Session:
                 self._refused_after = min(self.segmenter.seconds, self._billed)
                 break
             self._maybe_interim()
-        last = self.segmenter.finalize()
-        await self._final(replace(last, from_finalize=False) if last else None, from_finalize=False, is_last=True)
+        await self._finalize(is_last=True)
         metadata = self.protocol.metadata(self.ctx, self.sha256.hexdigest(), self.audio_seconds)
         if metadata is not None:
             await self.outgoing.put(metadata)
@@ -222,24 +227,43 @@ class Session:
         if isinstance(event, Utterance):
             await self._final(event)
         elif isinstance(event, SpeechStarted) and self.ctx.options.vad_events:
-            await self._put(self.protocol.speech_started(event.at, self._utterance))
+            await self._put(self.protocol.speech_started(event.at, self._utterance, event.channel))
         elif isinstance(event, UtteranceEnd) and self.ctx.options.utterance_end_s is not None:
-            await self._put(self.protocol.utterance_end(event.last_speech_end))
+            await self.outgoing.put(self._utterance_end(event.channel))
+
+    async def _utterance_end(self, channel: int) -> dict[str, Any] | None:
+        """Built when the sender reaches it, after the finals before it: as on Deepgram, only after
+        words (a pause after a cough or an empty final says nothing), and `last_word_end` is the
+        end of the last finalized word."""
+        last = self._last_word_end.pop(channel, None)
+        return None if last is None else self.protocol.utterance_end(last, channel)
 
     async def _put(self, message: dict[str, Any] | None) -> None:
         if message is not None:
             await self.outgoing.put(message)
 
-    async def _final(self, utterance: Utterance | None, from_finalize: bool = False, is_last: bool = False) -> None:
+    async def _finalize(self, is_last: bool = False) -> None:
+        """Every channel's open utterance final now: the client's Finalize, or the stream's end."""
+        utterances = self.segmenter.finalize()
+        for channel, utterance in enumerate(utterances):
+            if is_last and utterance is not None:
+                utterance = replace(utterance, from_finalize=False)
+            last = is_last and channel == len(utterances) - 1
+            await self._final(utterance, from_finalize=not is_last, is_last=last, channel=channel)
+
+    async def _final(
+        self, utterance: Utterance | None, from_finalize: bool = False, is_last: bool = False, channel: int = 0
+    ) -> None:
         """A final result; with nothing open (a Finalize or close after silence) an empty one."""
-        self._interim_at = 0.0
+        channel = utterance.channel if utterance is not None else channel
+        self._interim_at.pop(channel, None)
         number = self._utterance
         self._utterance += 1
         if utterance is None:
-            empty = Utterance(self.segmenter.seconds, np.zeros(0, np.float32), from_finalize=from_finalize)
+            empty = Utterance(self.segmenter.seconds, np.zeros(0, np.float32), from_finalize=from_finalize, channel=channel)
             await self.outgoing.put(self._decoded(empty.span(), _ready(self._empty(0.0)), number, is_last))
             return
-        self._drop_interim()  # the utterance's interim is obsolete: free the engine for its final
+        self._drop_interim(channel)  # the utterance's interim is obsolete: free the engine for its final
         await self._slots.acquire()  # released when the decode ends
         task = self._start(utterance, final=True)
         task.add_done_callback(lambda _: self._slots.release())
@@ -249,28 +273,31 @@ class Session:
         """The client dropped what it sent since the last final (OpenAI's input_audio_buffer.clear):
         the open utterance ends unanswered and the next one is another."""
         self._drop_interim()
-        self._interim_at = 0.0
+        self._interim_at.clear()
         if self.segmenter.discard():
             self._utterance += 1
 
-    def _drop_interim(self) -> None:
-        if self._interim is not None:
-            self._interim.cancel()
-            self._interim = None
+    def _drop_interim(self, channel: int | None = None) -> None:
+        """Cancel a channel's interim decode (every channel's: None)."""
+        for c in list(self._interims) if channel is None else [channel]:
+            if (task := self._interims.pop(c, None)) is not None:
+                task.cancel()
 
     def _maybe_interim(self) -> None:
         if not self.ctx.options.interim_results or self._decodes or self.outgoing.full():
             return  # one decode at a time per stream for interims, and none for a client behind: they are optional work
-        current = self.segmenter.current()
-        if current is None or current.audio.size / SAMPLE_RATE - self._interim_at < self.limits.interim_every_s:
+        # the channel whose open utterance grew most since its interim: channels take turns
+        grown = [open_s - self._interim_at.get(c, 0.0) if open_s else 0.0 for c, open_s in enumerate(self.segmenter.open_s())]
+        channel = max(range(len(grown)), key=grown.__getitem__)
+        if grown[channel] < self.limits.interim_every_s or (current := self.segmenter.current(channel)) is None:
             return
         if current.speech_s >= MIN_SPEECH_S and not self.limits.interims.take():
             return  # the replica's interims are at their cap: try again with the next audio
-        self._interim_at = current.audio.size / SAMPLE_RATE
-        self._interim = self._start(current, final=False)
+        self._interim_at[channel] = current.audio.size / SAMPLE_RATE
+        interim = self._interims[channel] = self._start(current, final=False)
         if current.speech_s >= MIN_SPEECH_S:
-            self._interim.add_done_callback(self.limits.interims.give)
-        self.outgoing.put_nowait(self._decoded(current.span(), self._interim, self._utterance, interim=True))
+            interim.add_done_callback(self.limits.interims.give)
+        self.outgoing.put_nowait(self._decoded(current.span(), interim, self._utterance, interim=True))
 
     def _start(self, utterance: Utterance, final: bool) -> asyncio.Task:
         if utterance.speech_s < MIN_SPEECH_S:
@@ -296,6 +323,8 @@ class Session:
             raise
         if not interim and self.ctx.options.full_transcript:  # kept only when asked for: it grows with the stream
             self._finals.append(result.text)
+        if not interim and result.words:
+            self._last_word_end[span.channel] = result.words[-1].end
         return self.protocol.result(
             Result(
                 result,
@@ -307,6 +336,7 @@ class Session:
                 is_last=is_last,
                 full_text=" ".join(t for t in self._finals if t),
                 utterance=number,
+                channel=span.channel,
             ),
             self.ctx,
         )
