@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
-from .support import AUTH, FRAME, JFK_PCM, JFK_S, FakeEngine, make_ingress, received
+import smallest
+
+from .support import AUTH, FRAME, JFK_PCM, JFK_S, KEY, FakeEngine, make_ingress, received, served
 
 DG = "/v1/listen?encoding=linear16&sample_rate=16000"
 
@@ -45,6 +47,14 @@ def client(engine: FakeEngine, stopping: Stopping, tmp_path: Any) -> Iterator[Te
     ingress.drain.stopping, ingress.drain.every_s = stopping, 0.05
     with TestClient(ingress.__serve_build_asgi_app__()) as c:
         yield c
+
+
+@pytest.fixture
+def url(engine: FakeEngine, stopping: Stopping, tmp_path: Any) -> Iterator[str]:
+    ingress = make_ingress(engine, tmp_path, {"stream": {"idle_timeout_s": 30, "min_final_speech_s": 0}})
+    ingress.drain.stopping, ingress.drain.every_s = stopping, 0.05
+    with served(ingress) as address:
+        yield address
 
 
 def _until(condition: Any, timeout_s: float = 20) -> None:
@@ -99,3 +109,20 @@ def test_streams_go_on_while_the_replica_is_not_stopped(client: TestClient, stop
     asked = stopping.asked
     time.sleep(0.3)
     assert stopping.asked == asked  # no stream left: no more questions
+
+
+def test_the_python_sdk_keeps_the_finals_and_names_the_restart(url: str, engine: FakeEngine, stopping: Stopping) -> None:
+    """Through a real socket (uvicorn, as Serve's proxy): the SDK does not reconnect by itself; it
+    raises, naming 1012, with every final and the Metadata kept on the stream."""
+    with smallest.Client(api_url=url, license_key=KEY) as client:
+        stream = client.stream(encoding="linear16", sample_rate=16000)
+        stream.send(JFK_PCM)
+        _until(lambda: len(engine.calls) >= 2)
+        time.sleep(0.2)
+        stopping.now.set()
+        with pytest.raises(smallest.APIConnectionError, match="1012: SERVER_RESTARTING"):
+            list(stream)
+    spoken = [f for f in stream.finals if f.text]  # the last, a tail of 0.1 s, is answered empty
+    assert len(spoken) == len(engine.calls) == 4 and all(f.text == "Hello world." for f in spoken)
+    assert stream.metadata is not None and stream.metadata.duration == pytest.approx(JFK_S, abs=0.1)
+    assert stream.finals[-1].start + stream.finals[-1].duration == pytest.approx(stream.metadata.duration, abs=0.01)
