@@ -42,7 +42,11 @@ IngressDeployment = serve.deployment(
     name="Ingress",
     max_ongoing_requests=256,
     health_check_period_s=10,
-    graceful_shutdown_timeout_s=30,
+    # A stopped replica's live streams end after the finals of what they took (stream/drain.py): noticed
+    # within a second; then a stream holds at most buffered_s (10 s) of audio to segment, one open
+    # utterance (a window) and decodes_in_flight (4) finals decoding: about 6 engine calls, 2 s at the
+    # 3 decodes a second of two CPU cores. 60 s covers some 30 streams a replica there (docs/streaming.md).
+    graceful_shutdown_timeout_s=60,
     max_surge_percent=100,  # ingress replicas are cheap: replace them all side by side
 )(serve.ingress()(Ingress))
 

@@ -107,6 +107,13 @@ class ServiceUnavailable(ServiceError):
     status, code, default_message = 503, "SERVICE_UNAVAILABLE", "Service temporarily unavailable"
 
 
+class ServerRestarting(ServiceUnavailable):
+    """This ingress replica is being replaced (a config deployed, a scale-down): its live streams end
+    after the finals of the audio they took (close 1012), and a new stream that reaches it is refused."""
+
+    code, default_message = "SERVER_RESTARTING", "This server is restarting: reconnect to go on"
+
+
 class EngineBusy(ServiceUnavailable):
     """The engine's queue is full: a new request is shed; a request already under way waits."""
 

@@ -43,6 +43,8 @@ from .pipeline.files import FilePipeline
 from .pipeline.meter import Meter
 from .pipeline.source import BodyLimits
 from .settings import IngressArgs
+from .stream.drain import Drain
+from .watch import replica_stopping
 
 
 class Ingress:
@@ -67,6 +69,7 @@ class Ingress:
         # Pending callbacks live in the usage store's backend unless told otherwise (outbox.py).
         self.callbacks = Callbacks(outbox if outbox is not None else outbox_beside(limiter.store), url_policy, args.callbacks)
         self.callbacks.start()  # under Serve, on the replica's event loop; in tests, at the first callback request
+        self.drain = Drain(replica_stopping)  # live streams end with their finals when Serve stops this replica
 
     def __serve_build_asgi_app__(self) -> Starlette:
         """The routes, wired to the parts as they are now (tests swap a part before building)."""
@@ -92,8 +95,9 @@ class Ingress:
             self.metrics,
             args.stream,
             args.condition_on_previous_text,
-            self.callbacks,
-            self.url_policy,
+            callbacks=self.callbacks,
+            url_policy=self.url_policy,
+            drain=self.drain,
         )
         return self._routes(files, streams, Health(engine, limiter, self.auth), UsageRoute(access, limiter))
 

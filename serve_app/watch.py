@@ -1,4 +1,5 @@
-"""How many replicas of a deployment are running, as Serve's controller sees them.
+"""How many replicas of a deployment are running, and whether this replica is being stopped, as
+Serve's controller sees them.
 
 Serve keeps a request queued while its deployment has no running replica (its node is gone, it is
 restarting), so a caller that only awaits the request hangs until one comes back. The ingress asks
@@ -44,3 +45,33 @@ class ReplicaWatch:
         except Exception as exc:  # noqa: BLE001 - a status we cannot read must not fail the request
             logger.warning("could not read the status of %s: %s", self.deployment, type(exc).__name__)
             return None
+
+
+async def replica_stopping() -> bool:
+    """Whether Serve's controller is stopping this replica (stream/drain.py asks, while it has live
+    streams); False outside Serve or when the controller does not answer."""
+    import ray
+
+    if not ray.is_initialized():  # unit tests: no controller to ask
+        return False
+    return await asyncio.to_thread(_stopping)
+
+
+def _stopping() -> bool:
+    from ray import serve
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ReplicaState
+
+    try:
+        me = serve.get_replica_context()
+        # The controller's own view (what `serve status` and the dashboard show): Serve tells a replica
+        # it stops by no call that reaches our code before its requests have ended (stream/drain.py).
+        client = _get_global_client()
+        if client is None:
+            return False
+        details = client.get_serve_details()
+        replicas = details["applications"][me.app_name]["deployments"][me.deployment]["replicas"]
+        return any(r["replica_id"] == me.replica_tag and r["state"] == ReplicaState.STOPPING for r in replicas)
+    except Exception as exc:  # noqa: BLE001 - a status we cannot read must not end the streams
+        logger.warning("could not read this replica's state: %s", type(exc).__name__)
+        return False

@@ -1,6 +1,7 @@
 """Faults and upgrades under load (tools/cluster/resilience.py, shorter): a killed engine replica costs
 503s with retry_after until Serve replaces it, never a hang; a changed config deployed under load
-fails no request; a killed ingress replica loses only what it held in flight."""
+fails no request, and a live stream on a replaced ingress replica gets every final it was owed and
+close 1012; a killed ingress replica loses only what it held in flight."""
 
 from __future__ import annotations
 
@@ -95,8 +96,11 @@ def test_killed_engine_replica_means_503s_then_recovery(cluster: tuple[Cluster, 
 
 def test_config_deployed_under_load_fails_nothing(cluster: tuple[Cluster, str, Path]) -> None:
     nodes, key, workdir = cluster
-    result = upgrade(nodes, key, workdir, SECONDS, CONCURRENCY)
+    result = upgrade(nodes, key, workdir, SECONDS, CONCURRENCY, streams=1)
     assert result["statuses"] == {"200": result["requests"]} and result["recovered_s"] is not None, result
+    live = result["streams"]  # the stream's replica was replaced: 1012 after its finals, then a new one
+    assert "1012" in live["close_codes"] and set(live["close_codes"]) <= {"1000", "1012"}, live
+    assert live["clips_delivered"] == live["clips_owed"], live  # every clip it took whole was answered
     assert result["after_recovery"].get("200", 0) > 0, result  # the load went on after the new replicas took over
     assert _transcribes(nodes, key)
 

@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..callback import Callbacks
 from ..callback import check as check_callback
-from ..errors import FileTooLarge, InvalidRequest, ServiceError, StreamIdle
+from ..errors import FileTooLarge, InvalidRequest, ServerRestarting, ServiceError, StreamIdle
 from ..licensing.auth import Principal
 from ..licensing.limits import Admission, Limiter
 from ..metrics import Metrics
@@ -40,6 +40,7 @@ from ..pipeline.transcript import Transcript
 from ..settings import StreamArgs
 from ..stream.audio_in import open_input
 from ..stream.channels import Channels
+from ..stream.drain import Drain
 from ..stream.limits import MESSAGE_TOO_BIG, Close, InterimBudget, StreamLimits, closing
 from ..stream.outgoing import ClientGone, close_with, write
 from ..stream.protocol import BINARY_REFUSED, Context, LiveDialect, Opens, Reports, StreamOptions
@@ -65,6 +66,7 @@ class StreamRoutes:
     context: bool = False  # decode each utterance with the stream's finals so far as context
     callbacks: Callbacks | None = None  # where a stream's report goes (a Twilio call's `callback`)
     url_policy: UrlPolicy | None = None  # the rules a callback URL obeys (those of file callbacks)
+    drain: Drain = field(default_factory=Drain)  # the replica's streams end when Serve stops it
 
     def __post_init__(self) -> None:
         self.interims = InterimBudget(self.args.interims_in_flight)  # shared by every stream of the replica
@@ -87,6 +89,8 @@ class StreamRoutes:
         admitted = AsyncExitStack()
         try:
             check_headers(ws)
+            if self.drain.draining:  # Serve routes new streams elsewhere; one that still comes here
+                raise ServerRestarting(retry_after=1)
             if not deferred:
                 principal = await self.access.check(header, ws)
             options = dialect.parse(repeated(ws.query_params.multi_items()), self.args.endpointing_ms / 1000)
@@ -126,21 +130,23 @@ class StreamRoutes:
                     return
                 ctx = replace(ctx, options=options)
             assert principal is not None and admission is not None and vads
-            session = self._session(ws, dialect, ctx, self._segmenter(vads, options, info.window_s), admission)
-            try:
-                await session.run(first)
-            finally:
-                admission.audio_seconds = session.audio_seconds * _lanes(options)  # each channel is transcribed
-                if reporting:
-                    await self._report(dialect, ctx, session.audio_seconds)
-                tags = options.text.tags if options.text else ()
-                logger.info(
-                    "stream request_id=%s key_id=%s audio_s=%.1f%s",
-                    ctx.request_id,
-                    principal.key_id,
-                    session.audio_seconds,
-                    f" tags={list(tags)!r}" if tags else "",
-                )
+            segmenter = self._segmenter(vads, options, info.window_s)
+            async with self.drain.stream() as draining:
+                session = self._session(ws, dialect, ctx, segmenter, admission, draining)
+                try:
+                    await session.run(first)
+                finally:
+                    admission.audio_seconds = session.audio_seconds * _lanes(options)  # each channel is transcribed
+                    if reporting:
+                        await self._report(dialect, ctx, session.audio_seconds)
+                    tags = options.text.tags if options.text else ()
+                    logger.info(
+                        "stream request_id=%s key_id=%s audio_s=%.1f%s",
+                        ctx.request_id,
+                        principal.key_id,
+                        session.audio_seconds,
+                        f" tags={list(tags)!r}" if tags else "",
+                    )
         self.metrics.request("stream", 101, principal.key_id)
         await self.meter.observe(principal, session.audio_seconds * _lanes(options))
 
@@ -209,7 +215,15 @@ class StreamRoutes:
         except (ClientGone, WebSocketDisconnect):
             return None
 
-    def _session(self, ws: WebSocket, dialect: LiveDialect, ctx: Context, segmenter: Channels, admission: Admission) -> Session:
+    def _session(
+        self,
+        ws: WebSocket,
+        dialect: LiveDialect,
+        ctx: Context,
+        segmenter: Channels,
+        admission: Admission,
+        draining: asyncio.Event,
+    ) -> Session:
         options, args, lanes = ctx.options, self.args, _lanes(ctx.options)
 
         async def reserve(seconds: float) -> float:  # a multichannel stream is billed per channel, as files are
@@ -232,6 +246,7 @@ class StreamRoutes:
                 self.interims,
                 max_frame_bytes=args.max_frame_kb * 1024,
                 max_duration_s=args.max_duration_s,
+                draining=draining,
             ),
         )
 

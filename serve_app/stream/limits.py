@@ -3,12 +3,14 @@ how it closes (WebSocket close codes as Deepgram uses them)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from ..errors import ServiceError, StreamIdle
+from ..errors import ServerRestarting, ServiceError, StreamIdle
 
 NORMAL, POLICY, MESSAGE_TOO_BIG, SERVER_ERROR = 1000, 1008, 1009, 1011  # WebSocket close codes
+SERVICE_RESTART = 1012  # IANA's "Service Restart": the replica is being replaced, reconnect
 QUOTA_BLOCK_S = 30.0  # audio billed ahead of a stream at a time: one store write per 30 s streamed
 
 
@@ -41,17 +43,24 @@ class StreamLimits:
     interims: InterimBudget = field(default_factory=lambda: InterimBudget(2))  # shared by a replica's streams
     max_frame_bytes: int = 2**20  # a larger message (binary or text) ends the stream (close 1009)
     max_duration_s: float = 3 * 3600.0  # audio or time past this ends the stream after its finals (close 1008)
+    # Set when the replica is being stopped (stream/drain.py): the stream takes no more audio, sends
+    # the finals of what it took and closes with 1012. None: never (tests of other things).
+    draining: asyncio.Event | None = None
 
 
 @dataclass(frozen=True)
 class Close:
     code: int
     error: ServiceError | None = None
+    tell: bool = True  # the error also as a message before the close; else only in the close's reason
 
 
 def closing(error: ServiceError | None) -> Close:
     """Close codes as Deepgram uses them: 1011 for its idle timeout (NET-0001) and server errors,
-    1008 for what the client did wrong."""
+    1008 for what the client did wrong. Deepgram documents no code for a restart: 1012, Service
+    Restart, without an error message, since the stream lost nothing (its Metadata still comes)."""
     if error is None:
         return Close(NORMAL)
+    if isinstance(error, ServerRestarting):
+        return Close(SERVICE_RESTART, error, tell=False)
     return Close(SERVER_ERROR if error.status >= 500 or isinstance(error, StreamIdle) else POLICY, error)

@@ -9,8 +9,8 @@
   of its utterance and precedes the next one's, however the decodes finish.
 
 The stream ends on close (CloseStream / close_stream, or a client gone), idle timeout, quota, its
-length limit, a message over the size limit, or an error; everything the client already sent is
-decoded and answered before a deliberate close.
+length limit, a message over the size limit, its replica being stopped (close 1012, stream/drain.py),
+or an error; everything the client already sent is decoded and answered before a deliberate close.
 
 Memory: every stage is bounded in bytes, not in messages, so a stream holds at most (defaults in
 brackets; W is the engine's window as 16 kHz float32: 0.96 MB for 15 s, 1.9 MB for 30 s):
@@ -44,11 +44,12 @@ from typing import Any
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..errors import EngineBusy, FileTooLarge, InvalidRequest, QuotaExceeded, ServiceError, StreamIdle
+from ..errors import EngineBusy, FileTooLarge, InvalidRequest, QuotaExceeded, ServerRestarting, ServiceError, StreamIdle
 from ..pipeline.transcript import Transcript
 from ..types import SAMPLE_RATE
 from .audio_in import END, ContainerInput, PcmInput
 from .channels import Channels
+from .drain import next_message
 from .limits import MESSAGE_TOO_BIG, NORMAL, QUOTA_BLOCK_S, Close, StreamLimits, closing
 from .outgoing import ClientGone, close_with, until_over, write
 from .protocol import BINARY_REFUSED, CLEAR, CLOSE, FINALIZE, Context, LiveDialect, Opens, Reply, Result
@@ -126,9 +127,13 @@ class Session:
         while True:
             try:
                 timeout = max(0.0, min(self.limits.idle_timeout_s, deadline - loop.time()))
-                message = await asyncio.wait_for(self.ws.receive(), timeout=timeout)
+                message = await next_message(self.ws, self.limits.draining, timeout)
             except asyncio.TimeoutError:
                 self._end(closing(self._too_long() if loop.time() >= deadline else StreamIdle()))
+                await self.audio.close()
+                return
+            if message is None:  # the replica is being stopped: what was taken is answered, then 1012
+                self._end(closing(ServerRestarting(retry_after=1)))
                 await self.audio.close()
                 return
             if message["type"] == "websocket.disconnect":
@@ -359,7 +364,7 @@ class Session:
         await write(self.ws, message)
 
     async def _close(self, close: Close) -> None:
-        await close_with(self.ws, close, self.protocol.error(close.error) if close.error is not None else None)
+        await close_with(self.ws, close, self.protocol.error(close.error) if close.error is not None and close.tell else None)
 
 
 async def _ready(value: Transcript) -> Transcript:

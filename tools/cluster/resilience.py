@@ -1,9 +1,10 @@
 """Faults and upgrades under load, with figures: clients post the JFK clip back to back while an
 engine replica's process is killed, an ingress replica's process is killed, and a changed config
 is deployed. Every request must end in 200 or 503 (with retry_after) within its timeout, Serve must
-bring the replicas back, and an upgrade must fail no request.
+bring the replicas back, and an upgrade must fail no request. During the last two, live streams run
+too (tools/cluster/streams.py): an upgrade must deliver every final owed and close them with 1012.
 
-  .venv/bin/python -m tools.cluster.resilience [--seconds 60] [--concurrency 4]
+  .venv/bin/python -m tools.cluster.resilience [--seconds 60] [--concurrency 4] [--streams 4]
 
 One Ray node on this machine (tools/cluster/multinode.py's Cluster, head only, its own ports and token)
 serving configs/cpu.yaml with two ingress replicas. Prints a table and writes
@@ -29,6 +30,8 @@ import requests
 
 from tools import ROOT
 from tools.cluster.multinode import Cluster, cpu_config, dev_key, write_config
+from tools.cluster.streams import Streams
+from tools.cluster.streams import summary as stream_summary
 
 AUDIO = (ROOT / "tests" / "data" / "whisper_jfk.flac").read_bytes()
 TIMEOUT_S = 120.0  # a client's timeout: no request may take longer
@@ -144,10 +147,12 @@ def settle(load: Load, seconds: float) -> None:
     time.sleep(max(seconds / 3, seconds - (time.monotonic() - load.started)))
 
 
-def kill_replica(cluster: Cluster, key: str, deployment: str, seconds: float, concurrency: int) -> dict[str, Any]:
+def kill_replica(
+    cluster: Cluster, key: str, deployment: str, seconds: float, concurrency: int, streams: int = 0
+) -> dict[str, Any]:
     """SIGKILL one replica's process mid-load; Serve must replace it."""
     before = cluster.replicas(deployment)
-    with Load(cluster.url, key, concurrency) as load:
+    with Streams(cluster.url, key, streams) as live, Load(cluster.url, key, concurrency) as load:
         time.sleep(seconds / 3)
         victim = before[0]["pid"]
         os.kill(victim, signal.SIGKILL)
@@ -162,13 +167,14 @@ def kill_replica(cluster: Cluster, key: str, deployment: str, seconds: float, co
         "recovered_s": replaced,
         "at_s": round(killed_at - load.started, 1),
         **summary(load.outcomes, killed_at - load.started, replaced),
+        **({"streams": stream_summary(live)} if streams else {}),
     }
 
 
-def upgrade(cluster: Cluster, key: str, workdir: Path, seconds: float, concurrency: int) -> dict[str, Any]:
+def upgrade(cluster: Cluster, key: str, workdir: Path, seconds: float, concurrency: int, streams: int = 0) -> dict[str, Any]:
     """Deploy a changed config (the ingress's arguments) mid-load: Serve replaces the ingress replicas."""
     before = {r["pid"] for r in cluster.replicas("Ingress")}
-    with Load(cluster.url, key, concurrency) as load:
+    with Streams(cluster.url, key, streams) as live, Load(cluster.url, key, concurrency) as load:
         time.sleep(seconds / 3)
         cluster.deploy(config(cluster, workdir, url_timeout_s=31))
         deployed_at = time.monotonic()
@@ -179,6 +185,7 @@ def upgrade(cluster: Cluster, key: str, workdir: Path, seconds: float, concurren
         "recovered_s": replaced,
         "at_s": round(deployed_at - load.started, 1),
         **summary(load.outcomes, deployed_at - load.started, replaced),
+        **({"streams": stream_summary(live)} if streams else {}),
     }
 
 
@@ -193,14 +200,14 @@ def start(workdir: Path) -> tuple[Cluster, str]:
     return cluster, key
 
 
-def run(seconds: float, concurrency: int) -> list[dict[str, Any]]:
+def run(seconds: float, concurrency: int, streams: int) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="stt-resilience-") as tmp:
         cluster, key = start(Path(tmp))
         try:
             return [
                 kill_replica(cluster, key, "WhisperEngine", seconds, concurrency),
-                kill_replica(cluster, key, "Ingress", seconds, concurrency),
-                upgrade(cluster, key, Path(tmp), seconds, concurrency),
+                kill_replica(cluster, key, "Ingress", seconds, concurrency, streams),
+                upgrade(cluster, key, Path(tmp), seconds, concurrency, streams),
             ]
         finally:
             cluster.stop()
@@ -210,12 +217,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60, help="load per scenario")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--streams", type=int, default=4, help="live streams during the ingress kill and the upgrade")
     args = parser.parse_args()
-    results = run(args.seconds, args.concurrency)
+    results = run(args.seconds, args.concurrency, args.streams)
     print(f"{'scenario':28} {'requests':>8} {'statuses':24} {'max s':>6} {'recovered s':>11}")
     for r in results:
         print(
             f"{r['scenario']:28} {r['requests']:>8} {json.dumps(r['statuses']):24} {r['max_seconds']:>6} {str(r['recovered_s']):>11}"
+        )
+    print(f"{'streams during':28} {'conns':>5} {'sent s':>7} {'taken s':>7} {'owed':>5} {'delivered':>9} close codes")
+    for r in (r for r in results if "streams" in r):
+        live = r["streams"]
+        print(
+            f"{r['scenario']:28} {live['connections']:>5} {live['audio_sent_s']:>7} {live['audio_taken_s']:>7}"
+            f" {live['clips_owed']:>5} {live['clips_delivered']:>9} {json.dumps(live['close_codes'])}"
         )
     out = ROOT / "docs" / "resilience" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -224,6 +239,7 @@ def main() -> None:
             {
                 "seconds": args.seconds,
                 "concurrency": args.concurrency,
+                "streams": args.streams,
                 "run_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                 "results": results,
             },

@@ -39,6 +39,7 @@ _STATUS_OF_CODE = {
     "RATE_LIMIT_EXCEEDED": 429,
     "INTERNAL_ERROR": 500,
     "SERVICE_UNAVAILABLE": 503,
+    "SERVER_RESTARTING": 503,
 }
 Received = Union[LiveMessage, APIError, None]
 
