@@ -234,8 +234,8 @@ test('the service: a bad key is InvalidLicenseError, with ws (HTTP refusal) and 
   const opened = await new SmallestClient({ ...bad, webSocket: BrowserLike }).listen(LINEAR16);
   const browser = await opened.close().catch((e) => e);
   assert.ok(browser instanceof InvalidLicenseError && browser.code === 'INVALID_LICENSE', String(browser));
-  const option = await new SmallestClient({ apiUrl: SERVICE, licenseKey: process.env.STT_KEY, webSocket: WS }).listen({ diarize: true }).catch((e) => e);
-  assert.ok(option instanceof BadRequestError && option.body.parameter === 'diarize', String(option));
+  const option = await new SmallestClient({ apiUrl: SERVICE, licenseKey: process.env.STT_KEY, webSocket: WS }).listen({ translate: true }).catch((e) => e);
+  assert.ok(option instanceof BadRequestError && option.body.parameter === 'translate', String(option));
 });
 
 test('the service: KeepAlive holds an idle stream open past its idle timeout; without it the stream ends', { skip }, async () => {
