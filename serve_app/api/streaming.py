@@ -120,8 +120,9 @@ class StreamRoutes:
                         principal = await self.access.check(key, ws)
                         admission = await admitted.enter_async_context(self.limiter.admit(principal))
                     supported_language(options.language, info)
-                    reporting = await self._reporting(dialect, ctx, principal.key_id)
                     vads = vads or await _vads(_lanes(options))
+                    # Last: once its callback is taken on, the stream must reach the `finally` that reports it.
+                    reporting = await self._reporting(dialect, ctx, principal.key_id)
                 except ServiceError as exc:
                     self.metrics.request("stream", exc.status, getattr(ws.state, "key_id", "none"))
                     too_big = "max_frame_bytes" in exc.extra  # a message over the limit: 1009, as in a session
