@@ -92,7 +92,7 @@ def test_streams_go_on_while_the_replica_is_not_stopped(client: TestClient, stop
 
 
 def test_the_python_sdk_keeps_the_finals_and_names_the_restart(url: str, engine: FakeEngine, stopping: Stopping) -> None:
-    """Through a real socket (uvicorn, as Serve's proxy): the SDK does not reconnect by itself; it
+    """Through a real socket (uvicorn, as Serve's proxy): without `reconnect=True` the SDK
     raises, naming 1012, with every final and the Metadata kept on the stream."""
     with smallest.Client(api_url=url, license_key=KEY) as client:
         stream = client.stream(encoding="linear16", sample_rate=16000)
