@@ -80,6 +80,27 @@ def served(ingress: Ingress, port: int = 0) -> Iterator[str]:
         listener.close()
 
 
+class Stopping:
+    """Serve's controller's answer to a replica with live streams, "is it being stopped?"
+    (`Ingress.drain.stopping`), as the test decides it; counts the questions."""
+
+    def __init__(self) -> None:
+        self.now = threading.Event()
+        self.asked = 0
+
+    async def __call__(self) -> bool:
+        self.asked += 1
+        return self.now.is_set()
+
+
+def until(condition: Callable[[], Any], timeout_s: float = 20) -> None:
+    """Waits (polling) until `condition()` holds; fails the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
 class Method:
     """A deployment handle's method, called in-process: `.remote(...)` runs `fn`."""
 

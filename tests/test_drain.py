@@ -4,7 +4,6 @@ answer is faked here (the `stopping` probe); tools/cluster/resilience.py stops r
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,21 +13,9 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 
 import smallest
 
-from .support import AUTH, FRAME, JFK_PCM, JFK_S, KEY, FakeEngine, make_ingress, received, served
+from .support import AUTH, FRAME, JFK_PCM, JFK_S, KEY, FakeEngine, Stopping, make_ingress, received, served, until
 
 DG = "/v1/listen?encoding=linear16&sample_rate=16000"
-
-
-class Stopping:
-    """The controller's answer, as the test decides it; counts the questions."""
-
-    def __init__(self) -> None:
-        self.now = threading.Event()
-        self.asked = 0
-
-    async def __call__(self) -> bool:
-        self.asked += 1
-        return self.now.is_set()
 
 
 @pytest.fixture
@@ -57,13 +44,6 @@ def url(engine: FakeEngine, stopping: Stopping, tmp_path: Any) -> Iterator[str]:
         yield address
 
 
-def _until(condition: Any, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
 def test_a_stopped_replica_answers_what_it_took_then_closes_1012(
     client: TestClient, engine: FakeEngine, stopping: Stopping
 ) -> None:
@@ -71,7 +51,7 @@ def test_a_stopped_replica_answers_what_it_took_then_closes_1012(
     with client.websocket_connect(DG, headers=AUTH) as ws:
         for at in range(0, len(JFK_PCM), FRAME):
             ws.send_bytes(JFK_PCM[at : at + FRAME])
-        _until(lambda: len(engine.calls) >= 2)  # some finals decoded, the rest of the clip in the pipeline
+        until(lambda: len(engine.calls) >= 2)  # some finals decoded, the rest of the clip in the pipeline
         time.sleep(0.2)  # the receiver, 10 s of audio ahead at most, has read the whole clip
         began = time.monotonic()
         stopping.now.set()
@@ -103,7 +83,7 @@ def test_new_streams_are_refused_while_it_drains(client: TestClient, stopping: S
 def test_streams_go_on_while_the_replica_is_not_stopped(client: TestClient, stopping: Stopping) -> None:
     with client.websocket_connect(DG, headers=AUTH) as ws:
         ws.send_bytes(JFK_PCM[: 10 * FRAME])
-        _until(lambda: stopping.asked >= 3)  # asked while the stream is open, and told no
+        until(lambda: stopping.asked >= 3)  # asked while the stream is open, and told no
         ws.send_text('{"type": "CloseStream"}')
         assert received(ws)[1] == 1000
     asked = stopping.asked
@@ -112,12 +92,12 @@ def test_streams_go_on_while_the_replica_is_not_stopped(client: TestClient, stop
 
 
 def test_the_python_sdk_keeps_the_finals_and_names_the_restart(url: str, engine: FakeEngine, stopping: Stopping) -> None:
-    """Through a real socket (uvicorn, as Serve's proxy): the SDK does not reconnect by itself; it
+    """Through a real socket (uvicorn, as Serve's proxy): without `reconnect=True` the SDK
     raises, naming 1012, with every final and the Metadata kept on the stream."""
     with smallest.Client(api_url=url, license_key=KEY) as client:
         stream = client.stream(encoding="linear16", sample_rate=16000)
         stream.send(JFK_PCM)
-        _until(lambda: len(engine.calls) >= 2)
+        until(lambda: len(engine.calls) >= 2)
         time.sleep(0.2)
         stopping.now.set()
         with pytest.raises(smallest.APIConnectionError, match="1012: SERVER_RESTARTING"):

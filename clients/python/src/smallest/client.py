@@ -1,7 +1,8 @@
 """`Client` and `AsyncClient`: authentication, retries with backoff, rate limiting, typed results.
 
 Both build the same requests (`_Requests`) and differ only in how they send and wait. A live stream's
-handshake goes through the same retries, limiter and errors as a file call; once open it is never retried.
+handshake goes through the same retries, limiter and errors as a file call; once open it is never retried,
+but one opened with `reconnect=True` reopens itself (through those retries) after a restart.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from pathlib import Path
 from typing import IO, Any, Awaitable, Callable, Dict, Optional, Tuple, TypeVar, Union
 
 import httpx
+from websockets.asyncio.client import ClientConnection
 
 from .audio import AudioFile, read_audio
 from .errors import APIConnectionError, APIError, APITimeoutError, SmallestError, error_from_response
-from .live import KEEPALIVE_S, connect_settings, live_url
+from .live import KEEPALIVE_S, MAX_RESEND_S, Replay, connect_settings, live_url, replay_for
 from .live_async import AsyncLiveStream, Opening
-from .live_sync import LiveStream
+from .live_async import handshake as async_handshake
+from .live_sync import LiveStream, handshake
 from .retry import RETRY_STATUSES, RateLimiter, RetryPolicy
 from .types import Accepted, TranscriptionResult
 
@@ -109,6 +112,11 @@ class _Requests:
         """A live stream's URL and connection settings."""
         return live_url(self.api_url, _query(options)), connect_settings(self._headers, self.timeout)
 
+    def _replay(self, options: Dict[str, Any], reconnect: bool, max_resend_s: float) -> Optional[Replay]:
+        """What a stream with `reconnect=True` keeps to reopen itself; ValueError at once for audio it
+        could not resend. It gives up after as many fruitless reopenings as a request has retries."""
+        return replay_for(options, max_resend_s, self.retry.max_retries) if reconnect else None
+
     def _should_retry(self, error: SmallestError, attempt: int) -> Optional[float]:
         """Seconds to wait before trying again, or None to give up."""
         if attempt >= self.retry.max_retries:
@@ -153,12 +161,23 @@ class Client(_Requests):
         """This key's usage, limits and remaining quota."""
         return self._send({"method": "GET", "url": f"{self.api_url}/v1/usage"})
 
-    def stream(self, *, keepalive: Optional[float] = KEEPALIVE_S, **options: Any) -> LiveStream:
+    def stream(
+        self,
+        *,
+        keepalive: Optional[float] = KEEPALIVE_S,
+        reconnect: bool = False,
+        max_resend_s: float = MAX_RESEND_S,
+        **options: Any,
+    ) -> LiveStream:
         """Open a live stream (`WS /v1/listen`). Options are the server's: encoding, sample_rate,
         channels, language, interim_results, endpointing, utterance_end_ms, vad_events, punctuate,
-        smart_format, keyterm, ... A KeepAlive goes out after `keepalive` seconds without audio (None: never)."""
+        smart_format, keyterm, ... A KeepAlive goes out after `keepalive` seconds without audio (None: never).
+        `reconnect=True` (raw encodings only): a stream closed by a restart (1012) or lost (1006)
+        is reopened with the same options and the audio no final answered is resent (at most
+        `max_resend_s` of it); results go on, their times on the first connection's timeline."""
         url, settings = self._live(options)
-        return self._retrying(lambda: LiveStream(url, settings, keepalive, self.timeout))
+        replay = self._replay(options, reconnect, max_resend_s)
+        return LiveStream(lambda: self._retrying(lambda: handshake(url, settings)), keepalive, self.timeout, replay)
 
     def stream_file(
         self,
@@ -169,13 +188,15 @@ class Client(_Requests):
         encoding: Optional[str] = None,
         sample_rate: Optional[int] = None,
         channels: Optional[int] = None,
+        reconnect: bool = False,
+        max_resend_s: float = MAX_RESEND_S,
         **options: Any,
     ) -> LiveStream:
         """Stream a file (a 16-bit WAV, or raw or coded bytes in the stated `encoding`) in `frame_ms`
         frames, at the pace of speech if `realtime`, else as fast as the server takes them; then
-        CloseStream. Iterate over the returned stream for the results."""
+        CloseStream. Iterate over the returned stream for the results. `reconnect`: as `stream`'s."""
         source = _live_source(audio, realtime, encoding, sample_rate, channels)
-        stream = self.stream(**source.options, **options)
+        stream = self.stream(reconnect=reconnect, max_resend_s=max_resend_s, **source.options, **options)
         stream.feed(source.frames(frame_ms), frame_ms / 1000 if realtime else None)
         return stream
 
@@ -233,11 +254,23 @@ class AsyncClient(_Requests):
     async def usage(self) -> Dict[str, Any]:
         return await self._send({"method": "GET", "url": f"{self.api_url}/v1/usage"})
 
-    def stream(self, *, keepalive: Optional[float] = KEEPALIVE_S, **options: Any) -> Opening:
+    def stream(
+        self,
+        *,
+        keepalive: Optional[float] = KEEPALIVE_S,
+        reconnect: bool = False,
+        max_resend_s: float = MAX_RESEND_S,
+        **options: Any,
+    ) -> Opening:
         """`Client.stream`'s stream with `await`: `stream = await client.stream(...)`, or
         `async with client.stream(...) as stream:`."""
         url, settings = self._live(options)
-        return Opening(lambda: self._retrying(lambda: AsyncLiveStream.open(url, settings, keepalive, self.timeout)))
+        replay = self._replay(options, reconnect, max_resend_s)
+
+        async def connect() -> ClientConnection:  # the first handshake and each reopening's
+            return await self._retrying(lambda: async_handshake(url, settings))
+
+        return Opening(lambda: AsyncLiveStream.open(connect, keepalive, self.timeout, replay))
 
     def stream_file(
         self,
@@ -248,13 +281,16 @@ class AsyncClient(_Requests):
         encoding: Optional[str] = None,
         sample_rate: Optional[int] = None,
         channels: Optional[int] = None,
+        reconnect: bool = False,
+        max_resend_s: float = MAX_RESEND_S,
         **options: Any,
     ) -> Opening:
         """`Client.stream_file` with `await` or `async with`."""
         source = _live_source(audio, realtime, encoding, sample_rate, channels)
+        self._replay({**source.options, **options}, reconnect, max_resend_s)  # refused at once, not when awaited
 
         async def open_and_feed() -> AsyncLiveStream:
-            stream = await self.stream(**source.options, **options)
+            stream = await self.stream(reconnect=reconnect, max_resend_s=max_resend_s, **source.options, **options)
             stream.feed(source.frames(frame_ms), frame_ms / 1000 if realtime else None)
             return stream
 

@@ -1,16 +1,20 @@
 """What the sync and async live streams share: the handshake's URL and settings, its failures as the
 file calls' exceptions, and the server's messages (Deepgram's live protocol) as typed objects.
 
-`live_sync.py` and `live_async.py` hold the streams themselves; they differ only in how they wait."""
+`live_sync.py` and `live_async.py` hold the streams themselves; they differ only in how they wait.
+`Replay` is what a stream opened with `reconnect=True` keeps to reopen itself after a restart."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional, Union
+import threading
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional, Tuple, Union
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from .audio import SAMPLE_BYTES
 from .errors import APIConnectionError, APIError, APITimeoutError, SmallestError, error_from_response
 from .types import LiveMessage, LiveMetadata, LiveResult, SpeechStarted, UtteranceEnd
 
@@ -25,6 +29,8 @@ KEEPALIVE = json.dumps({"type": "KeepAlive"})
 FINALIZE = json.dumps({"type": "Finalize"})
 CLOSE_STREAM = json.dumps({"type": "CloseStream"})
 NORMAL_CLOSE = 1000
+SERVICE_RESTART = 1012  # the server's replica is being replaced: it answered what it took, then closed
+MAX_RESEND_S = 30.0  # audio a reconnecting stream keeps for resending, by default
 
 # A stream's `Error` message names its code, not an HTTP status: the status the same error has as an
 # HTTP answer, so that `.status` means the same thing on a stream as on a file call.
@@ -86,15 +92,18 @@ def stream_error(body: Dict[str, Any]) -> APIError:
     return error_from_response(_STATUS_OF_CODE.get(code, 500), {**body, "code": code, "error": message})
 
 
-def parse(text: Union[str, bytes]) -> Received:
+def parse(text: Union[str, bytes], shift: float = 0.0) -> Received:
     """One server message: a typed message, an error to raise, or None for a kind this client does
-    not know (a newer server's), which is skipped."""
+    not know (a newer server's), which is skipped. `shift`: seconds added to its times (a reopened
+    stream's, onto the first connection's timeline)."""
     try:
         body = json.loads(text)
     except ValueError:
         return None
     if not isinstance(body, dict):
         return None
+    if shift:
+        body = shifted(body, shift)
     kind = body.get("type")
     if kind == "Results":
         return LiveResult.from_json(body)
@@ -109,13 +118,33 @@ def parse(text: Union[str, bytes]) -> Received:
     return None
 
 
+def shifted(body: Dict[str, Any], by: float) -> Dict[str, Any]:
+    """A message with its times `by` seconds later (`raw` too, so that it says what the typed fields say).
+    A `Metadata`'s `duration` becomes where the audio ends on the stream's timeline."""
+
+    def later(fields: Dict[str, Any], *names: str) -> Dict[str, Any]:
+        return {**fields, **{n: round(float(fields[n]) + by, 3) for n in names if isinstance(fields.get(n), (int, float))}}
+
+    body = later(body, "start", "timestamp", "last_word_end", *(["duration"] if body.get("type") == "Metadata" else []))
+    channel = body.get("channel")
+    if isinstance(channel, dict) and isinstance(channel.get("alternatives"), list):
+        alternatives = [
+            {**a, "words": [later(w, "start", "end") for w in a.get("words", [])]} if isinstance(a, dict) else a
+            for a in channel["alternatives"]
+        ]
+        body["channel"] = {**channel, "alternatives": alternatives}
+    return body
+
+
 def closed_error(exc: ConnectionClosed) -> Optional[SmallestError]:
     """How the connection ended, when the server sent no `Error` before: None for a normal close."""
-    code = exc.rcvd.code if exc.rcvd is not None else None
-    if code == NORMAL_CLOSE:
+    if exc.rcvd is not None and exc.rcvd.code == NORMAL_CLOSE:
         return None
-    reason = exc.rcvd.reason if exc.rcvd is not None else "no close frame"
-    return APIConnectionError(f"The stream was closed ({code or 'abnormally'}: {reason}); it is not reopened")
+    return APIConnectionError(f"The stream was closed ({_how(exc)}); it is not reopened")
+
+
+def _how(exc: ConnectionClosed) -> str:
+    return f"{exc.rcvd.code}: {exc.rcvd.reason}" if exc.rcvd is not None else "abnormally: no close frame"
 
 
 def pieces(data: bytes) -> List[bytes]:
@@ -151,3 +180,136 @@ def settle(unread: List[Any]) -> List[LiveResult]:
     if error is not None:
         raise error
     return [item for item in unread if isinstance(item, LiveResult) and item.is_final]
+
+
+def reopens(exc: ConnectionClosed) -> bool:
+    """Whether a reconnecting stream reopens after this close: a replaced replica (1012) or a
+    connection lost without a close frame (1006: a killed replica, a network cut)."""
+    return exc.rcvd is None or exc.rcvd.code == SERVICE_RESTART
+
+
+REOPEN = object()  # `after_close`: the stream goes on on a new connection
+
+
+def after_close(exc: ConnectionClosed, replay: Optional["Replay"], aborted: bool, ledger: "Ledger") -> Any:
+    """What follows a connection's close: REOPEN, or the error the stream ends with (None: none)."""
+    if replay is None or aborted or ledger.error is not None or not reopens(exc):
+        return closed_error(exc)
+    if replay.gives_up():
+        return reopen_failed(exc, APIConnectionError("it closed again before anything was answered"))
+    return REOPEN
+
+
+def reopen_failed(exc: ConnectionClosed, error: SmallestError) -> SmallestError:
+    """What the reader gets when a stream could not be reopened: the close, and why the new one failed."""
+    return APIConnectionError(f"The stream was closed ({_how(exc)}) and could not be reopened: {error}")
+
+
+def replay_for(options: Dict[str, Any], max_resend_s: float, give_up_after: int) -> "Replay":
+    """The `Replay` of a stream opened with these options, or ValueError if its audio cannot be resent
+    from a byte offset: only raw samples say how many seconds a byte is (a coded stream's bytes
+    resent mid-way are not a stream its decoder can start on)."""
+    encoding = options.get("encoding")
+    width = SAMPLE_BYTES.get(str(encoding)) if encoding is not None else None
+    if width is None:
+        raise ValueError(
+            f"reconnect=True needs raw audio (encoding={', '.join(SAMPLE_BYTES)}) to resend from a byte offset; "
+            f"{f'encoding={encoding}' if encoding is not None else 'a container stream (no encoding)'} cannot be"
+        )
+    rate = options.get("sample_rate") or (16000 if encoding == "linear16" else None)  # the server's default
+    if rate is None:
+        raise ValueError(f"reconnect=True with encoding={encoding} needs sample_rate=")
+    if max_resend_s <= 0:
+        raise ValueError("max_resend_s must be > 0")
+    frame_bytes = width * int(options.get("channels") or 1)
+    return Replay(float(int(rate) * frame_bytes), frame_bytes, max_resend_s, give_up_after)
+
+
+class Replay:
+    """The audio a reconnecting stream sent that no final has answered yet (at most `max_resend_s`
+    of it; older audio is dropped, and counted in `dropped_s` if a reopening needed it), and where
+    the current connection starts on the stream's timeline. Byte offsets count from the stream's
+    first byte; a connection's times count from its own first byte, `shift` seconds later.
+
+    The sender and the reader (a thread, or a task) both use it: a lock keeps it consistent."""
+
+    def __init__(self, bytes_per_second: float, frame_bytes: int, max_resend_s: float, give_up_after: int) -> None:
+        self.bytes_per_second, self.frame_bytes = bytes_per_second, frame_bytes
+        self.max_bytes = self._bytes(max_resend_s)
+        self.give_up_after = give_up_after
+        self.reconnects = 0
+        self.dropped = 0  # bytes a reopening should have resent but no longer had
+        self._kept: Deque[Tuple[int, bytes]] = deque()  # (offset, audio) as sent, from the oldest kept
+        self._sent = 0  # offset after the last byte sent
+        self._base = 0  # offset of the current connection's first byte
+        self._answered: Dict[int, int] = {}  # channel -> offset its last final ends at
+        self._channels = 1
+        self._metadata: Optional[LiveMetadata] = None  # held until the close says what it ends
+        self._fruitless = 0  # reopenings in a row that resent from where the last one did
+        self._lock = threading.Lock()
+
+    @property
+    def shift(self) -> float:
+        return self._base / self.bytes_per_second
+
+    @property
+    def dropped_s(self) -> float:
+        return self.dropped / self.bytes_per_second
+
+    def sent(self, audio: bytes) -> None:
+        with self._lock:
+            self._kept.append((self._sent, audio))
+            self._sent += len(audio)
+            keep_from = max(self._sent - self.max_bytes, self._answered_to())  # neither too old nor answered
+            while self._kept and self._kept[0][0] < keep_from:
+                at, oldest = self._kept.popleft()
+                if at + len(oldest) > keep_from:
+                    self._kept.appendleft((keep_from, oldest[keep_from - at :]))
+                    break
+
+    def received(self, item: Any) -> Any:
+        """Notes a final's end (on the stream's timeline: `parse` shifted it). A `Metadata` is held
+        back (None): only the close after it says whether it ends the stream or a connection."""
+        if isinstance(item, LiveResult) and item.is_final:
+            channel, channels = (list(item.raw.get("channel_index") or []) + [0, 1])[:2]
+            with self._lock:
+                self._channels = max(self._channels, int(channels))
+                end = self._bytes(item.start + item.duration)
+                self._answered[int(channel)] = max(self._answered.get(int(channel), self._base), end)
+        if isinstance(item, LiveMetadata):
+            self._metadata = item
+            return None
+        return item
+
+    def held(self) -> Optional[LiveMetadata]:
+        """The held `Metadata`, for the reader once the stream ends (it is the stream's last message)."""
+        metadata, self._metadata = self._metadata, None
+        return metadata
+
+    def gives_up(self) -> bool:
+        return self._fruitless > self.give_up_after
+
+    def restart(self) -> List[bytes]:
+        """A new connection: the audio to send on it first, and its times shifted to start there.
+        After 1012 the server's `Metadata` says how much it took (it sent the finals of all of it:
+        what it took past the last final was silence, which has none); otherwise what no final
+        answered is resent (with several channels, from the channel answered least far)."""
+        metadata = self.held()
+        with self._lock:
+            start = self._bytes(metadata.duration) if metadata is not None else self._answered_to()
+            start = min(start, self._sent)
+            kept_from = self._kept[0][0] if self._kept else self._sent
+            if start < kept_from:
+                self.dropped += kept_from - start
+                start = kept_from
+            self._fruitless = self._fruitless + 1 if start <= self._base else 0
+            self._base, self._answered = start, {}
+            self.reconnects += 1
+            return [audio[max(0, start - at) :] for at, audio in self._kept if at + len(audio) > start]
+
+    def _answered_to(self) -> int:
+        return min(self._answered.get(c, self._base) for c in range(self._channels))
+
+    def _bytes(self, seconds: float) -> int:
+        """An offset from seconds, on a whole sample of every channel (the server's times are in ms)."""
+        return round(seconds * self.bytes_per_second / self.frame_bytes) * self.frame_bytes

@@ -12,7 +12,23 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from .errors import APIConnectionError, SmallestError
-from .live import CLOSE_STREAM, END, FINALIZE, KEEPALIVE, Ledger, closed_error, handshake_error, parse, pieces, settle
+from .live import (
+    CLOSE_STREAM,
+    END,
+    FINALIZE,
+    KEEPALIVE,
+    REOPEN,
+    Ledger,
+    Replay,
+    after_close,
+    closed_error,
+    handshake_error,
+    parse,
+    pieces,
+    reopen_failed,
+    reopens,
+    settle,
+)
 from .types import LiveMessage, LiveMetadata, LiveResult
 
 
@@ -20,29 +36,41 @@ class AsyncLiveStream:
     """An open `WS /v1/listen` stream (from `AsyncClient.stream`): `async for` yields every message in
     order until the server closes the stream; the methods are `LiveStream`'s, awaited."""
 
-    def __init__(self, ws: ClientConnection, stack: AsyncExitStack, keepalive: Optional[float], close_timeout: float) -> None:
+    def __init__(
+        self,
+        ws: ClientConnection,
+        stack: AsyncExitStack,
+        connect: Callable[[], Awaitable[ClientConnection]],
+        keepalive: Optional[float],
+        close_timeout: float,
+        replay: Optional[Replay],
+    ) -> None:
         """Use `open`: a running receiver needs a running loop."""
         self._ws, self._exit = ws, stack
+        self._connect, self._replay = connect, replay
         self._keepalive, self._close_timeout = keepalive, close_timeout
         self._ledger = Ledger()
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._send_lock = asyncio.Lock()
         self._sent_at = time.monotonic()
         self._finished = False
+        self._aborted = False
         self._receiver = asyncio.create_task(self._receive())
         self._feeder: Optional[asyncio.Task] = None  # `feed`'s task, kept so that it is not collected
 
     @classmethod
     async def open(
-        cls, url: str, settings: Dict[str, Any], keepalive: Optional[float], close_timeout: float
+        cls,
+        connect: Callable[[], Awaitable[ClientConnection]],
+        keepalive: Optional[float],
+        close_timeout: float,
+        replay: Optional[Replay] = None,
     ) -> "AsyncLiveStream":
-        """One handshake: the server's refusal raises the exception a file call would (no retry here)."""
+        """`connect`: the handshake (`handshake` with the client's retries), again for each
+        reopening; `replay`: reopen after a restart (`reconnect=True`)."""
         stack = AsyncExitStack()
-        try:
-            ws = await stack.enter_async_context(connect(url, **settings))
-        except (OSError, WebSocketException) as exc:  # OSError: refused, reset, timed out
-            raise handshake_error(exc) from None
-        return cls(ws, stack, keepalive, close_timeout)
+        ws = await stack.enter_async_context(await connect())
+        return cls(ws, stack, connect, keepalive, close_timeout, replay)
 
     @property
     def finals(self) -> List[LiveResult]:
@@ -55,6 +83,14 @@ class AsyncLiveStream:
     @property
     def transcript(self) -> str:
         return " ".join(r.text for r in self._ledger.finals if r.text)
+
+    @property
+    def reconnects(self) -> int:
+        return self._replay.reconnects if self._replay is not None else 0
+
+    @property
+    def dropped_s(self) -> float:
+        return self._replay.dropped_s if self._replay is not None else 0.0
 
     async def send(self, audio: bytes) -> None:
         if self._finished:
@@ -102,7 +138,7 @@ class AsyncLiveStream:
         return settle(unread)
 
     async def abort(self) -> None:
-        self._finished = True
+        self._finished = self._aborted = True
         if self._feeder is not None:
             self._feeder.cancel()
         await self._exit.aclose()
@@ -133,15 +169,25 @@ class AsyncLiveStream:
     async def _send(self, message: Any, quiet: bool = False) -> None:
         try:
             async with self._send_lock:
+                if self._replay is not None and isinstance(message, bytes):
+                    self._replay.sent(message)  # under the lock: a reopening resends it or it goes on the new connection
                 await self._ws.send(message)
                 self._sent_at = time.monotonic()
         except ConnectionClosed as exc:
-            if quiet:
-                return
+            if quiet or (self._replay is not None and reopens(exc) and not self._receiver.done()):
+                return  # kept: the receiver reopens the stream and resends it
             await asyncio.wait({self._receiver}, timeout=1.0)  # it may be reading the Error that says why
             raise self._ledger.error or closed_error(exc) or APIConnectionError("The stream is closed") from None
 
     async def _receive(self) -> None:
+        try:
+            while await self._read():
+                pass
+        finally:
+            self._queue.put_nowait(END)
+
+    async def _read(self) -> bool:
+        """`LiveStream._read`: one connection's messages; True if the stream was reopened."""
         try:
             while True:
                 try:
@@ -149,12 +195,42 @@ class AsyncLiveStream:
                 except asyncio.TimeoutError:  # recv is safe to cancel: no message is lost
                     await self._send(KEEPALIVE, quiet=True)
                     continue
-                self._hand_on(parse(text))
+                item = parse(text, self._replay.shift if self._replay is not None else 0.0)
+                self._hand_on(self._replay.received(item) if self._replay is not None else item)
         except ConnectionClosed as exc:
-            if self._ledger.error is None:
-                self._hand_on(closed_error(exc))
-        finally:
-            self._queue.put_nowait(END)
+            outcome = after_close(exc, self._replay, self._aborted, self._ledger)
+            if self._replay is None or outcome is not REOPEN:
+                return self._ended(outcome)
+            try:
+                ws = await self._connect()
+            except SmallestError as error:
+                return self._ended(reopen_failed(exc, error))
+            await self._reopened(ws, self._replay)
+            return True
+
+    async def _reopened(self, ws: ClientConnection, replay: Replay) -> None:
+        async with self._send_lock:
+            await self._exit.enter_async_context(ws)
+            self._ws = ws
+            if self._aborted:
+                await ws.close()
+                return
+            try:
+                for audio in replay.restart():
+                    for piece in pieces(audio):
+                        await ws.send(piece)
+                if self._finished:
+                    await ws.send(CLOSE_STREAM)
+                self._sent_at = time.monotonic()
+            except ConnectionClosed:
+                pass  # the next read sees it and reopens again
+
+    def _ended(self, error: Optional[SmallestError]) -> bool:
+        if self._replay is not None:
+            self._hand_on(self._replay.held())
+        if self._ledger.error is None:
+            self._hand_on(error)
+        return False
 
     def _until_keepalive(self) -> Optional[float]:
         if self._keepalive is None or self._finished:
@@ -165,6 +241,14 @@ class AsyncLiveStream:
         if item is not None:
             self._ledger.note(item)
             self._queue.put_nowait(item)
+
+
+async def handshake(url: str, settings: Dict[str, Any]) -> ClientConnection:
+    """One handshake: the server's refusal raises the exception a file call would (no retry here)."""
+    try:
+        return await connect(url, **settings)
+    except (OSError, WebSocketException) as exc:  # OSError: refused, reset, timed out
+        raise handshake_error(exc) from None
 
 
 class Opening:

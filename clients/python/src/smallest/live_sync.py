@@ -1,6 +1,7 @@
 """`LiveStream`, the synchronous live stream. A receiver thread reads the server's messages into a
 queue, so that `send` never waits on results and results can be read while another thread sends;
-the same thread sends a KeepAlive whenever the stream has sent nothing for `keepalive` seconds."""
+the same thread sends a KeepAlive whenever the stream has sent nothing for `keepalive` seconds, and
+reopens a stream opened with `reconnect=True` (live.py's `Replay` says from where to resend)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,29 @@ import queue
 import threading
 import time
 from contextlib import ExitStack
-from typing import Any, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 from websockets.exceptions import ConnectionClosed, WebSocketException
-from websockets.sync.client import connect
+from websockets.sync.client import ClientConnection, connect
 
 from .errors import APIConnectionError, SmallestError
-from .live import CLOSE_STREAM, END, FINALIZE, KEEPALIVE, Ledger, closed_error, handshake_error, parse, pieces, settle
+from .live import (
+    CLOSE_STREAM,
+    END,
+    FINALIZE,
+    KEEPALIVE,
+    REOPEN,
+    Ledger,
+    Replay,
+    after_close,
+    closed_error,
+    handshake_error,
+    parse,
+    pieces,
+    reopen_failed,
+    reopens,
+    settle,
+)
 from .types import LiveMessage, LiveMetadata, LiveResult
 
 
@@ -23,19 +40,25 @@ class LiveStream:
     in order (`LiveResult` interims and finals, `SpeechStarted`, `UtteranceEnd`, `LiveMetadata`) until
     the server closes the stream, and raises the server's error where it came."""
 
-    def __init__(self, url: str, settings: Dict[str, Any], keepalive: Optional[float], close_timeout: float) -> None:
-        """One handshake: the server's refusal raises the exception a file call would (no retry here)."""
+    def __init__(
+        self,
+        connect: Callable[[], ClientConnection],
+        keepalive: Optional[float],
+        close_timeout: float,
+        replay: Optional[Replay] = None,
+    ) -> None:
+        """`connect`: the handshake (`handshake` with the client's retries), again for each reopening;
+        `replay`: reopen after a restart (`reconnect=True`)."""
+        self._connect, self._replay = connect, replay
         self._exit = ExitStack()
-        try:
-            self._ws = self._exit.enter_context(connect(url, **settings))
-        except (OSError, WebSocketException) as exc:  # OSError: refused, reset, timed out
-            raise handshake_error(exc) from None
+        self._ws = self._exit.enter_context(connect())
         self._keepalive, self._close_timeout = keepalive, close_timeout
         self._ledger = Ledger()
         self._queue: queue.Queue[Any] = queue.Queue()
         self._send_lock = threading.Lock()
         self._sent_at = time.monotonic()
         self._finished = False  # CloseStream sent
+        self._aborted = False
         self._feeder: Optional[threading.Thread] = None  # `feed`'s thread
         self._receiver = threading.Thread(target=self._receive, name="smallest-live", daemon=True)
         self._receiver.start()
@@ -54,6 +77,16 @@ class LiveStream:
     def transcript(self) -> str:
         """The finals' text so far, joined."""
         return " ".join(r.text for r in self._ledger.finals if r.text)
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the stream was reopened (`reconnect=True`)."""
+        return self._replay.reconnects if self._replay is not None else 0
+
+    @property
+    def dropped_s(self) -> float:
+        """Seconds of audio a reopening could not resend: older than `max_resend_s`, never answered."""
+        return self._replay.dropped_s if self._replay is not None else 0.0
 
     def send(self, audio: bytes) -> None:
         """Audio in the encoding the stream was opened with; large buffers go as several messages."""
@@ -111,7 +144,7 @@ class LiveStream:
 
     def abort(self) -> None:
         """Leave at once, without waiting for results (the server bills the audio it received)."""
-        self._finished = True
+        self._finished = self._aborted = True
         self._exit.close()
 
     def __iter__(self) -> Iterator[LiveMessage]:
@@ -142,15 +175,25 @@ class LiveStream:
     def _send(self, message: Any, quiet: bool = False) -> None:
         try:
             with self._send_lock:
+                if self._replay is not None and isinstance(message, bytes):
+                    self._replay.sent(message)  # under the lock: a reopening resends it or it goes on the new connection
                 self._ws.send(message)
                 self._sent_at = time.monotonic()
         except ConnectionClosed as exc:
-            if quiet:
-                return
+            if quiet or (self._replay is not None and reopens(exc) and self._receiver.is_alive()):
+                return  # kept: the receiver reopens the stream and resends it
             self._receiver.join(1.0)  # the receiver may be reading the Error that says why the server closed
             raise self._ledger.error or closed_error(exc) or APIConnectionError("The stream is closed") from None
 
     def _receive(self) -> None:
+        try:
+            while self._read():
+                pass
+        finally:
+            self._queue.put(END)
+
+    def _read(self) -> bool:
+        """One connection's messages until it closes; True if the stream was reopened on a new one."""
         try:
             while True:
                 try:
@@ -158,12 +201,45 @@ class LiveStream:
                 except TimeoutError:
                     self._send(KEEPALIVE, quiet=True)
                     continue
-                self._hand_on(parse(text))
+                item = parse(text, self._replay.shift if self._replay is not None else 0.0)
+                self._hand_on(self._replay.received(item) if self._replay is not None else item)
         except ConnectionClosed as exc:
-            if self._ledger.error is None:
-                self._hand_on(closed_error(exc))
-        finally:
-            self._queue.put(END)
+            outcome = after_close(exc, self._replay, self._aborted, self._ledger)
+            if self._replay is None or outcome is not REOPEN:
+                return self._ended(outcome)
+            try:
+                ws = self._connect()
+            except SmallestError as error:
+                return self._ended(reopen_failed(exc, error))
+            self._reopened(ws, self._replay)
+            return True
+
+    def _reopened(self, ws: ClientConnection, replay: Replay) -> None:
+        """The stream goes on on `ws`: what the old connection did not take, first (under the lock,
+        so that audio sent meanwhile follows it), then CloseStream again if it was sent."""
+        with self._send_lock:
+            self._exit.enter_context(ws)
+            self._ws = ws
+            if self._aborted:
+                ws.close()
+                return
+            try:
+                for audio in replay.restart():
+                    for piece in pieces(audio):
+                        ws.send(piece)
+                if self._finished:
+                    ws.send(CLOSE_STREAM)
+                self._sent_at = time.monotonic()
+            except ConnectionClosed:
+                pass  # the next read sees it and reopens again
+
+    def _ended(self, error: Optional[SmallestError]) -> bool:
+        """The stream is over: the `Metadata` held back, then the error it ended with (if any)."""
+        if self._replay is not None:
+            self._hand_on(self._replay.held())
+        if self._ledger.error is None:
+            self._hand_on(error)
+        return False
 
     def _until_keepalive(self) -> Optional[float]:
         if self._keepalive is None or self._finished:  # after CloseStream the server reads nothing more
@@ -174,3 +250,11 @@ class LiveStream:
         if item is not None:
             self._ledger.note(item)
             self._queue.put(item)
+
+
+def handshake(url: str, settings: Dict[str, Any]) -> ClientConnection:
+    """One handshake: the server's refusal raises the exception a file call would (no retry here)."""
+    try:
+        return connect(url, **settings)
+    except (OSError, WebSocketException) as exc:  # OSError: refused, reset, timed out
+        raise handshake_error(exc) from None
