@@ -234,11 +234,11 @@ def test_stream_benchmark_smoke(server: Server, tmp_path: Path) -> None:
         capture_output=True,
         timeout=600,
     )
-    modes = json.loads(out.read_text())["modes"]
-    assert set(modes) == {"interim", "finals-only"}
-    for mode in modes.values():
-        assert [r["streams"] for r in mode["levels"]] == [1, 2] and mode["streams_held"] == 2
-    assert all(r["interims_per_stream_min"] > 0 for r in modes["interim"]["levels"])
-    assert all(r["interims_per_stream_min"] == 0 for r in modes["finals-only"]["levels"])
-    for row in modes["interim"]["levels"] + modes["finals-only"]["levels"]:
-        assert row["utterances"] >= row["streams"] and row["missing_finals"] == 0 and 0 < row["p50_s"] < 60 and row["wer"] < 0.5
+    protocols = json.loads(out.read_text())["protocols"]
+    assert set(protocols) == {"deepgram", "pulse", "twilio", "realtime"}
+    for name, result in protocols.items():
+        assert [r["streams"] for r in result["levels"]] == [1, 2] and result["streams_held"] == 2
+        for row in result["levels"]:
+            assert row["utterances"] >= row["streams"] and row["missing_finals"] == 0 and row["errors"] == []
+            assert 0 < row["p50_s"] < 60 and row["wer"] < 0.5 and row["p50_vs_deepgram"] is not None
+            assert (row["interims_per_stream_min"] > 0) == (name != "realtime")  # realtime sends no interims
