@@ -37,6 +37,7 @@ from serve_app.pipeline.fetch import UrlPolicy
 from serve_app.stream.audio_in import END, MULAW, ContainerInput
 from serve_app.stream.protocol import FINALIZE
 from serve_app.types import SAMPLE_RATE, ChunkTranscript, EngineInfo, Token, Turn
+from tools.bench.live_clients import g711, resampled
 
 from .helpers import JFK_FLAC, Issuer
 
@@ -164,26 +165,6 @@ def paced(send: Callable[[bytes], Any], data: bytes = JFK_PCM, frame: int = FRAM
     for k, at in enumerate(range(0, len(data), frame)):
         time.sleep(max(0.0, started + k * 0.1 - time.monotonic()))
         send(data[at : at + frame])
-
-
-def resampled(audio: np.ndarray, rate: int) -> np.ndarray:
-    """16 kHz float audio at `rate`, by FFmpeg's resampler."""
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-    frame = av.AudioFrame.from_ndarray(audio.reshape(1, -1).astype(np.float32), format="flt", layout="mono")
-    frame.sample_rate = SAMPLE_RATE
-    frames = resampler.resample(frame) + resampler.resample(None)
-    return np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
-
-
-def g711(audio: np.ndarray, table: np.ndarray) -> bytes:
-    """Each sample as the byte whose expansion is nearest (the G.711 quantiser, from its table:
-    stream/audio_in.py's MULAW or ALAW): what a phone platform sends."""
-    codes = np.argsort(table, kind="stable")
-    values = table[codes].astype(np.float64)
-    x = np.clip(audio.astype(np.float64) * 32768.0, -32768, 32767)
-    hi = np.clip(np.searchsorted(values, x), 1, 255)
-    nearer = np.where(np.abs(values[hi - 1] - x) <= np.abs(values[hi] - x), hi - 1, hi)
-    return codes[nearer].astype(np.uint8).tobytes()
 
 
 JFK_LINEAR = np.frombuffer(JFK_PCM, "<i2").astype(np.float32) / 32768.0  # the clip as linear16 streams carry it

@@ -50,10 +50,11 @@ def pcm16(audio: np.ndarray) -> bytes:
     return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
 
 
-def mulaw(audio: np.ndarray) -> bytes:
-    """G.711 mu-law bytes: each sample as the code whose expansion (the server's own table) is nearest."""
-    codes = np.argsort(MULAW, kind="stable")
-    values = MULAW[codes].astype(np.float64)
+def g711(audio: np.ndarray, table: np.ndarray) -> bytes:
+    """G.711 bytes: each sample as the code whose expansion in `table` (the server's own, MULAW or
+    ALAW of serve_app/stream/audio_in.py) is nearest: what a phone platform sends."""
+    codes = np.argsort(table, kind="stable")
+    values = table[codes].astype(np.float64)
     x = np.clip(audio.astype(np.float64) * 32768.0, -32768, 32767)
     hi = np.clip(np.searchsorted(values, x), 1, 255)
     nearer = np.where(np.abs(values[hi - 1] - x) <= np.abs(values[hi] - x), hi - 1, hi)
@@ -144,7 +145,7 @@ class Twilio(Deepgram):
         return {}
 
     def encode(self, audio: np.ndarray) -> bytes:
-        return mulaw(resampled(audio, self.rate))
+        return g711(resampled(audio, self.rate), MULAW)
 
     def frame_bytes(self) -> int:
         return int(self.frame_s * self.rate)
