@@ -140,18 +140,30 @@ class Cluster:
                 f"--temp-dir={self.ray_dir}",
             ],
         )
-        self._wait(lambda: self._get("/api/version"), 120, "the head's dashboard")
+        self._wait(lambda: self._get("/api/version"), 120, "the head's dashboard", node="head")
 
-    def start_worker(self) -> None:
-        self.worker = self._ray_start(
-            "worker",
-            [
-                f"--address={HOST}:{self.gcs_port}",
-                "--num-cpus=1",
-                json.dumps({ENGINE_RESOURCE: 1}).join(["--resources=", ""]),
-            ],
-        )
-        self._wait(lambda: self.engine_node_id() is not None, 120, "the engine node to join")
+    def start_worker(self, attempts: int = 2) -> None:
+        """The engine node, started again (on fresh ports) if it has not joined in time.
+
+        Once in CI the second node never showed up within 120 s on a loaded machine; a node whose
+        `ray start` lost a port race dies at once, so a second start on new ports is cheap insurance.
+        """
+        for attempt in range(1, attempts + 1):
+            self.worker = self._ray_start(
+                "worker",
+                [
+                    f"--address={HOST}:{self.gcs_port}",
+                    "--num-cpus=1",
+                    json.dumps({ENGINE_RESOURCE: 1}).join(["--resources=", ""]),
+                ],
+            )
+            try:
+                self._wait(lambda: self.engine_node_id() is not None, 180, "the engine node to join", node="worker")
+                return
+            except TimeoutError:
+                self.stop_worker()
+                if attempt == attempts:
+                    raise
 
     def stop_worker(self) -> None:
         _stop(self.worker)
@@ -208,8 +220,10 @@ class Cluster:
     def wait_healthy(self, what: str) -> None:
         self._wait(lambda: requests.get(f"{self.url}/health", timeout=5).ok, 300, what)
 
-    @staticmethod
-    def _wait(ready: object, timeout_s: float, what: str) -> None:
+    def _wait(self, ready: object, timeout_s: float, what: str, node: str | None = None) -> None:
+        """Poll `ready` each second; give up at the deadline, or at once if `node`'s `ray start` has exited.
+        Either way the error carries the end of that node's log, which is all CI keeps of it."""
+        process = {"head": self.head, "worker": self.worker}.get(node or "")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
@@ -217,8 +231,16 @@ class Cluster:
                     return
             except (requests.RequestException, KeyError, ValueError):
                 pass
+            if process is not None and process.poll() is not None:
+                raise TimeoutError(f"{what}: `ray start` exited with {process.returncode}{self._log_tail(node)}")
             time.sleep(1)
-        raise TimeoutError(f"{what}: not ready after {timeout_s:.0f} s")
+        raise TimeoutError(f"{what}: not ready after {timeout_s:.0f} s{self._log_tail(node)}")
+
+    def _log_tail(self, node: str | None, lines: int = 30) -> str:
+        log = self.workdir / f"{node}.log"
+        if node is None or not log.exists():
+            return ""
+        return f"\n--- last lines of {log.name} ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
 def _stop(process: subprocess.Popen | None) -> None:
