@@ -145,8 +145,8 @@ class Cluster:
     def start_worker(self, attempts: int = 2) -> None:
         """The engine node, started again (on fresh ports) if it has not joined in time.
 
-        Once in CI the second node never showed up within 120 s on a loaded machine; a node whose
-        `ray start` lost a port race dies at once, so a second start on new ports is cheap insurance.
+        Once in CI the second node had not joined after 120 s, and nothing said why (its log is now in
+        the error). A start that lost a port race or hung is cheap to repeat on new ports.
         """
         for attempt in range(1, attempts + 1):
             self.worker = self._ray_start(
