@@ -16,20 +16,15 @@ import os
 import time
 from pathlib import Path
 
-import jiwer
-
 from serve_app.engine.prompts import WhisperVocabulary
 from serve_app.pipeline.decode import decode
+from serve_app.types import SAMPLE_RATE
 from tools import ROOT
+from tools.accuracy_sets import score
 from tools.bench.common import DEFAULT_MANIFEST, normalize
 
 SETS = {"arctic", "classic", "commonvoice", "harvard", "librivox", "ljspeech", "speechbrain_asr"}
 MAX_CLIP_S = 14.5
-
-
-def errors(reference: str, hypothesis: str) -> int:
-    out = jiwer.process_words(normalize(reference), normalize(hypothesis))
-    return out.substitutions + out.deletions + out.insertions
 
 
 def run(model: Path, dtype: str, clips: list[dict]) -> dict:
@@ -42,14 +37,15 @@ def run(model: Path, dtype: str, clips: list[dict]) -> dict:
     tokenizer = llm.get_tokenizer()
     params = SamplingParams(temperature=0.0, max_tokens=224, logit_bias=dict.fromkeys(vocab.suppressed, -100.0) or None)
     audio = [decode((DEFAULT_MANIFEST.parent / c["path"]).read_bytes(), 30) for c in clips]
-    # Without <|notimestamps|> the model writes <|0.00|>-style tokens around its segments; they are
-    # ids above <|endoftext|> and are dropped with the other special tokens before scoring.
-    variants = {"no timestamps (the service)": [vocab.sot, vocab.no_timestamps], "timestamps": [vocab.sot]}
+    # The service's prompt, and the same without <|notimestamps|>: the model then writes <|0.00|>-style
+    # tokens around its segments, ids above <|endoftext|> dropped with the other special tokens.
+    service = vocab.prompt("en")
+    variants = {"no timestamps (the service)": service, "timestamps": [i for i in service if i != vocab.no_timestamps]}
     result: dict = {}
     for name, decoder_ids in variants.items():
         prompts = [
             {
-                "encoder_prompt": {"prompt": "", "multi_modal_data": {"audio": (a, 16000)}},
+                "encoder_prompt": {"prompt": "", "multi_modal_data": {"audio": (a, SAMPLE_RATE)}},
                 "decoder_prompt": {"prompt_token_ids": decoder_ids},
             }
             for a in audio
@@ -58,9 +54,14 @@ def run(model: Path, dtype: str, clips: list[dict]) -> dict:
         outputs = llm.generate(prompts, params, use_tqdm=False)  # type: ignore[arg-type]
         seconds = time.perf_counter() - started
         texts = [tokenizer.decode([i for i in o.outputs[0].token_ids if i < vocab.eot]) for o in outputs]
-        per_set: dict[str, int] = {}
-        for clip, text in zip(clips, texts):
-            per_set[clip["set"]] = per_set.get(clip["set"], 0) + errors(clip["text"], text)
+        per_set = {
+            set_name: score(
+                [c["text"] for c in clips if c["set"] == set_name],
+                [t for c, t in zip(clips, texts) if c["set"] == set_name],
+                "en",
+            ).errors
+            for set_name in sorted({c["set"] for c in clips})
+        }
         result[name] = {"seconds": round(seconds, 2), "errors": sum(per_set.values()), "per_set": per_set, "texts": texts}
     return result
 
