@@ -1,11 +1,15 @@
 """Decoding variants of one checkpoint on the same clips, offline in one vLLM process: does decoding
-with timestamp tokens (faster-whisper's default) or in float32 change the words?
+with timestamp tokens (faster-whisper's default) or in float32 change the words? And with
+--faster-whisper, the same question of faster-whisper int8 on the same weights: which of its
+defaults (timestamp tokens, temperature fallback) make its words?
 
-  .venv/bin/python -m tools.bench.decoding [--model models/whisper-tiny.en-15s] [--dtype bfloat16]
+  .venv/bin/python -m tools.bench.decoding [--model models/whisper-tiny.en-15s] [--dtype bfloat16] [--faster-whisper]
 
-Every English clip of the collection's read-speech sets up to 14.5 s (so one window of the 15 s
-checkpoint holds it), all in one `generate()` per variant, greedy, with the checkpoint's suppressed
-tokens as the service decodes them. Prints errors per set and writes the texts to --out.
+An English checkpoint decodes every English clip of the collection's read-speech sets, a multilingual
+one every clip of the `multilingual` set in its own language; either way only clips that one window
+of the checkpoint holds (0.5 s to spare). All in one `generate()` per variant, greedy, with the
+checkpoint's suppressed tokens as the service decodes them. Prints errors per (set, language) and
+writes the texts to --out.
 """
 
 from __future__ import annotations
@@ -13,18 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
-from serve_app.engine.prompts import WhisperVocabulary
+from serve_app.engine.prompts import WhisperVocabulary, encoder_window_s
 from serve_app.pipeline.decode import decode
 from serve_app.types import SAMPLE_RATE
 from tools import ROOT
 from tools.accuracy_sets import score
 from tools.bench.common import DEFAULT_MANIFEST, normalize
 
-SETS = {"arctic", "classic", "commonvoice", "harvard", "librivox", "ljspeech", "speechbrain_asr"}
-MAX_CLIP_S = 14.5
+ENGLISH_SETS = {"arctic", "classic", "commonvoice", "harvard", "librivox", "ljspeech", "speechbrain_asr"}
 
 
 def run(model: Path, dtype: str, clips: list[dict]) -> dict:
@@ -39,52 +43,103 @@ def run(model: Path, dtype: str, clips: list[dict]) -> dict:
     audio = [decode((DEFAULT_MANIFEST.parent / c["path"]).read_bytes(), 30) for c in clips]
     # The service's prompt, and the same without <|notimestamps|>: the model then writes <|0.00|>-style
     # tokens around its segments, ids above <|endoftext|> dropped with the other special tokens.
-    service = vocab.prompt("en")
-    variants = {"no timestamps (the service)": service, "timestamps": [i for i in service if i != vocab.no_timestamps]}
+    variants = {
+        "no timestamps (the service)": lambda language: vocab.prompt(language),
+        "timestamps": lambda language: [i for i in vocab.prompt(language) if i != vocab.no_timestamps],
+    }
     result: dict = {}
-    for name, decoder_ids in variants.items():
+    for name, prompt in variants.items():
         prompts = [
             {
                 "encoder_prompt": {"prompt": "", "multi_modal_data": {"audio": (a, SAMPLE_RATE)}},
-                "decoder_prompt": {"prompt_token_ids": decoder_ids},
+                "decoder_prompt": {"prompt_token_ids": prompt(c.get("language", "en"))},
             }
-            for a in audio
+            for c, a in zip(clips, audio)
         ]
         started = time.perf_counter()
         outputs = llm.generate(prompts, params, use_tqdm=False)  # type: ignore[arg-type]
         seconds = time.perf_counter() - started
         texts = [tokenizer.decode([i for i in o.outputs[0].token_ids if i < vocab.eot]) for o in outputs]
-        per_set = {
-            set_name: score(
-                [c["text"] for c in clips if c["set"] == set_name],
-                [t for c, t in zip(clips, texts) if c["set"] == set_name],
-                "en",
-            ).errors
-            for set_name in sorted({c["set"] for c in clips})
-        }
-        result[name] = {"seconds": round(seconds, 2), "errors": sum(per_set.values()), "per_set": per_set, "texts": texts}
+        result[name] = tally(clips, texts, seconds)
     return result
+
+
+# faster-whisper's variants: its defaults (as tools.accuracy_sets runs it), then without each of the
+# two it has and the service's decoding has not.
+FASTER_WHISPER_VARIANTS: dict[str, dict] = {
+    "faster-whisper (its defaults)": {},
+    "faster-whisper, no temperature fallback": {"temperature": 0.0},
+    "faster-whisper, no timestamps": {"without_timestamps": True},
+}
+
+
+def run_faster_whisper(model: Path, clips: list[dict]) -> dict:
+    """faster-whisper int8 on the original CTranslate2 checkpoint of `model`'s weights, one clip at a
+    time, beam 1, the clip's language given, no VAD, as tools.accuracy_sets runs it."""
+    from tools.accuracy_sets import ct2_checkpoint
+    from tools.bench.peers import faster_whisper_model
+
+    name = "base" if WhisperVocabulary.from_model_dir(model).multilingual else "tiny.en"
+    audio = [decode((DEFAULT_MANIFEST.parent / c["path"]).read_bytes(), 30) for c in clips]
+    result: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        fw = faster_whisper_model(checkpoint=ct2_checkpoint(name, Path(tmp)))
+        for variant, options in FASTER_WHISPER_VARIANTS.items():
+            started = time.perf_counter()
+            texts = []
+            for c, a in zip(clips, audio):
+                segments, _ = fw.transcribe(a, language=c.get("language", "en"), beam_size=1, vad_filter=False, **options)
+                texts.append(" ".join(s.text.strip() for s in segments))  # segments is lazy: decoding happens here
+            result[variant] = tally(clips, texts, time.perf_counter() - started)
+    return result
+
+
+def tally(clips: list[dict], texts: list[str], seconds: float) -> dict:
+    per_set = {
+        group: score(
+            [c["text"] for c in clips if group_of(c) == group],
+            [t for c, t in zip(clips, texts) if group_of(c) == group],
+            group.rpartition("/")[2],
+        ).errors
+        for group in sorted({group_of(c) for c in clips})
+    }
+    return {"seconds": round(seconds, 2), "errors": sum(per_set.values()), "per_set": per_set, "texts": texts}
+
+
+def group_of(clip: dict) -> str:
+    return f"{clip['set']}/{clip.get('language', 'en')}"
+
+
+def select(rows: list[dict], model: Path) -> list[dict]:
+    """The clips this checkpoint is measured on (see the module's docstring)."""
+    vocab = WhisperVocabulary.from_model_dir(model)
+    max_s = encoder_window_s(json.loads((model / "config.json").read_text())) - 0.5
+    if vocab.multilingual:
+        return [r for r in rows if r["set"] == "multilingual" and r["duration_s"] <= max_s]
+    return [r for r in rows if r["set"] in ENGLISH_SETS and r.get("language", "en") == "en" and r["duration_s"] <= max_s]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=ROOT / "models" / "whisper-tiny.en-15s")
     p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--faster-whisper", action="store_true", help="faster-whisper's variants instead of vLLM's")
     p.add_argument("--out", type=Path, default=Path("decoding.json"))
     args = p.parse_args()
     rows = [json.loads(line) for line in DEFAULT_MANIFEST.read_text().splitlines() if line.strip()]
-    clips = [r for r in rows if r["set"] in SETS and r.get("language", "en") == "en" and r["duration_s"] <= MAX_CLIP_S]
+    clips = select(rows, args.model)
     words = sum(len(normalize(c["text"]).split()) for c in clips)
-    result = run(args.model, args.dtype, clips)
+    result = run_faster_whisper(args.model, clips) if args.faster_whisper else run(args.model, args.dtype, clips)
+    dtype = "int8 (faster-whisper, the original weights)" if args.faster_whisper else args.dtype
     args.out.write_text(
-        json.dumps({"model": args.model.name, "dtype": args.dtype, "clips": [c["path"] for c in clips], **result}, indent=1)
-        + "\n"
+        json.dumps({"model": args.model.name, "dtype": dtype, "clips": [c["path"] for c in clips], **result}, indent=1) + "\n"
     )
-    print(f"{args.model.name}, {args.dtype}: {len(clips)} clips, {words} words")
-    print("| decoding | errors | " + " | ".join(sorted(SETS)) + " | seconds |")
-    print("|---|---|" + "---|" * len(SETS) + "---|")
+    print(f"{args.model.name}, {dtype}: {len(clips)} clips, {words} words")
+    groups = sorted({group_of(c) for c in clips})
+    print("| decoding | errors | " + " | ".join(groups) + " | seconds |")
+    print("|---|---|" + "---|" * len(groups) + "---|")
     for name, r in result.items():
-        cells = " | ".join(str(r["per_set"].get(s, "–")) for s in sorted(SETS))
+        cells = " | ".join(str(r["per_set"][g]) for g in groups)
         print(f"| {name} | {r['errors']} | {cells} | {r['seconds']} |")
 
 
