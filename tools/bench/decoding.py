@@ -36,19 +36,34 @@ def run(model: Path, dtype: str, clips: list[dict]) -> dict:
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
     from vllm import LLM, SamplingParams  # after the CPU variables: vLLM reads them when imported
 
+    from tools.bench.timestamp_rules import WhisperTimestampRules, request_args
+
     vocab = WhisperVocabulary.from_model_dir(model)
-    llm = LLM(str(model), max_model_len=448, enforce_eager=True, limit_mm_per_prompt={"audio": 1}, dtype=dtype)  # type: ignore[arg-type]
+    window_s = encoder_window_s(json.loads((model / "config.json").read_text()))
+    llm = LLM(
+        str(model),
+        max_model_len=448,
+        enforce_eager=True,
+        limit_mm_per_prompt={"audio": 1},
+        dtype=dtype,  # type: ignore[arg-type]
+        logits_processors=[WhisperTimestampRules],
+    )
     tokenizer = llm.get_tokenizer()
-    params = SamplingParams(temperature=0.0, max_tokens=224, logit_bias=dict.fromkeys(vocab.suppressed, -100.0) or None)
+    greedy = dict(temperature=0.0, max_tokens=224, logit_bias=dict.fromkeys(vocab.suppressed, -100.0) or None)
+    plain = SamplingParams(**greedy)  # type: ignore[arg-type]
+    ruled = SamplingParams(**greedy, extra_args=request_args(vocab.eot, vocab.no_timestamps, window_s))  # type: ignore[arg-type]
     audio = [decode((DEFAULT_MANIFEST.parent / c["path"]).read_bytes(), 30) for c in clips]
     # The service's prompt, and the same without <|notimestamps|>: the model then writes <|0.00|>-style
-    # tokens around its segments, ids above <|endoftext|> dropped with the other special tokens.
+    # tokens around its segments (ids above <|endoftext|>, dropped with the other special tokens),
+    # freely or under Whisper's timestamp rules.
+    without = lambda language: [i for i in vocab.prompt(language) if i != vocab.no_timestamps]  # noqa: E731
     variants = {
-        "no timestamps (the service)": lambda language: vocab.prompt(language),
-        "timestamps": lambda language: [i for i in vocab.prompt(language) if i != vocab.no_timestamps],
+        "no timestamps (the service)": (vocab.prompt, plain),
+        "timestamps": (without, plain),
+        "timestamps, with Whisper's timestamp rules": (without, ruled),
     }
     result: dict = {}
-    for name, prompt in variants.items():
+    for name, (prompt, params) in variants.items():
         prompts = [
             {
                 "encoder_prompt": {"prompt": "", "multi_modal_data": {"audio": (a, SAMPLE_RATE)}},
