@@ -226,6 +226,12 @@ def main() -> None:
     p.add_argument(
         "--min-requests", type=int, default=32, help="requests per level: max(level, this); fewer are noisy on 2 cores"
     )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="measure each level this many times in a row; the tables give the median round (one round can be 1.7x another on 2 cores)",
+    )
     p.add_argument("--engines", default="service,vllm,faster-whisper")
     p.add_argument("--url", help="drive this running service instead of starting one")
     p.add_argument("--key", default=os.environ.get("LICENSE_KEY"))
@@ -246,12 +252,13 @@ def main() -> None:
     if not clips:
         raise SystemExit("no clips match")
     levels = [int(x) for x in args.levels.split(",")]
+    measured = [level for level in levels for _ in range(args.rounds)]  # the rounds of a level in a row
     engines = args.engines.split(",")
     # Bare vLLM runs with the very engine settings the service's config gives its engine.
     engine_args = yaml.safe_load(args.config.read_text())["applications"][0]["args"]["engine"]
     plan = {
         "clips": [c.__dict__ for c in clips],
-        "levels": levels,
+        "levels": measured,
         "min_requests": args.min_requests,
         "engine": {**engine_args, "model": args.model},
     }
@@ -261,6 +268,7 @@ def main() -> None:
             "clips": len(clips),
             "clip_audio_s": round(sum(c.duration_s for c in clips), 1),
             "levels": levels,
+            "rounds": args.rounds,
             "min_requests": args.min_requests,
         },
         "engines": {},
@@ -275,14 +283,14 @@ def main() -> None:
                     raise SystemExit("--url needs --key (or LICENSE_KEY)")
                 results["engines"]["service"] = {
                     "cold_start_s": None,
-                    "levels": drive_service(args.url, args.key, clips, levels, args.min_requests, None),
+                    "levels": drive_service(args.url, args.key, clips, measured, args.min_requests, None),
                 }
             else:
                 service = Service(workdir, args.config)
                 try:
                     cold = service.start(clips[0])
                     print(f"  cold start {cold:.1f} s", flush=True)
-                    levels_out = drive_service(service.url, service.key, clips, levels, args.min_requests, service.proc.pid)
+                    levels_out = drive_service(service.url, service.key, clips, measured, args.min_requests, service.proc.pid)
                 finally:
                     service.stop()
                 results["engines"]["service"] = {"cold_start_s": round(cold, 2), "levels": levels_out}

@@ -15,23 +15,37 @@ def _ratio(a: float | None, b: float | None) -> str:
     return "-" if a is None or not b else f"{a / b:.2f}x"
 
 
+def _rounds(results: dict, engine: str) -> dict[int, list[dict]]:
+    """An engine's rows by level: one per round, in the order measured."""
+    by_level: dict[int, list[dict]] = {}
+    for row in results["engines"].get(engine, {}).get("levels", []):
+        by_level.setdefault(row["level"], []).append(row)
+    return by_level
+
+
 def _by_level(results: dict, engine: str) -> dict[int, dict]:
-    return {row["level"]: row for row in results["engines"].get(engine, {}).get("levels", [])}
+    """An engine's median round per level, by throughput (the upper one of an even count)."""
+    return {
+        level: sorted(rows, key=lambda r: r["throughput_x"])[len(rows) // 2] for level, rows in _rounds(results, engine).items()
+    }
 
 
 def markdown(results: dict) -> str:
     w, m = results["workload"], results["machine"]
+    rounds = w.get("rounds", 1)
     lines = [
         f"Run {m['date']} on {m['cpus']} CPUs: {w['clips']} clips ({w['clip_audio_s']} s of speech), "
-        f"requests per level = max(level, {w['min_requests']}).",
+        f"requests per level = max(level, {w['min_requests']}), each level measured {rounds} time(s) in a row; "
+        "a row is the median round by throughput, and every round's throughput is listed.",
         "",
-        "| engine | concurrency | requests | throughput (x real time) | p50 s | p95 s | p99 s | WER | peak RSS MB | statuses |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| engine | concurrency | requests | throughput (x real time) | every round | p50 s | p95 s | p99 s | WER | peak RSS MB | statuses |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for engine, data in results["engines"].items():
-        for row in data["levels"]:
+    for engine in results["engines"]:
+        for level, row in _by_level(results, engine).items():
+            every = " / ".join(_fmt(r["throughput_x"], 1) for r in _rounds(results, engine)[level])
             lines.append(
-                f"| {NAMES.get(engine, engine)} | {row['level']} | {row['requests']} | {_fmt(row['throughput_x'])} | "
+                f"| {NAMES.get(engine, engine)} | {level} | {row['requests']} | {_fmt(row['throughput_x'])} | {every} | "
                 f"{_fmt(row['p50_s'], 3)} | {_fmt(row['p95_s'], 3)} | {_fmt(row['p99_s'], 3)} | {_fmt(row['wer'], 3)} | "
                 f"{_fmt(row['rss_peak_mb'], 0)} | {row['statuses']} |"
             )
@@ -87,8 +101,8 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for engine, data in results["engines"].items():
-        rows = sorted(data["levels"], key=lambda r: r["level"])
+    for engine in results["engines"]:
+        rows = sorted(_by_level(results, engine).values(), key=lambda r: r["level"])
         levels = [r["level"] for r in rows]
         ax1.plot(levels, [r["throughput_x"] for r in rows], marker="o", label=NAMES.get(engine, engine))
         ax2.plot(levels, [r["p95_s"] for r in rows], marker="o", label=NAMES.get(engine, engine))
