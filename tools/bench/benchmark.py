@@ -224,7 +224,7 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=None, help="use at most this many clips")
     p.add_argument("--levels", default="1,4,16,64")
     p.add_argument(
-        "--min-requests", type=int, default=32, help="requests per level: max(level, this); fewer are noisy on 2 cores"
+        "--min-requests", type=int, default=48, help="requests per round: max(level, this); fewer are noisy on 2 cores"
     )
     p.add_argument(
         "--rounds",
