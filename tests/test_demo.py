@@ -211,7 +211,8 @@ def test_chromium_streams_the_microphone_through_the_page(chromium: Chromium, tm
 def test_chromium_with_a_wrong_key_is_told_so(chromium: Chromium, tmp_path: Path) -> None:
     with served(make_ingress(FakeEngine(), tmp_path, {"demo_page": True})) as url:
         chromium.call("Page.navigate", url=f"{url}/demo")
-        chromium.wait_for("!!document.getElementById('start')", 30)
+        # 'complete': the page's deferred script has run, so Start has its click handler
+        chromium.wait_for("document.readyState === 'complete' && !!document.getElementById('start')", 30)
         chromium.evaluate("document.getElementById('key').value = 'stt1.not-a-key'")
         chromium.evaluate("document.getElementById('start').click()")
         chromium.wait_for("document.body.dataset.state === 'closed'", 30)
