@@ -13,7 +13,7 @@ pytest.importorskip("vllm")
 
 from tools.bench.timestamp_rules import TimestampRules, request_args  # noqa: E402
 
-EOT, NO_TS, FIRST = 5, 6, 7
+EOT, NO_TS = 5, 6
 
 
 def rules() -> TimestampRules:

@@ -35,7 +35,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jiwer
 import yaml
@@ -225,11 +225,13 @@ def through_streams(service: Service, clips: list[dict], base: Path) -> list[str
     return texts
 
 
-def through_faster_whisper(model: WhisperModel, clips: list[dict], base: Path, language: str) -> list[str]:
+def through_faster_whisper(model: WhisperModel, clips: list[dict], base: Path, **options: Any) -> list[str]:
+    """Each clip in its own language, beam 1, no VAD; `options`: more of faster-whisper's
+    `transcribe` arguments (tools/bench/decoding.py turns its defaults off one at a time)."""
     texts = []
     for c in clips:
         audio = decode((base / c["path"]).read_bytes(), MAX_S)  # the service's decoder: both hear the same samples
-        segments, _ = model.transcribe(audio, language=language, beam_size=1, vad_filter=False)
+        segments, _ = model.transcribe(audio, language=c.get("language", "en"), beam_size=1, vad_filter=False, **options)
         texts.append(" ".join(s.text.strip() for s in segments))  # segments is lazy: decoding happens here
     return texts
 
@@ -265,7 +267,7 @@ def transcribe(
         model = faster_whisper_model(checkpoint=ct2_checkpoint(CHECKPOINTS[english], workdir))
         for g, clips in mine.items():
             print(f"==> faster-whisper: {g[0]} {g[1]}", flush=True)
-            texts[g]["faster_whisper"] = through_faster_whisper(model, clips, base, g[1])
+            texts[g]["faster_whisper"] = through_faster_whisper(model, clips, base)  # g[1]: the clips' language
         del model
     return texts
 

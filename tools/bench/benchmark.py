@@ -252,6 +252,8 @@ def main() -> None:
     if not clips:
         raise SystemExit("no clips match")
     levels = [int(x) for x in args.levels.split(",")]
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     measured = [level for level in levels for _ in range(args.rounds)]  # the rounds of a level in a row
     engines = args.engines.split(",")
     # Bare vLLM runs with the very engine settings the service's config gives its engine.

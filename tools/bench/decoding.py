@@ -90,21 +90,17 @@ FASTER_WHISPER_VARIANTS: dict[str, dict] = {
 
 def run_faster_whisper(model: Path, clips: list[dict]) -> dict:
     """faster-whisper int8 on the original CTranslate2 checkpoint of `model`'s weights, one clip at a
-    time, beam 1, the clip's language given, no VAD, as tools.accuracy_sets runs it."""
-    from tools.accuracy_sets import ct2_checkpoint
+    time, as tools.accuracy_sets runs it."""
+    from tools.accuracy_sets import ct2_checkpoint, through_faster_whisper
     from tools.bench.peers import faster_whisper_model
 
     name = "base" if WhisperVocabulary.from_model_dir(model).multilingual else "tiny.en"
-    audio = [decode((DEFAULT_MANIFEST.parent / c["path"]).read_bytes(), 30) for c in clips]
     result: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         fw = faster_whisper_model(checkpoint=ct2_checkpoint(name, Path(tmp)))
         for variant, options in FASTER_WHISPER_VARIANTS.items():
             started = time.perf_counter()
-            texts = []
-            for c, a in zip(clips, audio):
-                segments, _ = fw.transcribe(a, language=c.get("language", "en"), beam_size=1, vad_filter=False, **options)
-                texts.append(" ".join(s.text.strip() for s in segments))  # segments is lazy: decoding happens here
+            texts = through_faster_whisper(fw, clips, DEFAULT_MANIFEST.parent, **options)
             result[variant] = tally(clips, texts, time.perf_counter() - started)
     return result
 

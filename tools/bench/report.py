@@ -42,8 +42,9 @@ def markdown(results: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for engine in results["engines"]:
+        rounds_by_level = _rounds(results, engine)
         for level, row in _by_level(results, engine).items():
-            every = " / ".join(_fmt(r["throughput_x"], 1) for r in _rounds(results, engine)[level])
+            every = " / ".join(_fmt(r["throughput_x"], 1) for r in rounds_by_level[level])
             lines.append(
                 f"| {NAMES.get(engine, engine)} | {level} | {row['requests']} | {_fmt(row['throughput_x'])} | {every} | "
                 f"{_fmt(row['p50_s'], 3)} | {_fmt(row['p95_s'], 3)} | {_fmt(row['p99_s'], 3)} | {_fmt(row['wer'], 3)} | "
