@@ -3,6 +3,7 @@ the run command's overrides come from the environment (`Environment`)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -16,10 +17,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class WindowPolicy(_Strict):
+    """Encoder windows fitted to each chunk (serve_app/engine/windows.py): the smallest whole-second
+    window the audio fills to at most `fill`, never below `min_s`, never above the checkpoint's."""
+
+    min_s: int = Field(12, ge=1, le=30, description="shortest window: tiny.en loops in windows under 10 s, at times at 10")
+    fill: float = Field(0.7, gt=0.0, le=1.0, description="largest share of its window a chunk may take")
+
+    def window_s(self, audio_s: float, max_s: float) -> float:
+        """The window for `audio_s` seconds of audio, on a checkpoint whose window is `max_s`."""
+        return float(min(max(self.min_s, math.ceil(audio_s / self.fill - 1e-9)), max_s))
+
+
 class EngineArgs(_Strict):
     model: str = Field("models/whisper-tiny.en-15s", description="HF Whisper folder (relative to the repo) or hub id")
     served_model_name: str | None = Field(None, description="name reported in responses; default: folder name")
     dtype: str = Field("bfloat16", description="vLLM dtype: bfloat16 on CPU, float16/bfloat16 on GPU")
+    window: WindowPolicy | None = Field(
+        None,
+        description="fit the encoder window to each chunk (serve_app/engine/windows.py); None: every chunk pays for "
+        "the checkpoint's whole window",
+    )
     max_num_seqs: int = Field(16, ge=1, description="how many chunks vLLM decodes in one batch")
     max_tokens: int = Field(224, ge=1, le=448, description="decoded tokens per 30 s chunk (Whisper's own cap)")
     enforce_eager: bool = Field(False, description="skip graph compilation: faster start, same batch speed on CPU")

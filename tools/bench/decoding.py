@@ -4,12 +4,14 @@ with timestamp tokens (faster-whisper's default) or in float32 change the words?
 defaults (timestamp tokens, temperature fallback) make its words?
 
   .venv/bin/python -m tools.bench.decoding [--model models/whisper-tiny.en-15s] [--dtype bfloat16] [--faster-whisper]
+                                           [--window MIN_S,FILL]
 
 An English checkpoint decodes every English clip of the collection's read-speech sets, a multilingual
 one every clip of the `multilingual` set in its own language; either way only clips that one window
 of the checkpoint holds (0.5 s to spare). All in one `generate()` per variant, greedy, with the
-checkpoint's suppressed tokens as the service decodes them. Prints errors per (set, language) and
-writes the texts to --out.
+checkpoint's suppressed tokens as the service decodes them. `--window 12,0.7` decodes in windows
+fitted to each clip (the engine's `window` setting) instead of the checkpoint's whole window. Prints
+errors per (set, language) and writes the texts to --out.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import time
 from pathlib import Path
 
 from serve_app.engine.prompts import WhisperVocabulary, encoder_window_s
+from serve_app.engine.windows import ARCHITECTURE, CONFIG_KEY
 from serve_app.pipeline.decode import decode
+from serve_app.settings import WindowPolicy
 from serve_app.types import SAMPLE_RATE
 from tools import ROOT
 from tools.accuracy_sets import score
@@ -31,7 +35,7 @@ from tools.bench.common import DEFAULT_MANIFEST, normalize
 ENGLISH_SETS = {"arctic", "classic", "commonvoice", "harvard", "librivox", "ljspeech", "speechbrain_asr"}
 
 
-def run(model: Path, dtype: str, clips: list[dict]) -> dict:
+def run(model: Path, dtype: str, clips: list[dict], window: WindowPolicy | None = None) -> dict:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
     from vllm import LLM, SamplingParams  # after the CPU variables: vLLM reads them when imported
@@ -47,6 +51,7 @@ def run(model: Path, dtype: str, clips: list[dict]) -> dict:
         limit_mm_per_prompt={"audio": 1},
         dtype=dtype,  # type: ignore[arg-type]
         logits_processors=[WhisperTimestampRules],
+        hf_overrides={"architectures": [ARCHITECTURE], CONFIG_KEY: window.model_dump()} if window else {},
     )
     tokenizer = llm.get_tokenizer()
     greedy = dict(temperature=0.0, max_tokens=224, logit_bias=dict.fromkeys(vocab.suppressed, -100.0) or None)
@@ -135,15 +140,24 @@ def main() -> None:
     p.add_argument("--model", type=Path, default=ROOT / "models" / "whisper-tiny.en-15s")
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--faster-whisper", action="store_true", help="faster-whisper's variants instead of vLLM's")
+    p.add_argument("--window", help="MIN_S,FILL: windows fitted to each clip, as the engine's `window` setting")
     p.add_argument("--out", type=Path, default=Path("decoding.json"))
     args = p.parse_args()
     rows = [json.loads(line) for line in DEFAULT_MANIFEST.read_text().splitlines() if line.strip()]
     clips = select(rows, args.model)
     words = sum(len(normalize(c["text"]).split()) for c in clips)
-    result = run_faster_whisper(args.model, clips) if args.faster_whisper else run(args.model, args.dtype, clips)
+    window = None
+    if args.window:
+        min_s, fill = args.window.split(",")
+        window = WindowPolicy(min_s=int(min_s), fill=float(fill))
+    result = run_faster_whisper(args.model, clips) if args.faster_whisper else run(args.model, args.dtype, clips, window)
     dtype = "int8 (faster-whisper, the original weights)" if args.faster_whisper else args.dtype
     args.out.write_text(
-        json.dumps({"model": args.model.name, "dtype": dtype, "clips": [c["path"] for c in clips], **result}, indent=1) + "\n"
+        json.dumps(
+            {"model": args.model.name, "dtype": dtype, "window": args.window, "clips": [c["path"] for c in clips], **result},
+            indent=1,
+        )
+        + "\n"
     )
     print(f"{args.model.name}, {dtype}: {len(clips)} clips, {words} words")
     groups = sorted({group_of(c) for c in clips})

@@ -1,0 +1,24 @@
+"""Encoder windows fitted to each request's audio.
+
+Whisper's encoder costs what its window costs, speech or padding: a 4 s chunk in a 15 s window pays
+for 11 s of silence. With a fitted window (`WindowPolicy` in settings.py, the engine's `window`) the
+engine pads each chunk only to a window the chunk fills to at most `fill`, and never below `min_s`:
+the model stays accurate where speech leaves it room (tiny.en repeats itself in a window the speech
+fills to its end, and in any window under 10 s), and short chunks stop paying for padding. One
+engine serves every window up to its checkpoint's (`fitted_model.py`).
+
+`register` is vLLM's plugin hook (an entry point in pyproject.toml), so that every vLLM process,
+spawned or not, knows the model class; it imports the class only when a checkpoint asks for it.
+"""
+
+from __future__ import annotations
+
+ARCHITECTURE = "FittedWhisperForConditionalGeneration"
+CONFIG_KEY = "fitted_window"  # where the policy travels: the checkpoint's config, through vLLM's hf_overrides
+
+
+def register() -> None:
+    from vllm import ModelRegistry
+
+    if ARCHITECTURE not in ModelRegistry.get_supported_archs():
+        ModelRegistry.register_model(ARCHITECTURE, "serve_app.engine.fitted_model:FittedWhisperForConditionalGeneration")
