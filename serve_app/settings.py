@@ -21,7 +21,9 @@ class WindowPolicy(_Strict):
     """Encoder windows fitted to each chunk (serve_app/engine/windows.py): the smallest whole-second
     window the audio fills to at most `fill`, never below `min_s`, never above the checkpoint's."""
 
-    min_s: int = Field(12, ge=1, le=30, description="shortest window: tiny.en loops in windows under 10 s, at times at 10")
+    min_s: int = Field(
+        12, ge=1, le=30, description="shortest window: tiny.en loops under 10 s (its live streams, at times, under 15 s)"
+    )
     fill: float = Field(0.7, gt=0.0, le=1.0, description="largest share of its window a chunk may take")
 
     def window_s(self, audio_s: float, max_s: float) -> float:

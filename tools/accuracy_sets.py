@@ -2,8 +2,8 @@
 on the same weights, for files and (English) live streams, in one run.
 
   service         each clip's bytes POSTed to /v1/listen with language= the clip's: English through
-                  configs/cpu.yaml (tiny.en-15s), other languages through configs/cpu-multilingual.yaml (base),
-                  both in windows fitted to each chunk (their `engine.window`)
+                  configs/cpu.yaml (tiny.en-15s), other languages through configs/cpu-multilingual.yaml (base,
+                  in windows fitted to each chunk: its `engine.window`)
   faster-whisper  CTranslate2 int8 on the original checkpoint of the same weights (tiny.en, base): greedy,
                   language given, no VAD, its own 30 s window and long-form defaults (condition_on_previous_text)
   streamed        English sets but `long`: each clip as 100 ms linear16 frames over WS /v1/listen, paced 4x
@@ -152,8 +152,8 @@ at {results["code"]}:
 
 - **service**: each clip's bytes POSTed to `/v1/listen` with `language=` the clip's language: English
   through configs/cpu.yaml (tiny.en with a 15 s window), other languages through
-  configs/cpu-multilingual.yaml (base, 30 s window); both pad each chunk only to the smallest
-  whole-second window it fills to at most 70%, from 12 s (their `engine.window`, docs/accuracy/windows.md).
+  configs/cpu-multilingual.yaml (base, 30 s window, each chunk padded only to the smallest
+  whole-second window it fills to at most 70%, from 12 s: its `engine.window`, docs/accuracy/windows.md).
 - **faster-whisper**: faster-whisper {results["faster_whisper_version"]}, int8, on the original CTranslate2
   checkpoint of the same weights (tiny.en, base): beam 1, `language=` given, no VAD, its own 30 s window
   and its defaults otherwise (condition_on_previous_text, timestamp-based seeking, temperature fallback).
