@@ -10,7 +10,7 @@ import pytest
 import tomllib
 from pydantic import ValidationError
 
-from serve_app.engine.windows import ARCHITECTURE, CONFIG_KEY
+from serve_app.engine.windows import hf_overrides
 from serve_app.settings import ROOT, EngineArgs, WindowPolicy
 
 POLICY = WindowPolicy(min_s=10, fill=0.7)
@@ -57,9 +57,7 @@ def test_vllms_processor_pads_each_audio_to_its_fitted_window() -> None:
     from serve_app.engine.windows import register
 
     register()
-    config = ModelConfig(
-        str(model), hf_overrides={"architectures": [ARCHITECTURE], CONFIG_KEY: POLICY.model_dump()}, max_model_len=448
-    )
+    config = ModelConfig(str(model), hf_overrides=hf_overrides(POLICY), max_model_len=448)
     processor = MULTIMODAL_REGISTRY.create_processor(config)
     for seconds, frames in [(3, 1000), (9, 1300), (14, 1500)]:
         audio = np.zeros(16_000 * seconds, dtype=np.float32)

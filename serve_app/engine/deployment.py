@@ -23,7 +23,7 @@ from ..types import SAMPLE_RATE, ChunkTranscript, EngineInfo, Token, Turn
 from . import lifeline
 from .guards import MAX_COMPRESSION_RATIO, compression_ratio, trailing_repeat
 from .prompts import WhisperVocabulary, encoder_window_s
-from .windows import ARCHITECTURE, CONFIG_KEY
+from .windows import hf_overrides
 
 if TYPE_CHECKING:  # for annotations only: vLLM is imported in the replica, after `_configure_cpu`
     from vllm import SamplingParams
@@ -111,10 +111,7 @@ class WhisperEngine:
                 kv_cache_memory_bytes=self.args.kv_cache_mb * 2**20 if self.args.kv_cache_mb else None,
                 limit_mm_per_prompt={"audio": 1},
                 disable_log_stats=True,  # no periodic throughput lines in the log; the metrics below stay on
-                # The fitted-window model class (windows.py) in place of vLLM's, the policy in its config.
-                hf_overrides={"architectures": [ARCHITECTURE], CONFIG_KEY: self.args.window.model_dump()}
-                if self.args.window
-                else {},
+                hf_overrides=hf_overrides(self.args.window),  # fitted windows, when the config asks (windows.py)
             ),
             # vLLM's scheduler metrics (requests running = batch size, waiting = queue depth, queue
             # time, tokens per step) through Ray's metrics export, beside the service's own.

@@ -31,9 +31,8 @@ from vllm.multimodal.parse import AudioProcessorItems, MultiModalDataItems
 from vllm.multimodal.processing import PromptReplacement, PromptUpdate
 
 from ..settings import WindowPolicy
+from .prompts import POSITIONS_PER_S
 from .windows import CONFIG_KEY
-
-ENCODER_POSITIONS_PER_S = 50  # 100 log-mel frames a second, halved by the encoder's stride-2 convolution
 
 
 class FittedWhisperProcessingInfo(WhisperProcessingInfo):
@@ -45,11 +44,11 @@ class FittedWhisperProcessingInfo(WhisperProcessingInfo):
         """How many samples the feature extractor pads this audio to."""
         extractor = self.get_feature_extractor()
         rate = extractor.sampling_rate
-        max_s = self.get_hf_config().max_source_positions / ENCODER_POSITIONS_PER_S
+        max_s = self.get_hf_config().max_source_positions / POSITIONS_PER_S
         return int(self.policy.window_s(audio_samples / rate, max_s) * rate)
 
     def encoder_positions(self, audio_samples: int) -> int:
-        return self.window_samples(audio_samples) * ENCODER_POSITIONS_PER_S // self.get_feature_extractor().sampling_rate
+        return self.window_samples(audio_samples) * POSITIONS_PER_S // self.get_feature_extractor().sampling_rate
 
 
 class FittedWhisperMultiModalProcessor(WhisperMultiModalProcessor):

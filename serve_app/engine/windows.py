@@ -13,6 +13,10 @@ spawned or not, knows the model class; it imports the class only when a checkpoi
 
 from __future__ import annotations
 
+from typing import Any
+
+from ..settings import WindowPolicy
+
 ARCHITECTURE = "FittedWhisperForConditionalGeneration"
 CONFIG_KEY = "fitted_window"  # where the policy travels: the checkpoint's config, through vLLM's hf_overrides
 
@@ -22,3 +26,9 @@ def register() -> None:
 
     if ARCHITECTURE not in ModelRegistry.get_supported_archs():
         ModelRegistry.register_model(ARCHITECTURE, "serve_app.engine.fitted_model:FittedWhisperForConditionalGeneration")
+
+
+def hf_overrides(policy: WindowPolicy | None) -> dict[str, Any]:
+    """vLLM's `hf_overrides` for a checkpoint served in fitted windows: the model class in place of
+    vLLM's, the policy in its config. None: no overrides (the checkpoint's whole window)."""
+    return {"architectures": [ARCHITECTURE], CONFIG_KEY: policy.model_dump()} if policy else {}

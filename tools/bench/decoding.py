@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from serve_app.engine.prompts import WhisperVocabulary, encoder_window_s
-from serve_app.engine.windows import ARCHITECTURE, CONFIG_KEY
+from serve_app.engine.windows import hf_overrides
 from serve_app.pipeline.decode import decode
 from serve_app.settings import WindowPolicy
 from serve_app.types import SAMPLE_RATE
@@ -51,7 +51,7 @@ def run(model: Path, dtype: str, clips: list[dict], window: WindowPolicy | None 
         limit_mm_per_prompt={"audio": 1},
         dtype=dtype,  # type: ignore[arg-type]
         logits_processors=[WhisperTimestampRules],
-        hf_overrides={"architectures": [ARCHITECTURE], CONFIG_KEY: window.model_dump()} if window else {},
+        hf_overrides=hf_overrides(window),
     )
     tokenizer = llm.get_tokenizer()
     greedy = dict(temperature=0.0, max_tokens=224, logit_bias=dict.fromkeys(vocab.suppressed, -100.0) or None)
