@@ -105,6 +105,18 @@ def _wav(channels: int, seconds: float) -> bytes:
     return buffer.getvalue()
 
 
+def test_a_16k_wav_decodes_to_its_own_samples() -> None:
+    # WAV skips FFmpeg's stream probe (decode.py): the header alone must give rate and channels right.
+    samples = (np.sin(np.arange(SAMPLE_RATE) / 7) * 20000).astype(np.int16)
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(samples.tobytes())
+    np.testing.assert_array_equal(decode(buffer.getvalue(), 7200), samples.astype(np.float32) / 32768)
+
+
 def test_multichannel_duration_counts_every_channel() -> None:
     assert decode(_wav(4, 10), max_duration_s=40, keep_channels=True).shape == (4, 10 * SAMPLE_RATE)
     with pytest.raises(FileTooLarge):

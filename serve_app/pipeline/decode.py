@@ -25,6 +25,12 @@ MAX_CHANNELS = 8
 # Nested opens (playlists, references to other files) need a protocol; this names none.
 NO_PROTOCOLS = {"protocol_whitelist": "none"}
 _MP4_ATOMS = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
+# These containers' headers state the codec's rate, channels and duration in full, so FFmpeg's
+# stream-info probe (reading and decoding packets to learn them) is skipped: on a 5 s WAV it was
+# 4.5 of the 6.7 ms of CPU the whole decode took. Other containers keep the probe: a headerless
+# ADTS or MP3 stream names its channels only in its frames.
+_HEADER_STATES_ALL = {"wav", "aiff", "flac"}
+_NO_STREAM_PROBE = {"analyzeduration": "0", "probesize": "32"}
 
 
 def sniff(data: bytes) -> str:
@@ -55,8 +61,10 @@ def decode(data: bytes, max_duration_s: float, keep_channels: bool = False) -> n
     if not data:
         raise InvalidRequest("Audio is empty")
     max_samples = int(max_duration_s * SAMPLE_RATE)
+    container_format = sniff(data)
+    options = {**NO_PROTOCOLS, **_NO_STREAM_PROBE} if container_format in _HEADER_STATES_ALL else NO_PROTOCOLS
     try:
-        with av.open(io.BytesIO(data), mode="r", format=sniff(data), options=NO_PROTOCOLS, metadata_errors="ignore") as container:
+        with av.open(io.BytesIO(data), mode="r", format=container_format, options=options, metadata_errors="ignore") as container:
             if not container.streams.audio:
                 raise UnsupportedFormat("No audio stream found")
             stream = container.streams.audio[0]

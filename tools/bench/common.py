@@ -117,6 +117,7 @@ def _label(proc: psutil.Process) -> str:
         "serve run",
         "DashboardAgent",
         "RuntimeEnvAgent",
+        "tools.bench.peers",  # bare vLLM's own process: feature extraction, scheduling, detokenizing
     ):
         if marker in name or marker in " ".join(proc.cmdline()):
             return marker
