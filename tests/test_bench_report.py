@@ -41,3 +41,14 @@ def test_a_level_is_its_median_round_with_every_round_listed() -> None:
 def test_ratios_are_between_medians() -> None:
     # 50 / 60 throughput; the service's median p50 (2.5 s) over bare vLLM's (1.5 s): 1000 ms
     assert "| 16 | 0.83x | - | 1000 |" in markdown(RESULTS)
+
+
+def test_cpu_per_request_sits_beside_bare_vllms() -> None:
+    service = {**_row(16, 50.0, 2.5), "wall_s": 4.0, "cpu_s_by_process": {"VLLM::Worker": 6.4, "ProxyActor": 1.6}}
+    bare = {**_row(16, 60.0, 1.5), "wall_s": 3.0, "cpu_s_by_process": {"VLLM::Worker": 4.8, "bare vLLM's process": 0.32}}
+    md = markdown({**RESULTS, "engines": {"service": {"levels": [service]}, "vllm": {"levels": [bare]}}})
+    # per request: 6.4 s / 32 = 200 ms against 4.8 s / 32 = 150 ms; a process one side lacks is "-"
+    assert "| VLLM::Worker | 200.0 | 80% | 150.0 |" in md
+    assert "| ProxyActor | 50.0 | 20% | - |" in md
+    assert "| bare vLLM's process | - | - | 10.0 |" in md
+    assert "| all | 250.0 | 100% | 160.0 |" in md

@@ -120,7 +120,7 @@ def _label(proc: psutil.Process) -> str:
         "tools.bench.peers",  # bare vLLM's own process: feature extraction, scheduling, detokenizing
     ):
         if marker in name or marker in " ".join(proc.cmdline()):
-            return marker
+            return "bare vLLM's process" if marker == "tools.bench.peers" else marker
     return proc.name()
 
 

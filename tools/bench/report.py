@@ -71,18 +71,7 @@ def markdown(results: dict) -> str:
             )
     busiest = max(service.values(), key=lambda r: r["level"]) if service else None
     if busiest and busiest.get("cpu_s_by_process"):
-        total = sum(busiest["cpu_s_by_process"].values()) or 1
-        lines += [
-            "",
-            f"Where the service's CPU time went at concurrency {busiest['level']} ({busiest['wall_s']:.1f} s wall, "
-            f"{total:.1f} CPU s on {results['machine']['cpus']} CPUs):",
-            "",
-            "| process | CPU s | share |",
-            "|---|---|---|",
-        ]
-        for role, seconds in busiest["cpu_s_by_process"].items():
-            if seconds >= 0.05:
-                lines.append(f"| {role} | {seconds:.1f} | {seconds / total:.0%} |")
+        lines += _cpu_table(busiest, vllm.get(busiest["level"], {}), results["machine"]["cpus"])
     if busiest and busiest.get("rss_mb_by_process"):
         lines += [
             "",
@@ -93,6 +82,32 @@ def markdown(results: dict) -> str:
         ]
         lines += [f"| {role} | {mb:.0f} |" for role, mb in busiest["rss_mb_by_process"].items() if mb >= 1]
     return "\n".join(lines) + "\n"
+
+
+def _cpu_table(service: dict, vllm: dict, cpus: int) -> list[str]:
+    """CPU milliseconds per request by process, the service beside bare vLLM at the same level: what
+    the service spends that bare vLLM does not, and how much more its vLLM worker burns beside it."""
+    total = sum(service["cpu_s_by_process"].values()) or 1
+    bare = vllm.get("cpu_s_by_process", {})
+    per = lambda seconds, row: seconds / row["requests"] * 1000  # noqa: E731
+    lines = [
+        "",
+        f"Where the CPU time went at concurrency {service['level']}: the service {total:.1f} CPU s in {service['wall_s']:.1f} s"
+        + (f", bare vLLM {sum(bare.values()):.1f} CPU s in {vllm['wall_s']:.1f} s" if bare else "")
+        + f", on {cpus} CPUs. Per request, by process:",
+        "",
+        "| process | service ms | share | bare vLLM ms |",
+        "|---|---|---|---|",
+    ]
+    for role in [*service["cpu_s_by_process"], *(r for r in bare if r not in service["cpu_s_by_process"])]:
+        mine, theirs = service["cpu_s_by_process"].get(role), bare.get(role)
+        if max(mine or 0, theirs or 0) >= 0.05:
+            lines.append(
+                f"| {role} | {_fmt(mine and per(mine, service), 1)} | {'-' if mine is None else f'{mine / total:.0%}'} | "
+                f"{_fmt(theirs and per(theirs, vllm), 1)} |"
+            )
+    lines.append(f"| all | {per(total, service):.1f} | 100% | {_fmt(bare and per(sum(bare.values()), vllm), 1)} |")
+    return lines
 
 
 def plot(results: dict, path: Path) -> None:
