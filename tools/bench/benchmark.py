@@ -33,6 +33,7 @@ from tools.bench.common import (
     LevelResult,
     RssSampler,
     cpu_seconds_by_role,
+    cpu_seconds_since,
     load_clips,
     result_json,
     rss_mb_by_role,
@@ -155,7 +156,7 @@ def drive_service(url: str, key: str, clips: list[Clip], levels: list[int], min_
             t = time.monotonic()
             outcomes = list(pool.map(one, plan))
             wall = time.monotonic() - t
-        cpu = {k: round(v - cpu_before.get(k, 0.0), 2) for k, v in cpu_seconds_by_role(pid).items()} if pid else {}
+        cpu = cpu_seconds_since(pid, cpu_before) if pid else {}
         bar.close()
         statuses: dict[str, int] = {}
         for _, status, _ in outcomes:

@@ -101,9 +101,9 @@ def tree_rss_mb(pid: int) -> float:
     return total / 2**20
 
 
-def _label(proc: psutil.Process) -> str:
-    """A readable role for a process of the service's tree (Ray names its workers by actor)."""
-    name = " ".join(proc.cmdline()[:1]) or proc.name()
+# Markers found in a process's command line, and the role shown for them: most are their own name.
+_ROLES = {
+    marker: marker
     for marker in (
         "ServeReplica:stt:Ingress",
         "ServeReplica:stt:WhisperEngine",
@@ -117,10 +117,16 @@ def _label(proc: psutil.Process) -> str:
         "serve run",
         "DashboardAgent",
         "RuntimeEnvAgent",
-        "tools.bench.peers",  # bare vLLM's own process: feature extraction, scheduling, detokenizing
-    ):
+    )
+} | {"tools.bench.peers": "bare vLLM's process"}  # feature extraction, scheduling, detokenizing
+
+
+def _label(proc: psutil.Process) -> str:
+    """A readable role for a process of the service's tree (Ray names its workers by actor)."""
+    name = " ".join(proc.cmdline()[:1]) or proc.name()
+    for marker, role in _ROLES.items():
         if marker in name or marker in " ".join(proc.cmdline()):
-            return "bare vLLM's process" if marker == "tools.bench.peers" else marker
+            return role
     return proc.name()
 
 
@@ -142,6 +148,11 @@ def _by_role(pid: int, measure) -> dict[str, float]:  # type: ignore[no-untyped-
 def cpu_seconds_by_role(pid: int) -> dict[str, float]:
     """User+system CPU seconds so far of every process in the tree, summed by role."""
     return _by_role(pid, lambda p: sum(p.cpu_times()[:2]))
+
+
+def cpu_seconds_since(pid: int, before: dict[str, float]) -> dict[str, float]:
+    """CPU seconds by role spent since `before` (an earlier `cpu_seconds_by_role` of the same tree)."""
+    return {k: round(v - before.get(k, 0.0), 2) for k, v in cpu_seconds_by_role(pid).items()}
 
 
 def rss_mb_by_role(pid: int) -> dict[str, float]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from serve_app.pipeline.decode import decode
-from tools.bench.common import Clip, LevelResult, RssSampler, cpu_seconds_by_role, result_json, schedule
+from tools.bench.common import Clip, LevelResult, RssSampler, cpu_seconds_by_role, cpu_seconds_since, result_json, schedule
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -52,7 +52,7 @@ async def run_vllm(clips: list[Clip], levels: list[int], min_requests: int, engi
             t = time.monotonic()
             outcomes = await asyncio.gather(*(one(c, gate) for c in plan))
             wall = time.monotonic() - t
-        cpu = {k: round(v - cpu_before.get(k, 0.0), 2) for k, v in cpu_seconds_by_role(os.getpid()).items()}
+        cpu = cpu_seconds_since(os.getpid(), cpu_before)
         results.append({**_level("vllm", level, plan, wall, outcomes, rss.peak), "cpu_s_by_process": cpu})
     engine.shutdown()
     return {"cold_start_s": round(cold, 2), "levels": results}
