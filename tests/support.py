@@ -320,6 +320,18 @@ def received(ws: Any) -> tuple[list[dict], int]:
         out.append(json.loads(message["text"]))
 
 
+def settled_usage(client: TestClient, auth: dict) -> dict:
+    """The key's usage once the server has settled its one stream. A stream bills 30 s blocks ahead
+    as its audio arrives and is settled (one request, the unused block given back) just after its
+    socket closes: read before that, the usage still holds the block."""
+    for _ in range(100):
+        usage = client.get("/v1/usage", headers=auth).json()["usage"]
+        if usage["requests_today"]:
+            break
+        time.sleep(0.05)
+    return usage
+
+
 def whole_stream(client: TestClient, url: str, headers: dict | None = None) -> tuple[list[dict], int]:
     """The JFK clip sent at once in 100 ms frames, then CloseStream: every message and the close code."""
     with client.websocket_connect(url, headers=AUTH if headers is None else headers) as ws:

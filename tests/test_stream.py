@@ -29,7 +29,7 @@ from serve_app.stream.segment import FRAME, Segmenter, SpeechStarted, Utterance,
 from serve_app.types import SAMPLE_RATE
 
 from .helpers import JFK_FLAC
-from .support import AUTH, ISSUER, JFK_PCM, KEY, FakeEngine, drained, make_ingress, opus, received, whole_stream
+from .support import AUTH, ISSUER, JFK_PCM, KEY, FakeEngine, drained, make_ingress, opus, received, settled_usage, whole_stream
 
 JFK = decode(JFK_FLAC.read_bytes(), 60)
 DG = "/v1/listen?encoding=linear16&sample_rate=16000"
@@ -310,21 +310,9 @@ def _stream(ws: Any, data: bytes, piece: int = 3200) -> None:
         ws.send_bytes(data[at : at + piece])
 
 
-def _settled(client: TestClient, auth: dict) -> dict:
-    """The key's usage once the server has settled its one stream. A stream bills 30 s blocks ahead
-    as its audio arrives and is settled (one request, the unused block given back) just after its
-    socket closes: read before that, the usage still holds the block."""
-    for _ in range(100):
-        usage = client.get("/v1/usage", headers=auth).json()["usage"]
-        if usage["requests_today"]:
-            break
-        time.sleep(0.05)
-    return usage
-
-
 def _metered(client: TestClient, auth: dict) -> float:
     """The key's audio seconds today, once its stream is settled."""
-    return _settled(client, auth)["audio_seconds_today"]
+    return settled_usage(client, auth)["audio_seconds_today"]
 
 
 def test_deepgram_stream_interims_finals_events_and_metadata(client: TestClient, engine: FakeEngine) -> None:
@@ -567,7 +555,7 @@ def test_an_idle_stream_is_closed_after_its_results(client: TestClient) -> None:
 
 def test_streamed_audio_is_metered_and_quota_ends_a_stream(client: TestClient) -> None:
     whole_stream(client, DG)
-    usage = _settled(client, AUTH)
+    usage = settled_usage(client, AUTH)
     assert usage["audio_seconds_today"] == pytest.approx(11.0, abs=0.05) and usage["requests_today"] == 1
 
     small = ISSUER.issue(audio_hours_per_day=4 / 3600)  # four seconds

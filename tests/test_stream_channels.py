@@ -4,7 +4,6 @@ UtteranceEnd and endpointing rules. The fake engine; real Silero VAD on the JFK 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,7 @@ from serve_app.stream.audio_in import PcmInput
 from serve_app.stream.segment import Segmenter, Utterance, UtteranceEnd
 from serve_app.types import SAMPLE_RATE, ChunkTranscript
 
-from .support import AUTH, JFK_PCM, FakeEngine, drained, make_ingress, received
+from .support import AUTH, JFK_PCM, FakeEngine, drained, make_ingress, received, settled_usage
 
 MC = "/v1/listen?encoding=linear16&sample_rate=16000&channels=2&multichannel=true"
 JFK = np.frombuffer(JFK_PCM, "<i2")
@@ -99,12 +98,7 @@ def test_speech_on_one_channel_gives_results_for_that_channel_only(client: TestC
 def test_a_multichannel_stream_is_billed_per_channel(client: TestClient) -> None:
     messages, _ = streamed(client, MC, stereo(JFK, JFK))
     assert messages[-1]["duration"] == pytest.approx(11.0, abs=0.01)  # the stream's time
-    for _ in range(100):  # settled just after the socket closes: until then it holds the blocks billed ahead
-        usage = client.get("/v1/usage", headers=AUTH).json()["usage"]
-        if usage["requests_today"]:
-            break
-        time.sleep(0.05)
-    assert usage["audio_seconds_today"] == pytest.approx(22.0, abs=0.05)
+    assert settled_usage(client, AUTH)["audio_seconds_today"] == pytest.approx(22.0, abs=0.05)
 
 
 def test_without_multichannel_channels_are_mixed_down(client: TestClient, engine: FakeEngine) -> None:
