@@ -22,7 +22,7 @@ from serve_app.errors import InvalidRequest
 from serve_app.stream.protocol import CLEAR, FINALIZE, Context
 
 from .helpers import free_port
-from .support import ISSUER, KEY, FakeEngine, jfk_mulaw, jfk_pcm24, make_ingress, realtime_appends, received
+from .support import ISSUER, KEY, FakeEngine, jfk_mulaw, jfk_pcm24, make_ingress, realtime_appends, received, settled_usage
 
 URL = "/v1/realtime?intent=transcription"
 BEARER = {"Authorization": f"Bearer {KEY}"}
@@ -306,11 +306,7 @@ def test_metered_like_any_stream(client: TestClient) -> None:
         ws.send_text(json.dumps({"type": "input_audio_buffer.commit"}))
         ws.send_text(BARRIER)
         until(ws, "session.updated")
-    for _ in range(100):
-        used = client.get("/v1/usage", headers={"Authorization": f"Token {key}"}).json()["usage"]["audio_seconds_today"]
-        if used:
-            break
-        time.sleep(0.05)
+    used = settled_usage(client, {"Authorization": f"Token {key}"})["audio_seconds_today"]
     assert used == pytest.approx(11.0, abs=0.05)
 
 

@@ -30,6 +30,7 @@ from .support import (
     jfk_mulaw,
     make_ingress,
     received,
+    settled_usage,
     twilio_media,
     twilio_start,
 )
@@ -79,19 +80,6 @@ def finals(messages: list[dict]) -> list[dict]:
     return [m for m in messages if m["event"] == "transcript" and m["is_final"]]
 
 
-def _metered(client: TestClient, auth: dict, expected: float) -> float:
-    """The key's audio seconds today once the stream is settled: a stream reserves blocks as its
-    audio arrives (30 s at a time) and settles to what it streamed after its close, so a read
-    in between sees the reservation. Polls until `expected` or 5 s; the last value read."""
-    used = 0.0
-    for _ in range(100):
-        used = client.get("/v1/usage", headers=auth).json()["usage"]["audio_seconds_today"]
-        if abs(used - expected) < 0.05:
-            break
-        time.sleep(0.05)
-    return used
-
-
 def test_a_call_is_transcribed_and_stop_ends_it_after_its_finals(client: TestClient, engine: FakeEngine) -> None:
     key = ISSUER.issue()
     messages, code = call(client, {"key": key})
@@ -113,7 +101,7 @@ def test_a_call_is_transcribed_and_stop_ends_it_after_its_finals(client: TestCli
     word = done[0]["words"][0]
     assert word["punctuated_word"] == "Hello" and word["start"] >= done[0]["start"] and done[0]["track"] == "inbound"
     assert len(engine.calls) == len([m for m in done if m["text"]])  # one decode per final: no interims unless asked
-    assert _metered(client, {"Authorization": f"Token {key}"}, 11.0) == pytest.approx(11.0, abs=0.05)
+    assert settled_usage(client, {"Authorization": f"Token {key}"})["audio_seconds_today"] == pytest.approx(11.0, abs=0.05)
 
 
 def test_options_come_from_custom_parameters(client: TestClient, engine: FakeEngine) -> None:
