@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,20 +19,61 @@ class _Strict(BaseModel):
 
 class WindowPolicy(_Strict):
     """Encoder windows fitted to each chunk (serve_app/engine/windows.py): the smallest whole-second
-    window the audio fills to at most `fill`, never below `min_s`, never above the checkpoint's."""
+    window the audio fills to at most `fill`, never below `min_s`, never above `max_s` or the
+    checkpoint's; and the checkpoint's whole window for audio shorter than `full_under_s`."""
 
     min_s: int = Field(
         12, ge=1, le=30, description="shortest window: tiny.en loops under 10 s (its live streams, at times, under 15 s)"
     )
     fill: float = Field(0.7, gt=0.0, le=1.0, description="largest share of its window a chunk may take")
+    max_s: int | None = Field(
+        None,
+        ge=1,
+        le=30,
+        description="longest fitted window, and so the longest chunk a file is cut into; None: the checkpoint's",
+    )
+    full_under_s: float = Field(
+        0.0,
+        ge=0.0,
+        le=30.0,
+        description="audio shorter than this takes the checkpoint's whole window: a clip of a few seconds is "
+        "decoded most accurately in the 30 s window Whisper was trained on (docs/accuracy/windows.md)",
+    )
+
+    live_s: int | None = Field(
+        None,
+        ge=1,
+        le=30,
+        description="the window a live utterance (final or interim) shorter than it takes; None: fitted as a "
+        "file's chunk. tiny.en's short live utterances came back wrong in 30 s and looped at times in 12 s",
+    )
+
+    @model_validator(mode="after")
+    def _live_window_is_a_fitted_one(self) -> WindowPolicy:
+        if self.live_s is not None and not (
+            self.min_s <= self.live_s <= (self.max_s or 30) and self.live_s * self.fill >= self.full_under_s
+        ):
+            raise ValueError("live_s must lie between min_s and max_s, and fill it past full_under_s")
+        return self
+
+    def live_pad_s(self) -> float:
+        """How long a live utterance is made with trailing silence so that its window is `live_s`
+        (what the window's own padding adds anyway); 0: no padding."""
+        return self.live_s * self.fill if self.live_s is not None else 0.0
+
+    def longest_s(self, max_s: float) -> float:
+        """The longest window for audio of `full_under_s` or more, on a checkpoint whose window is `max_s`."""
+        return float(min(self.max_s or max_s, max_s))
 
     def window_s(self, audio_s: float, max_s: float) -> float:
         """The window for `audio_s` seconds of audio, on a checkpoint whose window is `max_s`."""
-        return float(min(max(self.min_s, math.ceil(audio_s / self.fill - 1e-9)), max_s))
+        if audio_s < self.full_under_s:
+            return float(max_s)
+        return float(min(max(self.min_s, math.ceil(audio_s / self.fill - 1e-9)), self.longest_s(max_s)))
 
 
 class EngineArgs(_Strict):
-    model: str = Field("models/whisper-tiny.en-15s", description="HF Whisper folder (relative to the repo) or hub id")
+    model: str = Field("models/whisper-tiny.en", description="HF Whisper folder (relative to the repo) or hub id")
     served_model_name: str | None = Field(None, description="name reported in responses; default: folder name")
     dtype: str = Field("bfloat16", description="vLLM dtype: bfloat16 on CPU, float16/bfloat16 on GPU")
     window: WindowPolicy | None = Field(

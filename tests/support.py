@@ -120,6 +120,7 @@ class FakeEngine:
         self.aligned: list[bool] = []
         self.previous: list[str] = []  # the context each chunk was decoded with
         self.translated: list[bool] = []  # whether each chunk was decoded with the translate task
+        self.live: list[bool] = []  # whether each chunk was a live stream's utterance
         self.info = Method(self._info)
         self.transcribe = Method(self._transcribe)
         self.detect_language = Method(self._detect)
@@ -138,12 +139,19 @@ class FakeEngine:
         return [Turn(0.0, 0.8, 0), Turn(0.8, 2.0, 1)]  # "Hello" is speaker 0, "world." speaker 1
 
     async def _transcribe(
-        self, audio: np.ndarray, language: str, align: bool = False, previous: str = "", translate: bool = False
+        self,
+        audio: np.ndarray,
+        language: str,
+        align: bool = False,
+        previous: str = "",
+        translate: bool = False,
+        live: bool = False,
     ) -> ChunkTranscript:
         self.calls.append((audio.size, language))
         self.aligned.append(align)
         self.previous.append(previous)
         self.translated.append(translate)
+        self.live.append(live)
         return self.answer(align)
 
     def answer(self, align: bool) -> ChunkTranscript:

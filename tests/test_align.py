@@ -87,6 +87,24 @@ def test_sentence_starts_in_real_speech(aligner: Aligner) -> None:
     assert aligner.align(audio, prompt, [], eot) == []
 
 
+def test_the_whole_checkpoint_cut_to_15_s_aligns_as_the_15_s_checkpoint(aligner: Aligner) -> None:
+    """The CPU default serves the 30 s checkpoint and cuts files into chunks of 15 s at most: its
+    aligner keeps the encoder's first 15 s (as tools/models/convert.py does), so a chunk's words get
+    the times the 15 s checkpoint gives them, for half the encoder's frames of the whole window."""
+    whole = ROOT / "models/whisper-tiny.en"
+    if not (whole / "config.json").exists():
+        pytest.skip("models/whisper-tiny.en not prepared (scripts/setup.sh --model all)")
+    cut = Aligner(str(whole), device="cpu", window_s=15)
+    assert cut.window_samples == aligner.window_samples == 15 * SAMPLE_RATE
+    audio = decode(LONG.read_bytes(), 300)[: 12 * SAMPLE_RATE]
+    tokenizer = WhisperTokenizerFast.from_pretrained(MODEL)
+    text = tokenizer.encode(" " + manifest()[LONG.name]["segments"][0]["text"], add_special_tokens=False)
+    eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    prompt = [tokenizer.convert_tokens_to_ids(t) for t in ("<|startoftranscript|>", "<|notimestamps|>")]
+    assert cut.align(audio, prompt, text, eot) == aligner.align(audio, prompt, text, eot)
+    assert Aligner(str(whole), device="cpu").window_samples == 30 * SAMPLE_RATE  # no window given: the checkpoint's
+
+
 def test_words_are_kept_off_silence() -> None:
     # 0.5 s tone, 0.5 s silence, 0.5 s tone. A span starting inside the first tone's fade and
     # reaching into the second starts where the second tone does; one ending in silence ends at it.

@@ -437,11 +437,17 @@ class GatedEngine(FakeEngine):
         self.gate = threading.Event()
 
     async def _transcribe(
-        self, audio: np.ndarray, language: str, align: bool = False, previous: str = "", translate: bool = False
+        self,
+        audio: np.ndarray,
+        language: str,
+        align: bool = False,
+        previous: str = "",
+        translate: bool = False,
+        live: bool = False,
     ) -> ChunkTranscript:
         while not self.gate.is_set():
             await asyncio.sleep(0.02)
-        return await super()._transcribe(audio, language, align, previous, translate)
+        return await super()._transcribe(audio, language, align, previous, translate, live)
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def test_health(server: Server) -> None:
     assert requests.get(f"{server.url}/health", timeout=10).json() == {"status": "healthy"}
     detailed = requests.get(f"{server.url}/health?detailed=true", timeout=10).json()
     assert detailed["status"] == "healthy" and detailed["version"] and detailed["uptime_s"] > 0
-    assert detailed["components"]["engine"] == {"status": "healthy", "model": "whisper-tiny.en-15s", "replicas_running": 1}
+    assert detailed["components"]["engine"] == {"status": "healthy", "model": "whisper-tiny.en", "replicas_running": 1}
     assert detailed["components"]["usage_store"]["kind"] == "sqlite" and detailed["components"]["license"]["issuer_keys"] >= 1
 
 

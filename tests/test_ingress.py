@@ -94,14 +94,20 @@ class BusyEngine(FakeEngine):
         self.refused, self.turn = refused, 0
 
     async def _transcribe(
-        self, audio: np.ndarray, language: str, align: bool = False, previous: str = "", translate: bool = False
+        self,
+        audio: np.ndarray,
+        language: str,
+        align: bool = False,
+        previous: str = "",
+        translate: bool = False,
+        live: bool = False,
     ) -> ChunkTranscript:
         self.turn += 1
         if self.turn in self.refused:
             from ray.serve.exceptions import BackPressureError
 
             raise BackPressureError(num_queued_requests=64, max_queued_requests=64)
-        return await super()._transcribe(audio, language, align, previous, translate)
+        return await super()._transcribe(audio, language, align, previous, translate, live)
 
 
 def _wav(seconds: float) -> bytes:
@@ -144,6 +150,7 @@ def test_long_files_are_decoded_in_order_with_the_text_before_as_context(tmp_pat
     assert response.status_code == 200, response.text
     # 75 s in the fake engine's 30 s window: three chunks, each given the text of those before it.
     assert engine.previous == ["", "Hello world.", "Hello world. Hello world."]
+    assert engine.live == [False] * 3  # a file's chunks are fitted to their own length
 
 
 def test_by_default_the_chunks_go_alongside_without_context(tmp_path: Any) -> None:
@@ -320,7 +327,12 @@ def test_engine_failure_is_500_without_internals(engine: FakeEngine, tmp_path: A
     raised: list[RuntimeError] = []
 
     async def broken(
-        audio: Any, language: str | None = None, align: bool = False, previous: str = "", translate: bool = False
+        audio: Any,
+        language: str | None = None,
+        align: bool = False,
+        previous: str = "",
+        translate: bool = False,
+        live: bool = False,
     ) -> Any:
         # The real WhisperEngine.transcribe signature, so the call is built and the engine itself fails.
         raised.append(RuntimeError("secret internal detail"))

@@ -173,10 +173,10 @@ def test_usage_endpoint_and_metering(client: TestClient, metrics: RecordingMetri
 
 class SlowEngine(FakeEngine):
     async def _transcribe(
-        self, audio: Any, language: str, align: bool = False, previous: str = "", translate: bool = False
+        self, audio: Any, language: str, align: bool = False, previous: str = "", translate: bool = False, live: bool = False
     ) -> Any:
         await asyncio.sleep(0.5)
-        return await super()._transcribe(audio, language, align, previous, translate)
+        return await super()._transcribe(audio, language, align, previous, translate, live)
 
 
 @pytest.mark.parametrize("client", [SlowEngine()], indirect=True)

@@ -353,6 +353,7 @@ def test_finals_only_without_interim_results(client: TestClient, engine: FakeEng
     decoded = [r for r in results if r["channel"]["alternatives"][0]["transcript"]]  # a blip is answered empty
     assert len(engine.calls) == len(decoded) >= 3  # one decode per final
     assert set(engine.previous) == {""}  # no context unless the operator asks for it
+    assert set(engine.live) == {True}  # each a live utterance: decoded in the window policy's live_s
 
 
 def test_with_context_each_final_gets_the_finals_before_it(engine: FakeEngine, tmp_path: Any) -> None:

@@ -144,7 +144,13 @@ class ScriptEngine(FakeEngine):
         self.text = text
 
     async def _transcribe(
-        self, audio: np.ndarray, language: str, align: bool = False, previous: str = "", translate: bool = False
+        self,
+        audio: np.ndarray,
+        language: str,
+        align: bool = False,
+        previous: str = "",
+        translate: bool = False,
+        live: bool = False,
     ) -> ChunkTranscript:
         self.calls.append((audio.size, language))
         parts = self.text.split()

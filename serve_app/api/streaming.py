@@ -274,7 +274,7 @@ class StreamRoutes:
         async def transcribe(utterance: Utterance, final: bool) -> Transcript:
             align = final and options.timestamps
             previous = decoder_prompt(request, context(finals) if self.context else "")
-            call = partial(self.engine.transcribe, utterance.audio, options.language, align, previous)
+            call = partial(self.engine.transcribe, utterance.audio, options.language, align, previous, live=True)
             with self.meter.timed("stream_final" if final else "stream_interim"):
                 result = await (self.engine.patiently(call) if final else call())
             if final and self.context:

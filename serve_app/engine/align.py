@@ -84,7 +84,7 @@ class Aligner:
     """The checkpoint in PyTorch (eager attention, so attention weights are returned). It costs about
     half a transcription per chunk on CPU, so the ingress asks for it only when times are wanted."""
 
-    def __init__(self, model_dir: str, device: str | None = None) -> None:
+    def __init__(self, model_dir: str, device: str | None = None, window_s: float | None = None) -> None:
         import torch
         from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
 
@@ -100,16 +100,34 @@ class Aligner:
         # method: mypy takes the device for `self`. The call is nn.Module.to's.
         self.model: WhisperForConditionalGeneration = model.to(self.device).eval()  # type: ignore[arg-type]
         config = self.model.config
+        if window_s is not None and window_s * FRAMES_PER_S < config.max_source_positions:
+            self._shorten_window(int(window_s * FRAMES_PER_S))
+        # Features padded to the encoder's window, which may be shorter than the checkpoint's 30 s.
+        self.window_samples = config.max_source_positions * 2 * self.features.hop_length
         if not self.heads:  # Whisper's fallback: every head of the upper half of the decoder
             layers = config.decoder_layers
             self.heads = [(layer, h) for layer in range(layers // 2, layers) for h in range(config.decoder_attention_heads)]
+
+    def _shorten_window(self, positions: int) -> None:
+        """The encoder over its first `positions` frames only, as tools/models/convert.py cuts a
+        checkpoint: chunks are never longer than the engine's longest window (settings.WindowPolicy),
+        and a 30 s checkpoint would pay for twice the frames on every 15 s chunk."""
+        encoder = self.model.model.encoder
+        table = encoder.embed_positions
+        shorter = self.torch.nn.Embedding(positions, table.embedding_dim, device=table.weight.device, dtype=table.weight.dtype)
+        shorter.weight.data.copy_(table.weight.data[:positions])
+        shorter.requires_grad_(False)
+        encoder.embed_positions = shorter
+        encoder.max_source_positions = positions
+        encoder.config.max_source_positions = positions  # what the encoder checks its input's length against
 
     def align(self, audio: np.ndarray, prompt: list[int], text_tokens: list[int], eot: int) -> list[tuple[float, float]]:
         """(start, end) in seconds from the chunk's start for each of `text_tokens`."""
         if not text_tokens:
             return []
         torch = self.torch
-        mel = self.features(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features.to(self.device, self.dtype)
+        mel = self.features(audio, sampling_rate=SAMPLE_RATE, max_length=self.window_samples, return_tensors="pt")
+        mel = mel.input_features.to(self.device, self.dtype)
         ids = torch.tensor([prompt + text_tokens + [eot]], device=self.device)
         with torch.inference_mode():
             out = self.model(input_features=mel, decoder_input_ids=ids, output_attentions=True)

