@@ -2,8 +2,8 @@
 on the same weights, for files and (English) live streams, in one run.
 
   service         each clip's bytes POSTed to /v1/listen with language= the clip's: English through
-                  configs/cpu.yaml (tiny.en-15s), other languages through configs/cpu-multilingual.yaml (base,
-                  in windows fitted to each chunk: its `engine.window`)
+                  configs/cpu.yaml (tiny.en), other languages through configs/cpu-multilingual.yaml (base),
+                  each in the windows its config's `engine.window` fits to each chunk
   faster-whisper  CTranslate2 int8 on the original checkpoint of the same weights (tiny.en, base): greedy,
                   language given, no VAD, its own 30 s window and long-form defaults (condition_on_previous_text)
   streamed        English sets but `long`: each clip as 100 ms linear16 frames over WS /v1/listen, paced 4x
@@ -151,9 +151,11 @@ at {results["code"]}:
     {results["command"]}
 
 - **service**: each clip's bytes POSTed to `/v1/listen` with `language=` the clip's language: English
-  through configs/cpu.yaml (tiny.en with a 15 s window), other languages through
-  configs/cpu-multilingual.yaml (base, 30 s window, each chunk padded only to the smallest
-  whole-second window it fills to at most 70%, from 12 s: its `engine.window`, docs/accuracy/windows.md).
+  through configs/cpu.yaml (tiny.en: a file under 4 s in its whole 30 s window, longer chunks in the
+  smallest whole-second window they fill to at most 70%, from 12 s to 15 s, live utterances in 15 s),
+  other languages through configs/cpu-multilingual.yaml (base: each chunk in the smallest
+  whole-second window it fills to at most 70%, from 12 s to 30 s). Both are the configs'
+  `engine.window` (docs/accuracy/windows.md).
 - **faster-whisper**: faster-whisper {results["faster_whisper_version"]}, int8, on the original CTranslate2
   checkpoint of the same weights (tiny.en, base): beam 1, `language=` given, no VAD, its own 30 s window
   and its defaults otherwise (condition_on_previous_text, timestamp-based seeking, temperature fallback).
