@@ -52,3 +52,10 @@ def test_cpu_per_request_sits_beside_bare_vllms() -> None:
     assert "| ProxyActor | 50.0 | 20% | - |" in md
     assert "| bare vLLM's process | - | - | 10.0 |" in md
     assert "| all | 250.0 | 100% | 160.0 |" in md
+
+
+def test_cpu_per_request_of_the_service_alone() -> None:
+    """`--engines service`: no bare vLLM to sit beside, its column is "-" (this once raised)."""
+    service = {**_row(16, 50.0, 2.5), "wall_s": 4.0, "cpu_s_by_process": {"VLLM::Worker": 6.4, "ProxyActor": 1.6}}
+    md = markdown({**RESULTS, "engines": {"service": {"levels": [service]}}})
+    assert "| VLLM::Worker | 200.0 | 80% | - |" in md and "| all | 250.0 | 100% | - |" in md

@@ -106,7 +106,7 @@ def _cpu_table(service: dict, vllm: dict, cpus: int) -> list[str]:
                 f"| {role} | {_fmt(mine and per(mine, service), 1)} | {'-' if mine is None else f'{mine / total:.0%}'} | "
                 f"{_fmt(theirs and per(theirs, vllm), 1)} |"
             )
-    lines.append(f"| all | {per(total, service):.1f} | 100% | {_fmt(bare and per(sum(bare.values()), vllm), 1)} |")
+    lines.append(f"| all | {per(total, service):.1f} | 100% | {_fmt(per(sum(bare.values()), vllm) if bare else None, 1)} |")
     return lines
 
 
