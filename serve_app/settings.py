@@ -39,13 +39,12 @@ class WindowPolicy(_Strict):
         description="audio shorter than this takes the checkpoint's whole window: a clip of a few seconds is "
         "decoded most accurately in the 30 s window Whisper was trained on (docs/accuracy/windows.md)",
     )
-
     live_s: int | None = Field(
         None,
         ge=1,
         le=30,
         description="the window a live utterance (final or interim) shorter than it takes; None: fitted as a "
-        "file's chunk. tiny.en's short live utterances came back wrong in 30 s and looped at times in 12 s",
+        "file's chunk. tiny.en's live utterances looped at times in 12 s windows, or came back with words changed",
     )
 
     @model_validator(mode="after")
