@@ -19,7 +19,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ray.exceptions import RayActorError, TaskCancelledError
-from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
+from ray.serve.exceptions import (
+    BackPressureError,
+    DeploymentUnavailableError,
+    ReplicaUnavailableError,
+    RequestCancelledError,
+)
 
 from ..errors import EngineBusy, ServiceError, ServiceUnavailable
 from ..types import ChunkTranscript, EngineInfo, Turn
@@ -84,7 +89,7 @@ class EngineClient:
 
     async def call(self, response: Awaitable[Any]) -> Any:
         """Await an engine call; a missing or overloaded engine is a 503 the client may retry."""
-        waiting = asyncio.ensure_future(asyncio.wait_for(response, timeout=self.timeout_s))
+        waiting = asyncio.ensure_future(asyncio.wait_for(_awaited(response), timeout=self.timeout_s))
         try:
             while not (await asyncio.wait({waiting}, timeout=ENGINE_CHECK_S))[0]:
                 if await self.watch.running() == 0:
@@ -100,6 +105,16 @@ class EngineClient:
             raise ServiceUnavailable(retry_after=RETRY_AFTER_S) from exc
         finally:
             waiting.cancel()  # no-op once done
+
+
+async def _awaited(response: Awaitable[Any]) -> Any:
+    """`response` awaited in a coroutine of ours. A cancelled Serve call raises RequestCancelledError,
+    not CancelledError: left to the task asyncio wraps a bare awaitable in, it was logged as "Task
+    exception was never retrieved" on every cancel (a /health poll timing out while the engine starts)."""
+    try:
+        return await response
+    except RequestCancelledError:
+        raise asyncio.CancelledError from None
 
 
 CONTEXT_CHARS = 1000  # the engine keeps the last 223 tokens; this bounds what crosses to it
