@@ -106,6 +106,32 @@ def test_no_repetition_loop_on_a_phone_call(server: Server) -> None:
     assert jiwer.wer(normalize(manifest()[name]["text"]), " ".join(words)) <= 0.5
 
 
+def wav_bytes(samples: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "samples",
+    [
+        np.zeros(5 * 16000),  # digital silence: never decoded
+        np.random.default_rng(0).normal(0, 0.01, 5 * 16000),  # hiss at -40 dBFS
+        0.05 * np.sin(2 * np.pi * 60 * np.arange(5 * 16000) / 16000),  # mains hum
+    ],
+    ids=["silence", "hiss", "hum"],
+)
+def test_audio_without_speech_gives_no_words(server: Server, samples: np.ndarray) -> None:
+    """Whisper writes "you" for each of these (measured: tiny.en without the no-speech rule)."""
+    response = listen(server, data=wav_bytes(samples), headers={"Content-Type": "audio/wav"})
+    assert response.status_code == 200, response.text
+    alternative = response.json()["results"]["channels"][0]["alternatives"][0]
+    assert alternative["transcript"] == "" and alternative["words"] == []
+    assert response.json()["duration"] == pytest.approx(5.0)
+
+
 def test_diarization_of_a_phone_call(server: Server) -> None:
     """Two people on the phone: two speakers found, and each one's introduction is theirs alone."""
     response = listen(

@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from serve_app.engine.deployment import yield_cpu
@@ -39,6 +40,47 @@ def test_repetition_loops_compress_too_well() -> None:
     assert compression_ratio("Hello. " * 100) > MAX_COMPRESSION_RATIO
     speech = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
     assert compression_ratio(speech) < MAX_COMPRESSION_RATIO and compression_ratio("") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("no_speech_prob", "logprobs", "dropped"),
+    [
+        # tiny.en on 5 s of white noise at -40 dBFS: " you", 0.862 no speech, mean -1.77 with <|endoftext|>
+        (0.862, [-3.2, -0.34], True),
+        (0.95, [-0.6, -0.38], False),  # no speech likely, but the text confident: kept, as Whisper does
+        (0.3, [-2.5, -1.9], False),  # unsure text of likely speech: kept (the temperature fallback's case)
+        (0.61, [-1.01], True),
+        (0.6, [-3.0], False),  # the thresholds themselves are not over them
+        (0.9, [], False),  # nothing decoded: nothing to drop
+    ],
+)
+def test_text_of_likely_no_speech_is_dropped_unless_confident(no_speech_prob: float, logprobs: list, dropped: bool) -> None:
+    from serve_app.engine.guards import no_speech
+
+    assert no_speech(no_speech_prob, logprobs) is dropped
+
+
+def test_only_inaudible_audio_counts_as_silence() -> None:
+    from serve_app.engine.guards import is_silent
+
+    rng = np.random.default_rng(0)
+    assert is_silent(np.zeros(16000, np.float32)) and is_silent(np.zeros(0, np.float32))
+    assert is_silent(np.full(16000, 2 / 32768, np.float32))  # two steps of 16-bit audio: dither
+    assert not is_silent(rng.normal(0, 0.001, 16000).astype(np.float32))  # quiet hiss: the model judges it
+    quiet = np.zeros(16000, np.float32)
+    quiet[8000] = 0.01  # one click in a second of silence is something to hear
+    assert not is_silent(quiet)
+
+
+def test_vocabularies_name_their_no_speech_token() -> None:
+    from serve_app.engine.prompts import WhisperVocabulary
+    from serve_app.settings import ROOT
+
+    for model in ("whisper-tiny.en-15s", "whisper-base"):
+        added = json.loads((ROOT / "models" / model / "tokenizer.json").read_text())["added_tokens"]
+        by_name = {t["content"]: t["id"] for t in added}
+        # tiny.en and base predate the rename to <|nospeech|>
+        assert WhisperVocabulary.from_model_dir(ROOT / "models" / model).no_speech == by_name["<|nocaptions|>"]
 
 
 def test_prompts_carry_the_previous_text_bounded() -> None:

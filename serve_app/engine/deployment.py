@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ import numpy as np
 from ..settings import EngineArgs, repo_path
 from ..types import SAMPLE_RATE, ChunkTranscript, EngineInfo, Token, Turn
 from . import lifeline
-from .guards import MAX_COMPRESSION_RATIO, compression_ratio, trailing_repeat
+from .guards import MAX_COMPRESSION_RATIO, compression_ratio, is_silent, no_speech, trailing_repeat
 from .prompts import WhisperVocabulary, encoder_window_s
 from .windows import hf_overrides
 
@@ -88,6 +89,7 @@ class WhisperEngine:
         self._align_pool = ThreadPoolExecutor(1, thread_name_prefix="align")  # one at a time: vLLM has the cores
         self._sampling_params = SamplingParams  # vllm is imported here, after the CPU variables are set
         self.sampling = self._params(0.0)
+        self.sampling_in_context = self._params(0.0, no_speech=False)
         self.engine = self._start_engine(path)
         if self.args.cpu_worker_niceness is not None:
             yield_cpu(self.args.cpu_worker_niceness)
@@ -131,7 +133,7 @@ class WhisperEngine:
             return "en", 1.0
         by_id = {token_id: code for code, token_id in self.vocab.languages.items()}
         params = self._sampling_params(temperature=0.0, max_tokens=1, logprobs=0, allowed_token_ids=list(by_id))
-        completion = await self._generate(self._prompt(audio, [self.vocab.sot]), params)
+        completion = (await self._generate(self._prompt(audio, [self.vocab.sot]), params)).outputs[0]
         token_id = completion.token_ids[0]
         logprob = completion.logprobs[0][token_id].logprob if completion.logprobs else 0.0
         return by_id[token_id], round(float(np.exp(logprob)), 4)
@@ -143,22 +145,26 @@ class WhisperEngine:
             "decoder_prompt": {"prompt_token_ids": decoder_ids},
         }
 
-    def _params(self, temperature: float) -> SamplingParams:
+    def _params(self, temperature: float, no_speech: bool = True) -> SamplingParams:
+        """`no_speech`: also return the prompt's log-probabilities, for the no-speech rule. Free for a
+        prompt of 2-4 tokens; with 100-223 tokens of previous text it cost 11-17% more time (one
+        log-softmax over the vocabulary per prompt position), so prompts with context go without."""
         # A fixed seed keeps fallback decodes reproducible.
         return self._sampling_params(
             temperature=temperature,
             max_tokens=self.args.max_tokens,
             logprobs=0,
+            prompt_logprobs=1 if no_speech and self.vocab.no_speech is not None else None,
             seed=0 if temperature else None,
             logit_bias=dict.fromkeys(self.vocab.suppressed, -100.0) or None,
         )
 
-    async def _generate(self, prompt: ExplicitEncoderDecoderPrompt, params: SamplingParams) -> CompletionOutput:
+    async def _generate(self, prompt: ExplicitEncoderDecoderPrompt, params: SamplingParams) -> RequestOutput:
         final: RequestOutput | None = None
         async for output in self.engine.generate(prompt, params, uuid.uuid4().hex):
             final = output
         assert final is not None  # vLLM's stream ends with the request's finished output, or raises
-        return final.outputs[0]
+        return final
 
     async def transcribe(
         self,
@@ -171,18 +177,20 @@ class WhisperEngine:
     ) -> ChunkTranscript:
         """`previous`: the text before this audio (the file's preceding chunk, the stream's last
         final), given to the decoder as context. `translate`: English text for speech in `language`.
-        `live`: an utterance of a live stream, decoded in the window policy's `live_s`."""
-        prompt_ids, completion = await self._decode(
+        `live`: an utterance of a live stream, decoded in the window policy's `live_s`. Audio without
+        speech gives no words (guards.py: digital silence is not decoded at all)."""
+        if is_silent(audio):
+            return ChunkTranscript("", [], aligned=align)
+        prompt_ids, completion, no_speech_prob = await self._decode(
             self._windowed(audio, live), language, self._previous_ids(previous), translate
         )
         # iter(): vLLM types FlatLogprobs as a sequence of `dict | None` (a prompt's first position has no
         # logprobs), but a completion's positions all have one, as its __iter__ declares.
         steps = iter(completion.logprobs or [])
-        text = [
-            (token_id, step[token_id])
-            for token_id, step in zip(completion.token_ids, steps)
-            if token_id < self.vocab.eot and token_id in step
-        ]
+        decoded = [(token_id, step[token_id]) for token_id, step in zip(completion.token_ids, steps) if token_id in step]
+        if no_speech(no_speech_prob, [lp.logprob for _, lp in decoded]):
+            return ChunkTranscript("", [], aligned=align)
+        text = [(token_id, lp) for token_id, lp in decoded if token_id < self.vocab.eot]
         repeat = trailing_repeat([token_id for token_id, _ in text], [lp.decoded_token or "" for _, lp in text])
         if repeat:
             text = text[:-repeat]
@@ -194,8 +202,7 @@ class WhisperEngine:
         tokens = [
             Token(lp.decoded_token or "", lp.logprob, *(times[k] if times else (None, None))) for k, (_, lp) in enumerate(text)
         ]
-        decoded = self.tokenizer.decode(ids) if repeat else completion.text
-        return ChunkTranscript(decoded, tokens, aligned=times is not None)
+        return ChunkTranscript(self.tokenizer.decode(ids) if repeat else completion.text, tokens, aligned=times is not None)
 
     def _windowed(self, audio: np.ndarray, live: bool) -> np.ndarray:
         """A live utterance with trailing silence up to the policy's `live_pad_s`, so that vLLM's
@@ -206,20 +213,32 @@ class WhisperEngine:
 
     async def _decode(
         self, audio: np.ndarray, language: str | None, previous: list[int], translate: bool
-    ) -> tuple[list[int], CompletionOutput]:
+    ) -> tuple[list[int], CompletionOutput, float]:
         """Greedy with the previous text, then without it, then at rising temperatures: Whisper's guard
         against repetition loops ("Hello. Hello. Hello." over a whole window of a phone call), where
         text that compresses too well is decoded again. A loop can come from the previous text, so
-        the fallbacks drop it (as openai/whisper does). Returns the prompt used and its completion."""
+        the fallbacks drop it (as openai/whisper does). Returns the prompt used, its completion and
+        the model's no-speech probability (0 for a prompt with previous text: `_params`)."""
         plain = self.vocab.prompt(language, translate=translate)
-        attempts = [(self.vocab.prompt(language, previous, translate), self.sampling)] if previous else []
+        attempts = [(self.vocab.prompt(language, previous, translate), self.sampling_in_context)] if previous else []
         attempts += [(plain, self.sampling), *((plain, self._params(t)) for t in FALLBACK_TEMPERATURES)]
         tried = []
         for prompt_ids, params in attempts:
-            tried.append((prompt_ids, await self._generate(self._prompt(audio, prompt_ids), params)))
+            output = await self._generate(self._prompt(audio, prompt_ids), params)
+            tried.append((prompt_ids, output.outputs[0], self._no_speech_prob(prompt_ids, output)))
             if compression_ratio(tried[-1][1].text) <= MAX_COMPRESSION_RATIO:
                 return tried[-1]
         return tried[0]
+
+    def _no_speech_prob(self, prompt_ids: list[int], output: RequestOutput) -> float:
+        """<|nospeech|>'s probability where it would follow <|startoftranscript|>. Only the likeliest
+        token's log-probability is asked for: where <|nospeech|> is not that, it is under 0.5, and so
+        under the rule's threshold anyway."""
+        if not output.prompt_logprobs or self.vocab.no_speech is None:
+            return 0.0
+        step = output.prompt_logprobs[prompt_ids.index(self.vocab.sot) + 1]
+        logprob = step.get(self.vocab.no_speech) if step else None
+        return math.exp(logprob.logprob) if logprob is not None else 0.0
 
     def _previous_ids(self, text: str) -> list[int]:
         """The text's token ids as Whisper's prompt takes them (a leading space, as mid-sentence)."""

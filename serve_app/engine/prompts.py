@@ -23,6 +23,9 @@ class WhisperVocabulary:
     # Tokens Whisper never writes in a transcript (music notes, brackets, speaker dashes...): the
     # checkpoint's `suppress_tokens`, which openai/whisper and faster-whisper suppress by default.
     suppressed: tuple[int, ...] = ()
+    # <|nospeech|> (<|nocaptions|> in older vocabularies): how likely the model finds the audio has
+    # no speech, read where it would follow <|startoftranscript|> (guards.py `no_speech`).
+    no_speech: int | None = None
 
     @property
     def multilingual(self) -> bool:
@@ -43,6 +46,7 @@ class WhisperVocabulary:
             ids.get("<|startofprev|>"),
             ids.get("<|translate|>") if languages else None,
             tuple(generation.get("suppress_tokens", ())),
+            ids.get("<|nospeech|>", ids.get("<|nocaptions|>")),
         )
 
     def prompt(self, language: str | None, previous: list[int] | None = None, translate: bool = False) -> list[int]:
