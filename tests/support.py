@@ -147,12 +147,16 @@ class FakeEngine:
         translate: bool = False,
         live: bool = False,
     ) -> ChunkTranscript:
+        await self.arrive()
         self.calls.append((audio.size, language))
         self.aligned.append(align)
         self.previous.append(previous)
         self.translated.append(translate)
         self.live.append(live)
         return self.answer(align)
+
+    async def arrive(self) -> None:
+        """Each chunk first comes here: a subclass makes it wait, or refuses it."""
 
     def answer(self, align: bool) -> ChunkTranscript:
         """What every chunk says: "Hello world." (a subclass says something else)."""

@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
@@ -37,7 +36,6 @@ from serve_app.metrics import NoMetrics
 from serve_app.outbox import READY, RUNNING, OutboxStore, RedisOutbox, SqliteOutbox
 from serve_app.pipeline.fetch import UrlPolicy
 from serve_app.settings import CallbackArgs
-from serve_app.types import ChunkTranscript
 
 from .helpers import JFK_FLAC, FileServer, free_port, serving
 from .support import AUTH, ISSUER, FakeEngine, make_ingress
@@ -436,18 +434,9 @@ class GatedEngine(FakeEngine):
         super().__init__()
         self.gate = threading.Event()
 
-    async def _transcribe(
-        self,
-        audio: np.ndarray,
-        language: str,
-        align: bool = False,
-        previous: str = "",
-        translate: bool = False,
-        live: bool = False,
-    ) -> ChunkTranscript:
+    async def arrive(self) -> None:
         while not self.gate.is_set():
             await asyncio.sleep(0.02)
-        return await super()._transcribe(audio, language, align, previous, translate, live)
 
 
 @pytest.fixture

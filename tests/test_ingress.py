@@ -93,21 +93,12 @@ class BusyEngine(FakeEngine):
         super().__init__()
         self.refused, self.turn = refused, 0
 
-    async def _transcribe(
-        self,
-        audio: np.ndarray,
-        language: str,
-        align: bool = False,
-        previous: str = "",
-        translate: bool = False,
-        live: bool = False,
-    ) -> ChunkTranscript:
+    async def arrive(self) -> None:
         self.turn += 1
         if self.turn in self.refused:
             from ray.serve.exceptions import BackPressureError
 
             raise BackPressureError(num_queued_requests=64, max_queued_requests=64)
-        return await super()._transcribe(audio, language, align, previous, translate, live)
 
 
 def _wav(seconds: float) -> bytes:
