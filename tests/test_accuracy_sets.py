@@ -3,9 +3,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
-from tools.accuracy_sets import Score, group_clips, markdown, ratio, score, set_row, table
+from serve_app.pipeline.decode import decode
+from tools.accuracy_sets import (
+    NO_SPEECH,
+    Score,
+    clip_file,
+    group_clips,
+    markdown,
+    no_speech_clips,
+    no_speech_table,
+    ratio,
+    score,
+    set_row,
+    table,
+)
 
 
 def _row(set_: str, language: str = "en", text: str = "a b") -> dict:
@@ -89,3 +105,30 @@ def test_the_page_says_when_how_and_what_the_columns_mean() -> None:
     assert "    .venv/bin/python -m tools.accuracy_sets\n" in page
     assert "| arctic | en | 1 | 2.0 | 2 | 0.0% | – | – | – | – |" in page
     assert "**streamed / file**" in page
+
+
+def test_audio_without_speech_is_made_the_same_every_run(tmp_path: Path) -> None:
+    first, again = no_speech_clips(tmp_path / "a"), no_speech_clips(tmp_path / "b")
+    assert [c["name"] for c in first] == ["silence", "hiss", "loud hiss", "rumble", "hum"]
+    for clip, same in zip(first, again):
+        assert clip["set"] == NO_SPEECH and clip["text"] == "" and clip["path"].startswith(f"{NO_SPEECH}/")
+        audio = decode(clip_file(clip, tmp_path).read_bytes(), 60)
+        assert audio.size == 5 * 16000 and np.array_equal(audio, decode(clip_file(same, tmp_path).read_bytes(), 60))
+        # silence is zeros; the others are loud enough for a model to hear, and never clip
+        assert (np.abs(audio).max() == 0) == (clip["name"] == "silence") and np.abs(audio).max() < 1
+    assert clip_file({"path": "arctic/a.wav"}, tmp_path) == tmp_path / "arctic/a.wav"
+
+
+def test_every_word_written_for_no_speech_is_an_error() -> None:
+    assert score(["", ""], ["you", "Thank you."], "en") == Score(errors=3, words=0)
+    assert score([""], [""], "en") == Score(0, 0)
+
+
+def test_audio_without_speech_has_its_own_table() -> None:
+    row = set_row((NO_SPEECH, "en"), [_row(NO_SPEECH, text="")], {"service": [""], "faster_whisper": ["you"]})
+    assert row["errors"] == {"service": 0, "faster_whisper": 1} and row["wer"] == {"service": None, "faster_whisper": None}
+    assert NO_SPEECH not in table([row])
+    lines = no_speech_table([{"clip": "hum", "seconds": 5.0, "service": "", "faster_whisper": "you"}]).splitlines()
+    assert lines[0] == "## Audio without speech" and lines[2].startswith("Clips of 5 s in which nobody speaks")
+    assert lines[-1] == '| hum | (nothing) | "you" |'
+    assert no_speech_table([]) == ""

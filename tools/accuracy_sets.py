@@ -11,7 +11,9 @@ on the same weights, for files and (English) live streams, in one run.
 
 WER is pooled per (set, language): all clips' errors over all reference words, on normalized text
 (tools.bench.common.normalize); zh and ja have no spaces between words, so they are scored per
-character (CER). The diarization set (several speakers) is measured by tools.accuracy.
+character (CER). The diarization set (several speakers) is measured by tools.accuracy. Beside the
+collection, five clips of audio without speech made here (silence, hiss, rumble, hum: `no_speech`)
+count the words each engine writes where nobody speaks.
 
   .venv/bin/python -m tools.accuracy_sets                  # everything: the services, then faster-whisper
   .venv/bin/python -m tools.accuracy_sets --sets arctic,multilingual --max-clips-per-set 2 --skip-streams --out /tmp/acc
@@ -33,12 +35,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import wave
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jiwer
+import numpy as np
 import yaml
 
 from serve_app.pipeline.decode import decode
@@ -55,7 +59,10 @@ if TYPE_CHECKING:
 Group = tuple[str, str]  # (set, language)
 
 SKIPPED_SETS = {"diarization"}  # several speakers in one file: tools.accuracy measures it
-UNSTREAMED_SETS = {"long"}  # a 3.8-minute read-aloud file: the file path's long-form case, not a live turn
+NO_SPEECH = "no_speech"  # made by no_speech_clips, not in the collection
+# A 3.8-minute read-aloud file is the file path's long-form case, not a live turn; a stream's VAD
+# opens no utterance on audio without speech, so streaming it measures nothing.
+UNSTREAMED_SETS = {"long", NO_SPEECH}
 CHARACTER_LANGUAGES = {"zh", "ja"}  # no spaces: a "word" would be a whole sentence
 STREAM_PACE = 4.0  # the server segments on audio time, so the pace changes nothing but the run's length
 ENGINES = ("service", "faster_whisper", "streamed")
@@ -77,6 +84,36 @@ def group_clips(rows: list[dict], sets: set[str] | None = None, max_clips: int |
     return dict(sorted(groups.items(), key=lambda kv: (kv[0][1] != "en", kv[0])))
 
 
+def no_speech_clips(folder: Path, seconds: float = 5.0) -> list[dict]:
+    """Audio in which nobody speaks, as WAV files in `folder`, as manifest rows (seeded: the same
+    samples every run). Whisper without a no-speech check writes "you" or a sentence for each."""
+    rng = np.random.default_rng(0)
+    n = round(seconds * SAMPLE_RATE)
+    rumble = np.cumsum(rng.normal(0, 1, n))  # brown noise: traffic, a fan, wind
+    signals = {
+        "silence": np.zeros(n),
+        "hiss": rng.normal(0, 0.01, n),  # white noise at -40 dBFS: a quiet line
+        "loud hiss": rng.normal(0, 0.1, n),  # -20 dBFS
+        "rumble": 0.05 * (rumble - rumble.mean()) / rumble.std(),
+        "hum": 0.05 * np.sin(2 * np.pi * 60 * np.arange(n) / SAMPLE_RATE),  # mains hum
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, samples in signals.items():
+        path = folder / f"{name.replace(' ', '-')}.wav"
+        with wave.open(str(path), "wb") as w:  # 16-bit PCM, as a recorder writes it
+            w.setnchannels(1), w.setsampwidth(2), w.setframerate(SAMPLE_RATE)
+            w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+        row = {"path": f"{NO_SPEECH}/{path.name}", "file": str(path), "set": NO_SPEECH, "language": "en", "text": ""}
+        rows.append({**row, "duration_s": seconds, "name": name})
+    return rows
+
+
+def clip_file(clip: dict, base: Path) -> Path:
+    """Where a clip's audio is: made by this tool (`file`), or in the collection."""
+    return Path(clip["file"]) if "file" in clip else base / clip["path"]
+
+
 @dataclass(frozen=True)
 class Score:
     errors: int  # substitutions + deletions + insertions
@@ -94,7 +131,9 @@ def tokens(text: str, language: str) -> str:
 
 def score(references: list[str], hypotheses: list[str], language: str) -> Score:
     """Pooled over the clips: total errors over total reference words (a mean of clip WERs would
-    weigh a 3-word clip like a 300-word one)."""
+    weigh a 3-word clip like a 300-word one). Without reference words, every word written is an error."""
+    if not any(tokens(r, language) for r in references):
+        return Score(sum(len(tokens(h, language).split()) for h in hypotheses), 0)
     out = jiwer.process_words([tokens(r, language) for r in references], [tokens(h, language) for h in hypotheses])
     return Score(out.substitutions + out.deletions + out.insertions, out.hits + out.substitutions + out.deletions)
 
@@ -129,7 +168,7 @@ def table(rows: list[dict]) -> str:
         "| set | language | clips | audio s | words | service WER | faster-whisper WER | service / faster-whisper | streamed WER | streamed / file |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    for r in (r for r in rows if r["reference_words"]):  # audio without speech has its own table
         wer = r["wer"]
         language = r["language"] + (" (CER)" if r["unit"] == "character" else "")
         lines.append(
@@ -177,8 +216,27 @@ Columns:
 - **service / faster-whisper**: the service's file WER over faster-whisper's; above 1, the service makes more errors.
 - **streamed / file**: the service's streamed WER over its file WER; above 1, streaming costs accuracy.
 
+{no_speech_table(results.get("no_speech", []))}
 Every clip's transcripts are in sets.json (`transcripts`).
 """
+
+
+def no_speech_table(rows: list[dict]) -> str:
+    """What each engine wrote for each clip of audio without speech (the right answer is nothing)."""
+    if not rows:
+        return ""
+    shown = lambda text: f'"{text}"' if text else "(nothing)"  # noqa: E731
+    lines = [
+        "## Audio without speech",
+        "",
+        f"Clips of {rows[0]['seconds']:g} s in which nobody speaks, made by the tool (seeded, 16-bit WAV), through the same",
+        "English service and faster-whisper: what each wrote. The right answer is nothing.",
+        "",
+        "| clip | service | faster-whisper |",
+        "|---|---|---|",
+        *(f"| {r['clip']} | {shown(r.get('service', ''))} | {shown(r.get('faster_whisper', ''))} |" for r in rows),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def code_version() -> str:
@@ -212,7 +270,7 @@ def through_files(service: Service, clips: list[dict], base: Path) -> list[str]:
     from tools.accuracy import post
 
     with ThreadPoolExecutor(4) as pool:  # as tools.accuracy: a few requests in flight, as clients send them
-        return list(pool.map(lambda c: post(service, base / c["path"], language=c["language"])["text"], clips))
+        return list(pool.map(lambda c: post(service, clip_file(c, base), language=c["language"])["text"], clips))
 
 
 def through_streams(service: Service, clips: list[dict], base: Path) -> list[str]:
@@ -221,7 +279,7 @@ def through_streams(service: Service, clips: list[dict], base: Path) -> list[str
 
     texts = []
     for i, c in enumerate(clips):
-        audio = decode((base / c["path"]).read_bytes(), MAX_S)
+        audio = decode(clip_file(c, base).read_bytes(), MAX_S)
         talk = conversation([(Clip(c["path"], c["duration_s"], c["text"]), audio, audio.size / SAMPLE_RATE)], 0, random.Random(i))
         out: dict = {}
         stream(service.url.replace("http", "ws", 1), service.key, talk, out, False, STREAM_PACE)
@@ -234,7 +292,7 @@ def through_faster_whisper(model: WhisperModel, clips: list[dict], base: Path, *
     `transcribe` arguments (tools/bench/decoding.py turns its defaults off one at a time)."""
     texts = []
     for c in clips:
-        audio = decode((base / c["path"]).read_bytes(), MAX_S)  # the service's decoder: both hear the same samples
+        audio = decode(clip_file(c, base).read_bytes(), MAX_S)  # the service's decoder: both hear the same samples
         segments, _ = model.transcribe(audio, language=c.get("language", "en"), beam_size=1, vad_filter=False, **options)
         texts.append(" ".join(s.text.strip() for s in segments))  # segments is lazy: decoding happens here
     return texts
@@ -295,11 +353,14 @@ def main() -> None:
     engine = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.engine)}
     started_at, code = time.monotonic(), code_version()
     rows = [json.loads(line) for line in args.manifest.read_text().splitlines() if line.strip()]
-    groups = group_clips(rows, set(args.sets.split(",")) if args.sets else None, args.max_clips_per_set)
-    if not groups:
-        raise SystemExit("no clips match")
-    print(f"{sum(map(len, groups.values()))} clips in {len(groups)} (set, language) groups", flush=True)
+    wanted = set(args.sets.split(",")) if args.sets else None
+    groups = group_clips(rows, wanted, args.max_clips_per_set)
     with tempfile.TemporaryDirectory(prefix="stt-accuracy-sets-") as tmp:
+        if wanted is None or NO_SPEECH in wanted:
+            groups[(NO_SPEECH, "en")] = no_speech_clips(Path(tmp) / NO_SPEECH)
+        if not groups:
+            raise SystemExit("no clips match")
+        print(f"{sum(map(len, groups.values()))} clips in {len(groups)} (set, language) groups", flush=True)
         texts = transcribe(groups, args.manifest.parent, Path(tmp), not args.skip_streams, engine, not args.no_faster_whisper)
     results = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -314,6 +375,12 @@ def main() -> None:
         "transcripts": [
             {"path": c["path"], **{engine: hyps[i] for engine, hyps in texts[g].items()}}
             for g, clips in groups.items()
+            for i, c in enumerate(clips)
+        ],
+        "no_speech": [
+            {"clip": c["name"], "seconds": c["duration_s"], **{engine: hyps[i] for engine, hyps in texts[g].items()}}
+            for g, clips in groups.items()
+            if g[0] == NO_SPEECH
             for i, c in enumerate(clips)
         ],
     }
