@@ -60,8 +60,8 @@ Group = tuple[str, str]  # (set, language)
 
 SKIPPED_SETS = {"diarization"}  # several speakers in one file: tools.accuracy measures it
 NO_SPEECH = "no_speech"  # made by no_speech_clips, not in the collection
-# A 3.8-minute read-aloud file is the file path's long-form case, not a live turn; a stream's VAD
-# opens no utterance on audio without speech, so streaming it measures nothing.
+# A 3.8-minute read-aloud file is the file path's long-form case, not a live turn; a stream decodes
+# only what its VAD (Silero) takes for speech, a different question from the engine's rule.
 UNSTREAMED_SETS = {"long", NO_SPEECH}
 CHARACTER_LANGUAGES = {"zh", "ja"}  # no spaces: a "word" would be a whole sentence
 STREAM_PACE = 4.0  # the server segments on audio time, so the pace changes nothing but the run's length
