@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -58,6 +59,34 @@ def test_text_of_likely_no_speech_is_dropped_unless_confident(no_speech_prob: fl
     from serve_app.engine.guards import no_speech
 
     assert no_speech(no_speech_prob, logprobs) is dropped
+
+
+def test_the_no_speech_probability_is_read_after_the_start_of_transcript() -> None:
+    """Where the prompt has previous text, <|startoftranscript|> is not first: the position moves with it."""
+    from types import SimpleNamespace
+
+    from vllm.logprobs import Logprob
+
+    from serve_app.engine.deployment import WhisperEngine
+    from serve_app.engine.prompts import WhisperVocabulary
+    from serve_app.settings import ROOT
+
+    vocab = WhisperVocabulary.from_model_dir(ROOT / "models/whisper-base")
+    engine = SimpleNamespace(vocab=vocab)
+    likely = {vocab.no_speech: Logprob(math.log(0.9), 1, "<|nocaptions|>")}
+    plain = vocab.prompt("de")
+    with_text = vocab.prompt("de", [1000, 1001, 1002])
+
+    def read(prompt_ids: list[int], logprobs: list | None) -> float:
+        return WhisperEngine._no_speech_prob(engine, prompt_ids, SimpleNamespace(prompt_logprobs=logprobs))
+
+    # one position per prompt token (the first has none): the one after <|startoftranscript|> counts
+    assert read(plain, [None, likely, {}, {}]) == pytest.approx(0.9)
+    assert read(with_text, [None, {}, {}, {}, {}, likely, {}, {}]) == pytest.approx(0.9)
+    assert read(with_text, [None, likely, {}, {}, {}, {}, {}, {}]) == 0.0  # inside the previous text: not it
+    # <|nocaptions|> not the likeliest token there: under 0.5, so 0 for the rule; or no log-probabilities asked
+    assert read(plain, [None, {vocab.languages["de"]: Logprob(-0.1, 1, "<|de|>")}, {}, {}]) == 0.0
+    assert read(plain, None) == 0.0
 
 
 def test_only_inaudible_audio_counts_as_silence() -> None:
