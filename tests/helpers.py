@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import base64
 import http.server
+import io
 import json
 import re
 import socket
 import threading
 import time
+import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from serve_app.licensing.keys import LicenseClaims, Limits, issuer_id, new_key_id, public_key_bytes, sign
@@ -23,6 +26,17 @@ JFK_FLAC = DATA / "whisper_jfk.flac"
 JFK_MP3 = DATA / "whispercpp_jfk.mp3"
 STEREO = DATA / "faster_whisper_stereo_diarization.wav"
 LONG = DATA / "ljspeech_LJ001-0001_to_0032.flac"
+
+
+def wav_bytes(samples: np.ndarray, rate: int = 16000) -> bytes:
+    """A 16-bit PCM WAV of `samples`, (n,) mono or (n, channels): int16 as they are, floats in [-1, 1]
+    clipped and scaled."""
+    pcm = samples if samples.dtype == np.int16 else (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1 if pcm.ndim == 1 else pcm.shape[1]), w.setsampwidth(2), w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return buffer.getvalue()
 
 
 def manifest() -> dict[str, dict]:

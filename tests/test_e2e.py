@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import difflib
-import io
 import time
-import wave
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,7 +16,7 @@ from serve_app.licensing.keys import read_claims, sign
 from serve_app.pipeline.decode import decode
 
 from .conftest import Server, stt_license
-from .helpers import DATA, JFK_FLAC, JFK_MP3, LONG, STEREO, FileServer, Issuer, manifest, normalize, serving
+from .helpers import DATA, JFK_FLAC, JFK_MP3, LONG, STEREO, FileServer, Issuer, manifest, normalize, serving, wav_bytes
 from .ray_logs import all_log_text
 
 pytestmark = pytest.mark.e2e
@@ -68,11 +66,7 @@ def test_stereo_is_mixed_down(server: Server) -> None:
     # JFK on the left at full level and on the right at half level: the mix is still JFK.
     mono = (decode(JFK_FLAC.read_bytes(), 60) * 0.9 * 32767).astype(np.int16)
     stereo = np.stack([mono, mono // 2], axis=1)
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(2), w.setsampwidth(2), w.setframerate(16000)
-        w.writeframes(stereo.tobytes())
-    response = listen(server, data=buffer.getvalue(), headers={"Content-Type": "audio/wav"})
+    response = listen(server, data=wav_bytes(stereo), headers={"Content-Type": "audio/wav"})
     assert response.status_code == 200, response.text
     assert normalize(response.json()["text"]) == JFK_TEXT
 
@@ -104,14 +98,6 @@ def test_no_repetition_loop_on_a_phone_call(server: Server) -> None:
     words = normalize(response.json()["text"]).split()
     assert words.count("hello") <= 6, response.json()["text"]
     assert jiwer.wer(normalize(manifest()[name]["text"]), " ".join(words)) <= 0.5
-
-
-def wav_bytes(samples: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
-        w.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
-    return buffer.getvalue()
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from serve_app.pipeline.engine_client import ENGINE_CHECK_S
 from serve_app.pipeline.prompt import FILLER_STYLE, MAX_KEYTERM_CHARS, MAX_KEYTERMS
 from serve_app.types import ChunkTranscript, EngineInfo
 
-from .helpers import JFK_FLAC, JFK_MP3, STEREO, FileServer, serving
+from .helpers import JFK_FLAC, JFK_MP3, STEREO, FileServer, serving, wav_bytes
 from .support import AUTH, KEY, FakeEngine, Method, Records, make_ingress
 
 
@@ -102,17 +102,9 @@ class BusyEngine(FakeEngine):
 
 
 def _wav(seconds: float) -> bytes:
-    import io
-    import wave
-
     from serve_app.pipeline.decode import decode
 
-    speech = np.tile(decode(JFK_FLAC.read_bytes(), 60), int(seconds // 11) + 1)[: int(seconds * 16_000)]
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(16_000)
-        wav.writeframes((speech * 32767).astype(np.int16).tobytes())
-    return out.getvalue()
+    return wav_bytes(np.tile(decode(JFK_FLAC.read_bytes(), 60), int(seconds // 11) + 1)[: int(seconds * 16_000)])
 
 
 def test_a_full_engine_queue_sheds_new_requests_not_those_under_way(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -55,4 +55,4 @@ def no_speech(no_speech_prob: float, logprobs: Sequence[float]) -> bool:
 
 def is_silent(audio: np.ndarray) -> bool:
     """No sample is audible: a muted microphone, a gap of zeros (Whisper writes "you" for them)."""
-    return audio.size == 0 or float(np.max(np.abs(audio))) < SILENT_PEAK
+    return audio.size == 0 or max(float(audio.max()), -float(audio.min())) < SILENT_PEAK  # no |audio| copy
