@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Tuple, Union
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -171,6 +172,63 @@ class Ledger:
             self.metadata = item
         elif isinstance(item, SmallestError) and self.error is None:
             self.error = item
+
+
+class StreamState:
+    """What `LiveStream` and `AsyncLiveStream` keep alike, whatever they wait with: the received
+    finals and metadata, the reopening counts, when the next KeepAlive is due, and handing what the
+    receiver read on to the reader's queue (a `queue.Queue` or an `asyncio.Queue`; neither is
+    bounded, so `put_nowait` never refuses). Each stream sets these attributes in its `__init__`."""
+
+    _ledger: Ledger
+    _replay: Optional["Replay"]
+    _queue: Any
+    _keepalive: Optional[float]
+    _sent_at: float  # when the stream last sent anything
+    _finished: bool  # CloseStream sent
+
+    @property
+    def finals(self) -> List[LiveResult]:
+        """Every final received so far, in order, whoever read them (also those before an error)."""
+        return list(self._ledger.finals)
+
+    @property
+    def metadata(self) -> Optional[LiveMetadata]:
+        """The closing `Metadata` (request_id, duration), once the server has sent it."""
+        return self._ledger.metadata
+
+    @property
+    def transcript(self) -> str:
+        """The finals' text so far, joined."""
+        return " ".join(r.text for r in self._ledger.finals if r.text)
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the stream was reopened (`reconnect=True`)."""
+        return self._replay.reconnects if self._replay is not None else 0
+
+    @property
+    def dropped_s(self) -> float:
+        """Seconds of audio a reopening could not resend: older than `max_resend_s`, never answered."""
+        return self._replay.dropped_s if self._replay is not None else 0.0
+
+    def _ended(self, error: Optional[SmallestError]) -> bool:
+        """The stream is over: the `Metadata` held back, then the error it ended with (if any)."""
+        if self._replay is not None:
+            self._hand_on(self._replay.held())
+        if self._ledger.error is None:
+            self._hand_on(error)
+        return False
+
+    def _until_keepalive(self) -> Optional[float]:
+        if self._keepalive is None or self._finished:  # after CloseStream the server reads nothing more
+            return None
+        return max(0.0, self._sent_at + self._keepalive - time.monotonic())
+
+    def _hand_on(self, item: Any) -> None:
+        if item is not None:
+            self._ledger.note(item)
+            self._queue.put_nowait(item)
 
 
 def settle(unread: List[Any]) -> List[LiveResult]:

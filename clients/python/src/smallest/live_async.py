@@ -20,6 +20,7 @@ from .live import (
     REOPEN,
     Ledger,
     Replay,
+    StreamState,
     after_close,
     closed_error,
     handshake_error,
@@ -29,10 +30,10 @@ from .live import (
     reopens,
     settle,
 )
-from .types import LiveMessage, LiveMetadata, LiveResult
+from .types import LiveMessage, LiveResult
 
 
-class AsyncLiveStream:
+class AsyncLiveStream(StreamState):
     """An open `WS /v1/listen` stream (from `AsyncClient.stream`): `async for` yields every message in
     order until the server closes the stream; the methods are `LiveStream`'s, awaited."""
 
@@ -71,26 +72,6 @@ class AsyncLiveStream:
         stack = AsyncExitStack()
         ws = await stack.enter_async_context(await connect())
         return cls(ws, stack, connect, keepalive, close_timeout, replay)
-
-    @property
-    def finals(self) -> List[LiveResult]:
-        return list(self._ledger.finals)
-
-    @property
-    def metadata(self) -> Optional[LiveMetadata]:
-        return self._ledger.metadata
-
-    @property
-    def transcript(self) -> str:
-        return " ".join(r.text for r in self._ledger.finals if r.text)
-
-    @property
-    def reconnects(self) -> int:
-        return self._replay.reconnects if self._replay is not None else 0
-
-    @property
-    def dropped_s(self) -> float:
-        return self._replay.dropped_s if self._replay is not None else 0.0
 
     async def send(self, audio: bytes) -> None:
         if self._finished:
@@ -224,23 +205,6 @@ class AsyncLiveStream:
                 self._sent_at = time.monotonic()
             except ConnectionClosed:
                 pass  # the next read sees it and reopens again
-
-    def _ended(self, error: Optional[SmallestError]) -> bool:
-        if self._replay is not None:
-            self._hand_on(self._replay.held())
-        if self._ledger.error is None:
-            self._hand_on(error)
-        return False
-
-    def _until_keepalive(self) -> Optional[float]:
-        if self._keepalive is None or self._finished:
-            return None
-        return max(0.0, self._sent_at + self._keepalive - time.monotonic())
-
-    def _hand_on(self, item: Any) -> None:
-        if item is not None:
-            self._ledger.note(item)
-            self._queue.put_nowait(item)
 
 
 async def handshake(url: str, settings: Dict[str, Any]) -> ClientConnection:

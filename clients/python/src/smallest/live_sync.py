@@ -23,6 +23,7 @@ from .live import (
     REOPEN,
     Ledger,
     Replay,
+    StreamState,
     after_close,
     closed_error,
     handshake_error,
@@ -32,10 +33,10 @@ from .live import (
     reopens,
     settle,
 )
-from .types import LiveMessage, LiveMetadata, LiveResult
+from .types import LiveMessage, LiveResult
 
 
-class LiveStream:
+class LiveStream(StreamState):
     """An open `WS /v1/listen` stream (from `Client.stream`). Iterating over it yields every message
     in order (`LiveResult` interims and finals, `SpeechStarted`, `UtteranceEnd`, `LiveMetadata`) until
     the server closes the stream, and raises the server's error where it came."""
@@ -62,31 +63,6 @@ class LiveStream:
         self._feeder: Optional[threading.Thread] = None  # `feed`'s thread
         self._receiver = threading.Thread(target=self._receive, name="smallest-live", daemon=True)
         self._receiver.start()
-
-    @property
-    def finals(self) -> List[LiveResult]:
-        """Every final received so far, in order, whoever read them (also those before an error)."""
-        return list(self._ledger.finals)
-
-    @property
-    def metadata(self) -> Optional[LiveMetadata]:
-        """The closing `Metadata` (request_id, duration), once the server has sent it."""
-        return self._ledger.metadata
-
-    @property
-    def transcript(self) -> str:
-        """The finals' text so far, joined."""
-        return " ".join(r.text for r in self._ledger.finals if r.text)
-
-    @property
-    def reconnects(self) -> int:
-        """How many times the stream was reopened (`reconnect=True`)."""
-        return self._replay.reconnects if self._replay is not None else 0
-
-    @property
-    def dropped_s(self) -> float:
-        """Seconds of audio a reopening could not resend: older than `max_resend_s`, never answered."""
-        return self._replay.dropped_s if self._replay is not None else 0.0
 
     def send(self, audio: bytes) -> None:
         """Audio in the encoding the stream was opened with; large buffers go as several messages."""
@@ -232,24 +208,6 @@ class LiveStream:
                 self._sent_at = time.monotonic()
             except ConnectionClosed:
                 pass  # the next read sees it and reopens again
-
-    def _ended(self, error: Optional[SmallestError]) -> bool:
-        """The stream is over: the `Metadata` held back, then the error it ended with (if any)."""
-        if self._replay is not None:
-            self._hand_on(self._replay.held())
-        if self._ledger.error is None:
-            self._hand_on(error)
-        return False
-
-    def _until_keepalive(self) -> Optional[float]:
-        if self._keepalive is None or self._finished:  # after CloseStream the server reads nothing more
-            return None
-        return max(0.0, self._sent_at + self._keepalive - time.monotonic())
-
-    def _hand_on(self, item: Any) -> None:
-        if item is not None:
-            self._ledger.note(item)
-            self._queue.put(item)
 
 
 def handshake(url: str, settings: Dict[str, Any]) -> ClientConnection:
