@@ -172,11 +172,8 @@ def test_usage_endpoint_and_metering(client: TestClient, metrics: RecordingMetri
 
 
 class SlowEngine(FakeEngine):
-    async def _transcribe(
-        self, audio: Any, language: str, align: bool = False, previous: str = "", translate: bool = False, live: bool = False
-    ) -> Any:
+    async def arrive(self) -> None:
         await asyncio.sleep(0.5)
-        return await super()._transcribe(audio, language, align, previous, translate, live)
 
 
 @pytest.mark.parametrize("client", [SlowEngine()], indirect=True)
