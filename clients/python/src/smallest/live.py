@@ -1,8 +1,9 @@
 """What the sync and async live streams share: the handshake's URL and settings, its failures as the
 file calls' exceptions, and the server's messages (Deepgram's live protocol) as typed objects.
 
-`live_sync.py` and `live_async.py` hold the streams themselves; they differ only in how they wait.
-`Replay` is what a stream opened with `reconnect=True` keeps to reopen itself after a restart."""
+`live_sync.py` and `live_async.py` hold the streams themselves; they differ only in how they wait,
+and inherit what they hold alike from `StreamState`. `Replay` is what a stream opened with
+`reconnect=True` keeps to reopen itself after a restart."""
 
 from __future__ import annotations
 
