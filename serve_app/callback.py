@@ -224,9 +224,15 @@ class Callbacks:
                 logger.warning("callback outbox unavailable: %s", type(exc).__name__)
             except Exception:  # the loop outlives any one failure: other callbacks are still due
                 logger.exception("callback delivery loop")
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.args.poll_s)
-            self._wake.clear()
+            await self._nap()
+
+    async def _nap(self) -> None:
+        """Until finish() wakes the loop or poll_s passes. Not asyncio.wait_for: on Python 3.11 it
+        loses a cancellation that comes as the event is set, and the loop would outlive its replica."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.args.poll_s):
+                await self._wake.wait()
+        self._wake.clear()
 
     async def _renew(self) -> None:
         now = self.clock()

@@ -390,6 +390,24 @@ def test_a_long_transcription_keeps_its_lease(store: OutboxStore) -> None:
         assert receiver.bodies == [b"done"]
 
 
+def test_the_delivery_loop_stops_when_cancelled_as_it_is_woken(tmp_path: Any) -> None:
+    """A result stored (the loop's wake) in the same turn as the replica's shutdown: the loop must
+    still end (asyncio.wait_for on 3.11 lost that cancellation, and a test run hung on it)."""
+
+    async def run() -> bool:
+        callbacks = Callbacks(SqliteOutbox(tmp_path / "usage.sqlite3"), LOOPBACK, FAST.model_copy(update={"poll_s": 30}))
+        callbacks.start()
+        await asyncio.sleep(0.1)  # the loop has polled and waits to be woken
+        assert callbacks._loop is not None and not callbacks._loop.done()
+        callbacks._wake.set()
+        callbacks._loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(callbacks._loop), 2)
+        return callbacks._loop.cancelled()
+
+    assert asyncio.run(run())
+
+
 def test_a_result_over_the_stored_ceiling_is_delivered_as_an_error(store: OutboxStore) -> None:
     async def run(receiver: Receiver) -> None:
         callbacks = Callbacks(store, LOOPBACK, FAST.model_copy(update={"max_result_mb": 0.001}))

@@ -30,10 +30,11 @@ class Health:
         detailed = flag(request.query_params, "detailed")
         try:
             # Ask the engine every time: a cached answer would stay "healthy" after the engine died.
-            await asyncio.wait_for(self.engine.info(), timeout=HEALTH_TIMEOUT_S)
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                await self.engine.info()
             reason = None
-        except (asyncio.TimeoutError, ServiceError) as exc:
-            reason = "engine not ready" if isinstance(exc, asyncio.TimeoutError) else exc.message
+        except (TimeoutError, ServiceError) as exc:
+            reason = "engine not ready" if isinstance(exc, TimeoutError) else exc.message
         if not detailed:
             if reason is not None:
                 return JSONResponse({"status": "unhealthy", "reason": reason}, status_code=503)
@@ -63,8 +64,9 @@ class Health:
 
     async def _store(self) -> dict[str, Any]:
         try:
-            return {"status": "healthy", "kind": await asyncio.wait_for(self.limiter.ping(), timeout=HEALTH_TIMEOUT_S)}
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                return {"status": "healthy", "kind": await self.limiter.ping()}
+        except TimeoutError:
             return {"status": "unhealthy", "reason": "usage store not answering"}
         except ServiceError as exc:
             return {"status": "unhealthy", "reason": exc.message}

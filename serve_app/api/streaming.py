@@ -186,8 +186,9 @@ class StreamRoutes:
                 await write(ws, greeting)
             for _ in range(OPENING_MESSAGES):
                 try:
-                    message = await asyncio.wait_for(ws.receive(), timeout=max(0.0, min(idle, deadline - loop.time())))
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(min(idle, deadline - loop.time())):
+                        message = await ws.receive()
+                except TimeoutError:
                     raise StreamIdle("No audio or message received within the timeout") from None
                 if message["type"] == "websocket.disconnect":
                     return None

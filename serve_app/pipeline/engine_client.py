@@ -89,7 +89,7 @@ class EngineClient:
 
     async def call(self, response: Awaitable[Any]) -> Any:
         """Await an engine call; a missing or overloaded engine is a 503 the client may retry."""
-        waiting = asyncio.ensure_future(asyncio.wait_for(_awaited(response), timeout=self.timeout_s))
+        waiting = asyncio.ensure_future(_awaited(response, self.timeout_s))
         try:
             while not (await asyncio.wait({waiting}, timeout=ENGINE_CHECK_S))[0]:
                 if await self.watch.running() == 0:
@@ -107,12 +107,14 @@ class EngineClient:
             waiting.cancel()  # no-op once done
 
 
-async def _awaited(response: Awaitable[Any]) -> Any:
-    """`response` awaited in a coroutine of ours. A cancelled Serve call raises RequestCancelledError,
-    not CancelledError: left to the task asyncio wraps a bare awaitable in, it was logged as "Task
-    exception was never retrieved" on every cancel (a /health poll timing out while the engine starts)."""
+async def _awaited(response: Awaitable[Any], timeout_s: float) -> Any:
+    """`response` awaited in a coroutine of ours, for at most `timeout_s`. A cancelled Serve call raises
+    RequestCancelledError, not CancelledError: left to the task asyncio wraps a bare awaitable in, it was
+    logged as "Task exception was never retrieved" on every cancel (a /health poll timing out while the
+    engine starts)."""
     try:
-        return await response
+        async with asyncio.timeout(timeout_s):
+            return await response
     except RequestCancelledError:
         raise asyncio.CancelledError from None
 

@@ -264,6 +264,7 @@ class Fetcher:
         job = asyncio.get_running_loop().run_in_executor(self._pool, partial(fetch, url, self.policy, self.limits, until))
         try:
             # Cancelling a job still queued removes it from the pool; one running ends at its deadline.
-            return await asyncio.wait_for(job, self.limits.timeout_s + _BACKSTOP_MARGIN_S)
-        except asyncio.TimeoutError as exc:
+            async with asyncio.timeout(self.limits.timeout_s + _BACKSTOP_MARGIN_S):
+                return await job
+        except TimeoutError as exc:
             raise UrlFetchFailed(TIMED_OUT) from exc

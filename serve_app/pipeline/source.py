@@ -50,10 +50,11 @@ async def read_capped(request: Request, limits: BodyLimits, max_bytes: int | Non
     body, blocks, started = bytearray(), request.stream().__aiter__(), time.monotonic()
     while True:
         try:
-            block = await asyncio.wait_for(blocks.__anext__(), timeout=limits.idle_s)
+            async with asyncio.timeout(limits.idle_s):
+                block = await blocks.__anext__()
         except StopAsyncIteration:
             return bytes(body)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RequestTimeout(f"No request body received for {limits.idle_s:g} s") from None
         body += block
         if len(body) > cap:

@@ -66,7 +66,8 @@ async def next_message(ws: WebSocket, draining: asyncio.Event | None, timeout: f
     """The client's next message within `timeout` (else TimeoutError); None once the replica drains.
     A message that comes later is not taken: the stream's Metadata says how much audio was."""
     if draining is None:
-        return await asyncio.wait_for(ws.receive(), timeout=timeout)
+        async with asyncio.timeout(timeout):
+            return await ws.receive()
     if draining.is_set():
         return None
     receive, drained = asyncio.ensure_future(ws.receive()), asyncio.ensure_future(draining.wait())
