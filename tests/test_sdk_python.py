@@ -169,10 +169,11 @@ def test_seed_snippet_prints_the_transcript(server: Server, storage: FileServer)
 def test_sdk_against_the_real_server(server: Server) -> None:
     with Client(api_url=server.url, license_key=server.key) as client:
         expected = normalize(manifest()["whisper_jfk.flac"]["text"])
-        for audio in (JFK_FLAC, JFK_FLAC.read_bytes(), JFK_FLAC.open("rb")):
-            result = client.transcribe_file(audio, timestamps=True)
-            assert normalize(result.text) == expected and result.duration == pytest.approx(11.0, abs=0.1)
-            assert result.words[0].word == "and" and result.words[0].end > result.words[0].start
+        with JFK_FLAC.open("rb") as handle:  # the caller's file: the SDK reads it and leaves it open
+            for audio in (JFK_FLAC, JFK_FLAC.read_bytes(), handle):
+                result = client.transcribe_file(audio, timestamps=True)
+                assert normalize(result.text) == expected and result.duration == pytest.approx(11.0, abs=0.1)
+                assert result.words[0].word == "and" and result.words[0].end > result.words[0].start
         with pytest.raises(smallest.BadRequestError) as raised:
             client.transcribe_file(JFK_FLAC, language="xx-long")
         assert raised.value.code == "INVALID_REQUEST"
