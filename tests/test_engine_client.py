@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from ray.serve.exceptions import RequestCancelledError
 
+from serve_app.errors import ServiceUnavailable
 from serve_app.pipeline.engine_client import EngineClient
 
 
@@ -47,3 +48,16 @@ def test_a_cancelled_engine_call_leaves_no_unretrieved_exception() -> None:
 
     asyncio.run(poll())
     assert unhandled == []
+
+
+def test_an_engine_call_past_its_timeout_is_a_503() -> None:
+    """The engine timeout cancels the Serve call, which surfaces as RequestCancelledError: the caller
+    gets a 503 to retry, not a cancelled request."""
+
+    async def call() -> None:
+        client = EngineClient(handle=None, timeout_s=0.1, watch=Running())  # type: ignore[arg-type]
+        with pytest.raises(ServiceUnavailable) as raised:
+            await client.call(SlowServeResponse())
+        assert raised.value.status == 503 and "Retry-After" in raised.value.headers()
+
+    asyncio.run(call())

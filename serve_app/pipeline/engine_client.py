@@ -111,12 +111,12 @@ async def _awaited(response: Awaitable[Any], timeout_s: float) -> Any:
     """`response` awaited in a coroutine of ours, for at most `timeout_s`. A cancelled Serve call raises
     RequestCancelledError, not CancelledError: left to the task asyncio wraps a bare awaitable in, it was
     logged as "Task exception was never retrieved" on every cancel (a /health poll timing out while the
-    engine starts)."""
-    try:
-        async with asyncio.timeout(timeout_s):
+    engine starts). Turned into CancelledError inside the timeout, which then makes it a TimeoutError."""
+    async with asyncio.timeout(timeout_s):
+        try:
             return await response
-    except RequestCancelledError:
-        raise asyncio.CancelledError from None
+        except RequestCancelledError:
+            raise asyncio.CancelledError from None
 
 
 CONTEXT_CHARS = 1000  # the engine keeps the last 223 tokens; this bounds what crosses to it
