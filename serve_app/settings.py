@@ -80,6 +80,12 @@ class EngineArgs(_Strict):
         description="fit the encoder window to each chunk (serve_app/engine/windows.py); None: every chunk pays for "
         "the checkpoint's whole window",
     )
+    encoder_attention: Literal["headwise", "fused"] = Field(
+        "headwise",
+        description="with `window`, on CPU in bfloat16: the encoder's self-attention one head at a time in oneDNN's "
+        "bf16 matmuls (serve_app/engine/cpu_attention.py), or PyTorch's fused kernel as vLLM runs it; "
+        "`python -m tools.bench.attention` measures both on your CPU. GPUs always run vLLM's",
+    )
     max_num_seqs: int = Field(16, ge=1, description="how many chunks vLLM decodes in one batch")
     max_tokens: int = Field(224, ge=1, le=448, description="decoded tokens per 30 s chunk (Whisper's own cap)")
     enforce_eager: bool = Field(False, description="skip graph compilation: faster start, same batch speed on CPU")

@@ -115,7 +115,8 @@ class WhisperEngine:
                 kv_cache_memory_bytes=self.args.kv_cache_mb * 2**20 if self.args.kv_cache_mb else None,
                 limit_mm_per_prompt={"audio": 1},
                 disable_log_stats=True,  # no periodic throughput lines in the log; the metrics below stay on
-                hf_overrides=hf_overrides(self.args.window),  # fitted windows, when the config asks (windows.py)
+                # Fitted windows, when the config asks (windows.py), and the encoder's attention on CPU.
+                hf_overrides=hf_overrides(self.args.window, self.args.encoder_attention),
             ),
             # vLLM's scheduler metrics (requests running = batch size, waiting = queue depth, queue
             # time, tokens per step) through Ray's metrics export, beside the service's own.

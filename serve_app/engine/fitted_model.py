@@ -7,18 +7,22 @@ Two changes to vLLM's own Whisper, both in subclasses:
   reserves cross-attention cache for the frames the request has, not for a full window;
 - the encoder runs once per distinct window length in a batch: vLLM's stacks every request's
   features into one tensor, which needs equal lengths.
+And on CPU in bfloat16 the encoder's self-attention is `HeadwiseAttention` unless the engine's
+`encoder_attention` says "fused" (why: `cpu_attention.py`).
 
 Imported only inside vLLM's processes, through the model registry (`windows.register`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
 import torch
 from transformers import BatchFeature
+from vllm.config import VllmConfig
 from vllm.model_executor.models.whisper import (
     WhisperDummyInputsBuilder,
     WhisperForConditionalGeneration,
@@ -29,10 +33,14 @@ from vllm.multimodal import MULTIMODAL_REGISTRY
 from vllm.multimodal.inputs import MultiModalKwargsItems
 from vllm.multimodal.parse import AudioProcessorItems, MultiModalDataItems
 from vllm.multimodal.processing import PromptReplacement, PromptUpdate
+from vllm.platforms import current_platform
 
 from ..settings import WindowPolicy
+from .cpu_attention import use_headwise_attention
 from .prompts import POSITIONS_PER_S
-from .windows import CONFIG_KEY
+from .windows import ATTENTION_KEY, CONFIG_KEY
+
+log = logging.getLogger(__name__)
 
 
 class FittedWhisperProcessingInfo(WhisperProcessingInfo):
@@ -82,6 +90,14 @@ class FittedWhisperMultiModalProcessor(WhisperMultiModalProcessor):
     FittedWhisperMultiModalProcessor, info=FittedWhisperProcessingInfo, dummy_inputs=WhisperDummyInputsBuilder
 )
 class FittedWhisperForConditionalGeneration(WhisperForConditionalGeneration):
+    def __init__(self, *, vllm_config: VllmConfig, prefix: str = "") -> None:
+        super().__init__(vllm_config=vllm_config, prefix=prefix)
+        config = vllm_config.model_config
+        headwise = getattr(config.hf_config, ATTENTION_KEY, "headwise") == "headwise"
+        if headwise and current_platform.is_cpu() and config.dtype == torch.bfloat16:
+            layers = use_headwise_attention(self.model.encoder)
+            log.info("encoder self-attention: one head at a time in bfloat16 matmuls, %d layers", layers)
+
     def embed_multimodal(self, **kwargs: object) -> list[torch.Tensor]:  # type: ignore[override]
         # Not through vLLM's input schema: it requires every request's features to be the same length.
         features: Any = kwargs["input_features"]
