@@ -141,8 +141,13 @@ def test_prompts_carry_the_previous_text_bounded() -> None:
             "She saw a cat in the neighbor's house. A pink shell was found on the sandy beach. A pink shell was found on the sandy beach.",
             "She saw a cat in the neighbor's house. A pink shell was found on the sandy beach.",
         ),
-        # Said three times: one copy goes, as each window loses at most its last sentence.
-        ("Go on. Go on now. Go on now. Go on now.", "Go on. Go on now. Go on now."),
+        # The same window written three times (tiny.en, both attention kernels): every extra copy goes.
+        (
+            "A pink shell was found on the sandy beach. A pink shell was found on the sandy beach. "
+            "A pink shell was found on the sandy beach.",
+            "A pink shell was found on the sandy beach.",
+        ),
+        ("Go on. Go on now. Go on now. Go on now.", "Go on. Go on now."),
         # A window that is only the repeat.
         ("Thank you very much. Thank you very much.", "Thank you very much."),
         # Not a whole sentence repeated: speech, kept.

@@ -1,15 +1,16 @@
 """The Whisper encoder's self-attention on CPU, one head at a time in plain matrix products.
 
 vLLM's encoder attention on CPU is PyTorch's fused `scaled_dot_product_attention`. In bfloat16 its
-CPU kernel does its matrix products through MKL's bf16-in, fp32-out GEMM, which on CPUs that MKL does
-not take its fast path on (AMD's, measured here) converts to fp32 and runs fp32 kernels: the encoder's
-attention took half of its time. `torch.mm` in bfloat16 runs oneDNN's native bf16 kernels instead.
-Per head and sequence, the score matrix (frames x frames: 1.1 MB for a 15 s window, 4.5 MB for 30 s)
-stays in cache, where one product over every head at once would not.
+CPU kernel does its matrix products through MKL's bf16 x bf16 -> fp32 GEMM, and on this project's
+CPUs (AMD, with AVX-512 BF16) a profile of vLLM's worker shows MKL's fp32 kernels running under it:
+the encoder's attention took half of the encoder's time. `torch.mm` in bfloat16 runs oneDNN's bf16
+kernels, which use the CPU's bf16 instructions: 2.1-3.4x faster on the encoder's shapes
+(`python -m tools.bench.attention`). Per head and sequence, the score matrix (frames x frames: 1.1 MB
+for a 15 s window, 4.5 MB for 30 s) stays in cache, where one product over every head would not.
 
 The scores come out of the product in bfloat16 before the softmax, as Hugging Face's eager attention
-computes them in bf16; the fused kernel keeps them in fp32 (docs/benchmarks.md has the words either
-way). Whisper's encoder attends to every frame, so there is no mask.
+computes them in bf16; the fused kernel keeps them in fp32. The words are the same (docs/benchmarks.md,
+"The encoder's attention on CPU"). Whisper's encoder attends to every frame, so there is no mask.
 """
 
 from __future__ import annotations

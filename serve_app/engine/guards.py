@@ -3,10 +3,10 @@
 - A repetition loop ("Hello. Hello. Hello." over a whole window): the decoded text compresses too
   well. Whisper's own threshold; the engine then decodes again (deployment.py `_decode`).
 - A sentence said again at the end of a window: after the last words, in the window's trailing
-  silence, the decoder often writes the sentence it has just written once more (a Harvard list cut
-  at 14 s came back with "A pink shell was found on the sandy beach." twice, the second copy aligned
-  to no audio). openai/whisper drops such text through its timestamp tokens; our windows are decoded
-  without them, so the exact repeat is cut from the tokens instead.
+  silence, the decoder often writes the sentence it has just written once more, or twice more (a
+  Harvard list cut at 14 s came back with "A pink shell was found on the sandy beach." two and three
+  times, the copies aligned to no audio). openai/whisper drops such text through its timestamp
+  tokens; our windows are decoded without them, so the exact repeats are cut from the tokens instead.
 - Words for audio with no speech: on silence, noise or hum Whisper writes "you" or a sentence of
   its own. openai/whisper and faster-whisper drop a window the model itself finds likely to hold no
   speech (its <|nospeech|> token) unless the text came out confidently; `no_speech` is that rule,
@@ -34,15 +34,19 @@ def compression_ratio(text: str) -> float:
 
 
 def trailing_repeat(ids: list[int], texts: list[str]) -> int:
-    """How many tokens at the end repeat, token for token, the ones just before them as a whole
-    sentence (the repeat ends a sentence, and what it repeats starts one); 0 if none. `texts`: each
-    id's decoded text. The shortest such repeat is taken, so a sentence said three times loses one copy."""
+    """How many tokens at the end repeat, token for token, a whole sentence just before them (the
+    repeats end a sentence, and the first copy starts one): every copy after the first, so that the
+    sentence stays once; 0 if none. `texts`: each id's decoded text. The shortest repeating sentence
+    is taken: "Go on now. Go on now. Go on now." keeps "Go on now."."""
+    if not texts or not texts[-1].rstrip().endswith(SENTENCE_END):
+        return 0
     for n in range(MIN_REPEAT_TOKENS, len(ids) // 2 + 1):
-        if ids[-n:] != ids[-2 * n : -n] or not texts[-1].rstrip().endswith(SENTENCE_END):
-            continue
-        before = texts[-2 * n - 1].rstrip() if len(ids) > 2 * n else "."
-        if before.endswith(SENTENCE_END):
-            return n
+        copies = 1
+        while len(ids) >= (copies + 1) * n and ids[-(copies + 1) * n : len(ids) - copies * n] == ids[-n:]:
+            copies += 1
+        before = texts[-copies * n - 1].rstrip() if len(ids) > copies * n else "."
+        if copies > 1 and before.endswith(SENTENCE_END):
+            return (copies - 1) * n
     return 0
 
 
