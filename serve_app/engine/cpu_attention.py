@@ -4,7 +4,7 @@ vLLM's encoder attention on CPU is PyTorch's fused `scaled_dot_product_attention
 CPU kernel does its matrix products through MKL's bf16 x bf16 -> fp32 GEMM, and on this project's
 CPUs (AMD, with AVX-512 BF16) a profile of vLLM's worker shows MKL's fp32 kernels running under it:
 the encoder's attention took half of the encoder's time. `torch.mm` in bfloat16 runs oneDNN's bf16
-kernels, which use the CPU's bf16 instructions: 2.1-3.4x faster on the encoder's shapes
+kernels, which use the CPU's bf16 instructions: 2.2-3.0x faster on the encoder's shapes
 (`python -m tools.bench.attention`). Per head and sequence, the score matrix (frames x frames: 1.1 MB
 for a 15 s window, 4.5 MB for 30 s) stays in cache, where one product over every head would not.
 
