@@ -40,7 +40,7 @@ from .cpu_attention import use_headwise_attention
 from .prompts import POSITIONS_PER_S
 from .windows import ATTENTION_KEY, CONFIG_KEY
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"vllm.{__name__}")  # vLLM's processes print only its own loggers' records
 
 
 class FittedWhisperProcessingInfo(WhisperProcessingInfo):
