@@ -104,6 +104,7 @@ def _one(model: Path, setting: str, rounds: int) -> None:
     from serve_app.engine.windows import hf_overrides
     from serve_app.pipeline.decode import decode
     from serve_app.settings import WindowPolicy
+    from serve_app.types import SAMPLE_RATE
 
     clips = load_clips(DEFAULT_MANIFEST, 3, 15, None)
     vocab = WhisperVocabulary.from_model_dir(model)
@@ -114,11 +115,11 @@ def _one(model: Path, setting: str, rounds: int) -> None:
         enforce_eager=True,
         limit_mm_per_prompt={"audio": 1},
         dtype="bfloat16",
-        hf_overrides=hf_overrides(window, setting),  # type: ignore[arg-type]
+        hf_overrides=hf_overrides(window, setting),
     )
     prompts = [
         {
-            "encoder_prompt": {"prompt": "", "multi_modal_data": {"audio": (decode(Path(c.path).read_bytes(), 30), 16000)}},
+            "encoder_prompt": {"prompt": "", "multi_modal_data": {"audio": (decode(Path(c.path).read_bytes(), 30), SAMPLE_RATE)}},
             "decoder_prompt": {"prompt_token_ids": vocab.prompt("en")},
         }
         for c in clips
