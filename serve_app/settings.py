@@ -74,7 +74,11 @@ class WindowPolicy(_Strict):
 class EngineArgs(_Strict):
     model: str = Field("models/whisper-tiny.en", description="HF Whisper folder (relative to the repo) or hub id")
     served_model_name: str | None = Field(None, description="name reported in responses; default: folder name")
-    dtype: str = Field("bfloat16", description="vLLM dtype: bfloat16 on CPU, float16/bfloat16 on GPU")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto",
+        description="vLLM dtype; auto: on CPU bfloat16 where the CPU has it natively (AVX-512 BF16, AMX), else "
+        "float32 (serve_app/engine/precision.py); on GPU the checkpoint's",
+    )
     window: WindowPolicy | None = Field(
         None,
         description="fit the encoder window to each chunk (serve_app/engine/windows.py); None: every chunk pays for "

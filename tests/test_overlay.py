@@ -77,7 +77,7 @@ def test_prod_on_cpu_changes_only_hardware() -> None:
     (app,) = ServeDeploySchema.model_validate(merged).applications
     args = AppArgs.model_validate(app.args)
     base_app = prod["applications"][0]
-    assert args.engine.model == "models/whisper-tiny.en" and args.engine.dtype == "bfloat16"
+    assert args.engine.model == "models/whisper-tiny.en" and args.engine.dtype == "auto"
     assert args.engine.window is not None and args.engine.window.max_s == 15  # the CPU default's windows
     # Production's own behaviour is kept: its store, its key environment, its timestamps, its stream budget.
     for section in ("ingress", "license", "usage"):

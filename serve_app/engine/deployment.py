@@ -23,6 +23,7 @@ from ..settings import EngineArgs, repo_path
 from ..types import SAMPLE_RATE, ChunkTranscript, EngineInfo, Token, Turn
 from . import lifeline
 from .guards import MAX_COMPRESSION_RATIO, compression_ratio, is_silent, no_speech, trailing_repeat
+from .precision import engine_dtype
 from .prompts import WhisperVocabulary, encoder_window_s
 from .windows import hf_overrides
 
@@ -98,6 +99,7 @@ class WhisperEngine:
         """vLLM's engine on the checkpoint at `path`, its processes started. Runs after `_configure_cpu`:
         vLLM reads the CPU variables when imported."""
         from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
         from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
 
@@ -105,9 +107,7 @@ class WhisperEngine:
             AsyncEngineArgs(
                 model=path,
                 served_model_name=self.args.model_name(),
-                # The settings keep dtype a plain string; vLLM's ModelConfig (a pydantic dataclass) rejects
-                # any value outside its Literal when the engine starts.
-                dtype=cast("ModelDType", self.args.dtype),
+                dtype=cast("ModelDType", engine_dtype(self.args.dtype, on_cpu=current_platform.is_cpu())),
                 max_num_seqs=self.args.max_num_seqs,
                 max_model_len=448,
                 enforce_eager=self.args.enforce_eager,

@@ -3,7 +3,7 @@ with timestamp tokens (faster-whisper's default) or in float32 change the words?
 --faster-whisper, the same question of faster-whisper int8 on the same weights: which of its
 defaults (timestamp tokens, temperature fallback) make its words?
 
-  .venv/bin/python -m tools.bench.decoding [--model models/whisper-tiny.en-15s] [--dtype bfloat16] [--faster-whisper]
+  .venv/bin/python -m tools.bench.decoding [--model models/whisper-tiny.en-15s] [--dtype auto] [--faster-whisper]
                                            [--window MIN_S,FILL[,MAX_S[,FULL_UNDER_S]]]
 
 An English checkpoint decodes every English clip of the collection's read-speech sets, a multilingual
@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from serve_app.engine.precision import cpu_dtype
 from serve_app.engine.prompts import WhisperVocabulary, encoder_window_s
 from serve_app.engine.windows import hf_overrides
 from serve_app.pipeline.decode import decode
@@ -140,7 +141,7 @@ def select(rows: list[dict], model: Path, window: WindowPolicy | None = None) ->
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=ROOT / "models" / "whisper-tiny.en-15s")
-    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--dtype", default="auto", help="as the engine's setting: auto is bfloat16 where the CPU has it, else float32")
     p.add_argument("--faster-whisper", action="store_true", help="faster-whisper's variants instead of vLLM's")
     p.add_argument(
         "--window", help="MIN_S,FILL[,MAX_S[,FULL_UNDER_S]]: windows fitted to each clip, as the engine's `window` setting"
@@ -154,8 +155,8 @@ def main() -> None:
         window = WindowPolicy.model_validate({k: float(v) if "." in v else int(v) for k, v in fields.items()})
     clips = select(rows, args.model, window)
     words = sum(len(normalize(c["text"]).split()) for c in clips)
-    result = run_faster_whisper(args.model, clips) if args.faster_whisper else run(args.model, args.dtype, clips, window)
-    dtype = "int8 (faster-whisper, the original weights)" if args.faster_whisper else args.dtype
+    dtype = "int8 (faster-whisper, the original weights)" if args.faster_whisper else cpu_dtype(args.dtype)
+    result = run_faster_whisper(args.model, clips) if args.faster_whisper else run(args.model, dtype, clips, window)
     args.out.write_text(
         json.dumps(
             {"model": args.model.name, "dtype": dtype, "window": args.window, "clips": [c["path"] for c in clips], **result},
