@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from serve_app.engine.cpu_attention import HeadwiseAttention
+from serve_app.engine.precision import cpu_has_native_bf16
 from tools import ROOT
 from tools.bench.common import DEFAULT_MANIFEST, load_clips
 
@@ -146,6 +147,8 @@ def main() -> None:
         _one(args.model, args.one, args.rounds)
         return
 
+    if not cpu_has_native_bf16():
+        print("note: this CPU emulates bfloat16: the engine runs float32 here (dtype auto), in vLLM's fused attention")
     torch.set_num_threads(os.cpu_count() or 1)
     rows = kernels()
     print(f"Encoder self-attention, bfloat16, {torch.get_num_threads()} threads: median ms of 30 calls\n")
