@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import uuid
@@ -33,6 +34,8 @@ if TYPE_CHECKING:  # for annotations only: vLLM is imported in the replica, afte
     from vllm.inputs import ExplicitEncoderDecoderPrompt
     from vllm.outputs import CompletionOutput, RequestOutput
     from vllm.v1.engine.async_llm import AsyncLLM
+
+logger = logging.getLogger("ray.serve")  # Serve's logger: its records reach the replica's log
 
 
 def _configure_cpu(args: EngineArgs) -> None:
@@ -103,11 +106,13 @@ class WhisperEngine:
         from vllm.v1.engine.async_llm import AsyncLLM
         from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
 
+        dtype = engine_dtype(self.args.dtype, on_cpu=current_platform.is_cpu())
+        logger.info("engine dtype: %s (setting: %s)", dtype, self.args.dtype)
         return AsyncLLM.from_engine_args(
             AsyncEngineArgs(
                 model=path,
                 served_model_name=self.args.model_name(),
-                dtype=cast("ModelDType", engine_dtype(self.args.dtype, on_cpu=current_platform.is_cpu())),
+                dtype=cast("ModelDType", dtype),
                 max_num_seqs=self.args.max_num_seqs,
                 max_model_len=448,
                 enforce_eager=self.args.enforce_eager,
