@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..types import SAMPLE_RATE
-from .precision import cpu_has_native_bf16
+from .precision import AUTO, cpu_dtype
 
 if TYPE_CHECKING:  # for annotations only: torch and transformers load in Aligner, in the engine replica
     from transformers import WhisperForConditionalGeneration
@@ -94,10 +94,9 @@ class Aligner:
         generation = json.loads((Path(model_dir) / "generation_config.json").read_text())
         self.heads: list[tuple[int, int]] = [(layer, head) for layer, head in generation.get("alignment_heads") or []]
         self.features = WhisperFeatureExtractor.from_pretrained(model_dir)
-        # bfloat16 halves the encoder pass on a CPU that has it (precision.py); times come out the
-        # same to the 20 ms frame.
-        cpu = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
-        self.dtype = cpu if self.device == "cpu" else torch.float16
+        # The engine's `auto` rule (precision.py): bfloat16 halves the encoder pass on a CPU that has
+        # it, and times come out the same to the 20 ms frame.
+        self.dtype = getattr(torch, cpu_dtype(AUTO)) if self.device == "cpu" else torch.float16
         model = WhisperForConditionalGeneration.from_pretrained(model_dir, attn_implementation="eager", dtype=self.dtype)
         # transformers decorates `to` with functools.wraps, and typeshed's wrapper type does not bind as a
         # method: mypy takes the device for `self`. The call is nn.Module.to's.
