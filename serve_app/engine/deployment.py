@@ -24,7 +24,7 @@ from ..settings import EngineArgs, repo_path
 from ..types import SAMPLE_RATE, ChunkTranscript, EngineInfo, Token, Turn
 from . import lifeline
 from .guards import MAX_COMPRESSION_RATIO, compression_ratio, is_silent, no_speech, trailing_repeat
-from .precision import engine_dtype
+from .precision import engine_dtype, int8_linear
 from .prompts import WhisperVocabulary, encoder_window_s
 from .windows import hf_overrides
 
@@ -106,8 +106,10 @@ class WhisperEngine:
         from vllm.v1.engine.async_llm import AsyncLLM
         from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
 
-        dtype = engine_dtype(self.args.dtype, on_cpu=current_platform.is_cpu())
-        logger.info("engine dtype: %s (setting: %s)", dtype, self.args.dtype)
+        on_cpu = current_platform.is_cpu()
+        dtype = engine_dtype(self.args.dtype, on_cpu)
+        int8 = int8_linear(self.args.linear, dtype, on_cpu) and self.args.window is not None  # our model class does it
+        logger.info("engine dtype: %s (setting: %s), linear layers: %s", dtype, self.args.dtype, "int8" if int8 else dtype)
         return AsyncLLM.from_engine_args(
             AsyncEngineArgs(
                 model=path,
@@ -121,7 +123,7 @@ class WhisperEngine:
                 limit_mm_per_prompt={"audio": 1},
                 disable_log_stats=True,  # no periodic throughput lines in the log; the metrics below stay on
                 # Fitted windows, when the config asks (windows.py), and the encoder's attention on CPU.
-                hf_overrides=hf_overrides(self.args.window, self.args.encoder_attention),
+                hf_overrides=hf_overrides(self.args.window, self.args.encoder_attention, int8),
             ),
             # vLLM's scheduler metrics (requests running = batch size, waiting = queue depth, queue
             # time, tokens per step) through Ray's metrics export, beside the service's own.

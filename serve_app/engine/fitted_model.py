@@ -37,8 +37,9 @@ from vllm.platforms import current_platform
 
 from ..settings import WindowPolicy
 from .cpu_attention import use_headwise_attention
+from .int8_linear import use_int8_linear_layers
 from .prompts import POSITIONS_PER_S
-from .windows import ATTENTION_KEY, CONFIG_KEY
+from .windows import ATTENTION_KEY, CONFIG_KEY, INT8_KEY
 
 log = logging.getLogger(f"vllm.{__name__}")  # vLLM's processes print only its own loggers' records
 
@@ -97,6 +98,9 @@ class FittedWhisperForConditionalGeneration(WhisperForConditionalGeneration):
         if headwise and current_platform.is_cpu() and config.dtype == torch.bfloat16:
             layers = use_headwise_attention(self.model.encoder)
             log.info("encoder self-attention: one head at a time in bfloat16 matmuls, %d layers", layers)
+        if getattr(config.hf_config, INT8_KEY, False) and current_platform.is_cpu():
+            layers = use_int8_linear_layers(self)
+            log.info("linear layers: int8 weights and activations (fbgemm), %d layers", layers)
 
     def embed_multimodal(self, **kwargs: object) -> list[torch.Tensor]:  # type: ignore[override]
         # Not through vLLM's input schema: it requires every request's features to be the same length.

@@ -40,3 +40,13 @@ def cpu_dtype(requested: str) -> str:
 def engine_dtype(requested: str, on_cpu: bool) -> str:
     """What vLLM is given: resolved here on a CPU, passed through (`auto` included) on a GPU."""
     return cpu_dtype(requested) if on_cpu else requested
+
+
+def int8_linear(requested: str, dtype: str, on_cpu: bool) -> bool:
+    """Whether the linear layers run in int8 (int8_linear.py): asked for, or `auto` where the engine
+    computes in float32 on a CPU that has fbgemm. Never on a GPU: the kernels are CPU ones."""
+    from .int8_linear import fbgemm_available
+
+    if not on_cpu or requested == "float":
+        return False
+    return requested == "int8" or (dtype == CPU_FALLBACK and fbgemm_available())

@@ -23,6 +23,7 @@ from ..settings import WindowPolicy
 ARCHITECTURE = "FittedWhisperForConditionalGeneration"
 CONFIG_KEY = "fitted_window"  # where the policy travels: the checkpoint's config, through vLLM's hf_overrides
 ATTENTION_KEY = "encoder_attention"  # and the engine's `encoder_attention` (fitted_model.py)
+INT8_KEY = "int8_linear"  # and whether its linear layers run in int8 (int8_linear.py)
 
 
 def register() -> None:
@@ -32,10 +33,15 @@ def register() -> None:
         ModelRegistry.register_model(ARCHITECTURE, "serve_app.engine.fitted_model:FittedWhisperForConditionalGeneration")
 
 
-def hf_overrides(policy: WindowPolicy | None, encoder_attention: str = "headwise") -> dict[str, Any]:
+def hf_overrides(policy: WindowPolicy | None, encoder_attention: str = "headwise", int8_linear: bool = False) -> dict[str, Any]:
     """vLLM's `hf_overrides` for a checkpoint served in fitted windows: the model class in place of
-    vLLM's, the policy and the encoder's attention in its config. None: no overrides (the
-    checkpoint's whole window, vLLM's own model)."""
+    vLLM's, the policy, the encoder's attention and the linear layers' number type in its config.
+    None: no overrides (the checkpoint's whole window, vLLM's own model)."""
     if not policy:
         return {}
-    return {"architectures": [ARCHITECTURE], CONFIG_KEY: policy.model_dump(), ATTENTION_KEY: encoder_attention}
+    return {
+        "architectures": [ARCHITECTURE],
+        CONFIG_KEY: policy.model_dump(),
+        ATTENTION_KEY: encoder_attention,
+        INT8_KEY: int8_linear,
+    }
