@@ -90,10 +90,10 @@ class EngineArgs(_Strict):
         "bf16 matmuls (serve_app/engine/cpu_attention.py), or PyTorch's fused kernel as vLLM runs it; "
         "`python -m tools.bench.attention` measures both on your CPU. GPUs always run vLLM's",
     )
-    linear: Literal["auto", "int8", "float"] = Field(
-        "auto",
-        description="the linear layers' weights on CPU: int8 (fbgemm, serve_app/engine/int8_linear.py) or the engine's "
-        "dtype; auto: int8 where the engine computes in float32 (a CPU without native bfloat16). Needs `window`",
+    linear: Literal["float", "int8"] = Field(
+        "float",
+        description="on CPU, the decoder's linear layers and vocabulary projection in the engine's dtype, or in int8 "
+        "(fbgemm, serve_app/engine/int8_linear.py): about 1.06x faster in float32 on AVX2, some words differ. Needs `window`",
     )
     max_num_seqs: int = Field(16, ge=1, description="how many chunks vLLM decodes in one batch")
     max_tokens: int = Field(224, ge=1, le=448, description="decoded tokens per 30 s chunk (Whisper's own cap)")

@@ -1,5 +1,6 @@
-"""The linear layers in int8 (serve_app/engine/int8_linear.py): what each computes against float32,
-which layers of vLLM's Whisper take it, and when the engine's `linear` setting turns it on."""
+"""The decoder's linear layers in int8 (serve_app/engine/int8_linear.py): what each computes against
+float32, which layers take it, and when the engine's `linear` setting turns it on. The real model
+runs it in tests/test_languages.py."""
 
 from __future__ import annotations
 
@@ -125,28 +126,22 @@ def test_every_linear_layer_and_the_vocabulary_projection_take_it() -> None:
 
 
 @pytest.mark.parametrize(
-    ("setting", "dtype", "on_cpu", "expected"),
-    [
-        ("auto", "float32", True, True),  # a CPU without native bfloat16
-        ("auto", "bfloat16", True, False),  # one with it keeps bfloat16 linear layers
-        ("int8", "bfloat16", True, True),
-        ("float", "float32", True, False),
-        ("auto", "float16", False, False),  # GPUs never: the kernels are CPU ones
-        ("int8", "float16", False, False),
-    ],
+    ("setting", "on_cpu", "expected"),
+    [("int8", True, True), ("float", True, False), ("int8", False, False)],  # GPUs never: the kernels are CPU ones
 )
-def test_the_setting(setting: str, dtype: str, on_cpu: bool, expected: bool) -> None:
-    assert precision.int8_linear(setting, dtype, on_cpu) is expected
+def test_the_setting(setting: str, on_cpu: bool, expected: bool) -> None:
+    assert precision.int8_linear(setting, on_cpu) is expected
 
 
-def test_auto_keeps_float_without_fbgemm(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_int8_without_fbgemm_stays_float_and_says_so(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(int8, "fbgemm_available", lambda: False)
-    assert precision.int8_linear("auto", "float32", on_cpu=True) is False
+    assert precision.int8_linear("int8", on_cpu=True) is False
+    assert "fbgemm" in caplog.text
 
 
-def test_the_setting_defaults_to_auto_and_travels_with_the_fitted_windows() -> None:
-    assert EngineArgs().linear == "auto"
+def test_the_setting_defaults_to_float_and_travels_with_the_fitted_windows() -> None:
+    assert EngineArgs().linear == "float"
     with pytest.raises(ValueError):
-        EngineArgs(linear="int4")  # type: ignore[arg-type]
+        EngineArgs(linear="auto")  # type: ignore[arg-type]
     assert hf_overrides(WindowPolicy(), int8_linear=True)[INT8_KEY] is True
     assert hf_overrides(WindowPolicy())[INT8_KEY] is False

@@ -29,9 +29,10 @@ CLIPS = {lang: f"fleurs-{lang}-000.ogg" for lang in ("de", "es", "fr", "pt")}
 
 @pytest.fixture(scope="module")
 def base_server(tmp_path_factory: pytest.TempPathFactory, licensing: Licensing) -> Iterator[Server]:
-    # The shipped config itself, fitted encoder windows included (engine.window), in float32 with
-    # int8 linear layers: what `auto` takes on a CPU without native bfloat16, so that every CI machine
-    # runs both number paths (the other servers run `auto`, bfloat16 where the CPU has it).
+    # The shipped config itself, fitted encoder windows included (engine.window), in float32 (what
+    # `dtype: auto` takes on a CPU without native bfloat16) with the decoder's layers in int8 (the
+    # opt-in `linear: int8`): every CI machine runs both, whatever its CPU; the other servers run
+    # the defaults.
     config = yaml.safe_load((ROOT / "configs/cpu-multilingual.yaml").read_text())
     engine = config["applications"][0]["args"]["engine"]
     assert engine["window"]

@@ -108,7 +108,7 @@ class WhisperEngine:
 
         on_cpu = current_platform.is_cpu()
         dtype = engine_dtype(self.args.dtype, on_cpu)
-        int8 = int8_linear(self.args.linear, dtype, on_cpu) and self.args.window is not None  # our model class does it
+        int8 = int8_linear(self.args.linear, on_cpu) and self.args.window is not None  # our model class does it
         logger.info("engine dtype: %s (setting: %s), linear layers: %s", dtype, self.args.dtype, "int8" if int8 else dtype)
         return AsyncLLM.from_engine_args(
             AsyncEngineArgs(

@@ -99,8 +99,8 @@ class FittedWhisperForConditionalGeneration(WhisperForConditionalGeneration):
             layers = use_headwise_attention(self.model.encoder)
             log.info("encoder self-attention: one head at a time in bfloat16 matmuls, %d layers", layers)
         if getattr(config.hf_config, INT8_KEY, False) and current_platform.is_cpu():
-            layers = use_int8_linear_layers(self)
-            log.info("linear layers: int8 weights and activations (fbgemm), %d layers", layers)
+            layers = use_int8_linear_layers(self.model.decoder, self.proj_out)  # not the encoder (int8_linear.py)
+            log.info("linear layers: int8 weights and activations (fbgemm) in the decoder, %d layers", layers)
 
     def embed_multimodal(self, **kwargs: object) -> list[torch.Tensor]:  # type: ignore[override]
         # Not through vLLM's input schema: it requires every request's features to be the same length.

@@ -1,17 +1,26 @@
-"""The model's linear layers in int8 on a CPU that computes in float32 (PyTorch's fbgemm kernels).
+"""The decoder's linear layers in int8 on a CPU that computes in float32 (PyTorch's fbgemm kernels).
 
 A CPU without native bfloat16 (AVX2 only) runs the engine in float32, and there every linear layer
-reads four bytes per weight. Decoding is a product of a few rows (one per sequence in the batch)
-by each weight matrix, so it is bound by reading the weights: the vocabulary projection alone reads
-80 MB per step for tiny.en. fbgemm's dynamic int8 linear (weights int8 per output channel,
+reads four bytes per weight. A decoding step is a product of a few rows (one per sequence in the
+batch) by each weight matrix, so it is bound by reading the weights: the vocabulary projection alone
+reads 80 MB per step for tiny.en. fbgemm's dynamic int8 linear (weights int8 per output row,
 activations quantized per call) reads a quarter of that and multiplies in AVX2's int8 instructions.
-Measured on a 2-core AVX2 EPYC (docs/benchmarks.md, "int8 linear layers"): 16 rows by the
-vocabulary 18.2 ms in float32 against 2.1 ms; 16 rows by a 384 x 1536 layer 0.25 against 0.10 ms;
-an encoder's 750 rows 5.3 against 3.1 ms. faster-whisper's int8 quantizes its linear layers too.
+Measured on a 2-core AVX2 EPYC (`python -m tools.bench.linear`; docs/benchmarks.md, "int8 linear
+layers"): 16 rows by the vocabulary 16.4 ms in float32 against 2.3 ms, by the decoder's other
+layers 1.2-1.4x faster. faster-whisper's int8 quantizes its linear layers too.
 
-Only the linear layers change: convolutions, attention, norms and the embedding lookup stay float32.
+Opt-in (`engine.linear: int8`), the decoder's linear layers and the vocabulary projection only
+(`fitted_model.py`); the encoder, the embedding lookup, attention and norms stay in the engine's
+dtype. On a 2-core AVX2 EPYC in float32 it made bare vLLM about 1.06x faster, and some words differ:
+- with the encoder's layers in int8 too (1.2-1.3x), telephone audio suffered: a phone call opened
+  with "Hello." 14-16 times instead of a few, and the JFK clip through a Twilio stream (8 kHz
+  mu-law) lost the "s" of "Americans";
+- with the decoder's alone, the streaming benchmark's smoke run (12 s streams cut mid-sentence, two
+  at a time) read 0.55 WER against float32's 0.43.
+Word error rates over the recorded sets stayed within float32's run-to-run noise either way
+(docs/benchmarks.md, "int8 linear layers"), so it is there for operators who want the speed.
 PyTorch marks its quantized tensor type deprecated (it still ships, in the torch vLLM pins); without
-fbgemm (an ARM build, a future torch) `auto` keeps float linear layers (`precision.int8_linear`).
+fbgemm (an ARM build, a future torch) `int8` keeps float layers and logs why (`precision.int8_linear`).
 """
 
 from __future__ import annotations
@@ -22,9 +31,10 @@ from typing import cast
 
 import torch
 
-# Rows per fbgemm call: an encoder batch (16 chunks of 15 s: 12000 rows of 1536) is cut so that
-# each slice's scaling passes stay in cache; whole, those passes over memory cost more than the
-# int8 product saved (feed-forward out: 110 ms against float32's 83; in slices of 512: 56 ms).
+# Rows per fbgemm call: a large call (the decoder's first step over a batch's prompts, thousands of
+# rows with previous text) is cut so that each slice's scaling passes stay in cache. Whole, on 12000
+# rows of 1536, those passes went to memory and cost more than the int8 product saved (110 ms
+# against float32's 83; in slices of 512: 56-64 ms).
 CHUNK_ROWS = 512
 
 Linear = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
@@ -69,9 +79,9 @@ def int8_linear(weight: torch.Tensor) -> Linear:
     return linear
 
 
-def use_int8_linear_layers(model: torch.nn.Module) -> int:
-    """Before vLLM loads the weights: every float linear layer of `model`, and its vocabulary
-    projection, computes through `int8_linear` once loaded. Returns how many layers."""
+def use_int8_linear_layers(*parts: torch.nn.Module) -> int:
+    """Before vLLM loads the weights: every float linear layer in `parts`, and a vocabulary
+    projection among them, computes through `int8_linear` once loaded. Returns how many layers."""
     from vllm.model_executor.layers.linear import UnquantizedLinearMethod
     from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead, UnquantizedEmbeddingMethod
 
@@ -87,7 +97,7 @@ def use_int8_linear_layers(model: torch.nn.Module) -> int:
             layer.cpu_linear = int8_linear(cast(torch.Tensor, layer.weight))  # type: ignore[assignment]
 
     swapped = 0
-    for module in model.modules():
+    for module in (m for part in parts for m in part.modules()):
         method = getattr(module, "quant_method", None)
         if type(method) is UnquantizedLinearMethod:
             module.quant_method = Int8LinearMethod()  # type: ignore[assignment]  # torch types attributes as tensors

@@ -42,11 +42,14 @@ def engine_dtype(requested: str, on_cpu: bool) -> str:
     return cpu_dtype(requested) if on_cpu else requested
 
 
-def int8_linear(requested: str, dtype: str, on_cpu: bool) -> bool:
-    """Whether the linear layers run in int8 (int8_linear.py): asked for, or `auto` where the engine
-    computes in float32 on a CPU that has fbgemm. Never on a GPU: the kernels are CPU ones."""
+def int8_linear(requested: str, on_cpu: bool) -> bool:
+    """Whether the decoder's linear layers run in int8 (int8_linear.py): asked for, on a CPU whose
+    torch has fbgemm. Never on a GPU: the kernels are CPU ones."""
     from .int8_linear import fbgemm_available
 
-    if not on_cpu or requested == "float":
+    if requested != "int8" or not on_cpu:
         return False
-    return requested == "int8" or (dtype == CPU_FALLBACK and fbgemm_available())
+    if not fbgemm_available():
+        logger.warning("linear: int8 needs PyTorch's fbgemm, which this torch lacks: linear layers stay float")
+        return False
+    return True
