@@ -58,8 +58,9 @@ def int8_linear(weight: torch.Tensor) -> Linear:
     def product(rows: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         # fbgemm quantizes the activations with one scale per call. Dividing each row (a frame, a
         # token) by its largest value first, and multiplying its products back, gives each row its
-        # own scale, as faster-whisper's int8 does: with one scale per call Whisper base made 15%
-        # more errors in five languages, per row as many as float32 (docs/benchmarks.md).
+        # own scale, as faster-whisper's int8 does: with one scale per call (and every layer int8)
+        # Whisper base made 15% more errors in five languages, per row as many as float32
+        # (docs/benchmarks.md).
         scale = rows.abs().amax(dim=-1, keepdim=True).clamp_(min=1e-12)
         # reduce_range: 7-bit activations, so AVX2's u8 x s8 pair sums cannot saturate.
         y = torch.ops.quantized.linear_dynamic(rows / scale, packed, True).mul_(scale)

@@ -32,23 +32,12 @@ import torch.nn.functional as F
 from serve_app.engine.cpu_attention import HeadwiseAttention
 from serve_app.engine.precision import cpu_has_native_bf16
 from tools import ROOT
-from tools.bench.common import DEFAULT_MANIFEST, load_clips
+from tools.bench.common import DEFAULT_MANIFEST, load_clips, median_ms
 
 SHAPES = [(6, 1, 600), (6, 1, 750), (6, 4, 750), (6, 8, 600), (6, 1, 1500), (8, 1, 750), (8, 4, 1500)]
 HEAD_SIZE = 64
 SETTINGS = ("fused", "headwise")
 MARK = "seconds per round: "
-
-
-def _median_ms(call, n: int = 30) -> float:  # type: ignore[no-untyped-def]
-    for _ in range(3):
-        call()
-    times = []
-    for _ in range(n):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
 
 
 def fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
@@ -67,8 +56,8 @@ def kernels() -> list[dict]:
         q, k, v = fused_qkv.split(heads * HEAD_SIZE, dim=-1)
         headwise = HeadwiseAttention(heads, HEAD_SIZE, HEAD_SIZE**-0.5)
         exact = fused_attention(q.float(), k.float(), v.float(), heads)
-        fused_ms = _median_ms(partial(fused_attention, q, k, v, heads))
-        headwise_ms = _median_ms(partial(headwise, q, k, v))
+        fused_ms = median_ms(partial(fused_attention, q, k, v, heads), 30, warmup=3)
+        headwise_ms = median_ms(partial(headwise, q, k, v), 30, warmup=3)
         rows.append(
             {
                 "heads": heads,

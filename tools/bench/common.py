@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,3 +187,15 @@ class RssSampler:
 
 def result_json(result: LevelResult) -> dict:
     return {**result.summary(), "latencies_s": [round(x, 4) for x in result.latencies_s]}
+
+
+def median_ms(call: Callable[[], object], calls: int, warmup: int = 1) -> float:
+    """Median wall time of `calls` calls of `call`, in milliseconds, after `warmup` unmeasured ones."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000

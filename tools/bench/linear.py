@@ -14,9 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -24,6 +21,7 @@ import torch
 from serve_app.engine.int8_linear import fbgemm_available, int8_linear
 from serve_app.engine.precision import cpu_has_native_bf16
 from tools import ROOT
+from tools.bench.common import median_ms
 
 # (where, rows, inputs, outputs)
 SHAPES = [
@@ -37,16 +35,6 @@ SHAPES = [
 ]
 
 
-def median_ms(call: Callable[[], object], calls: int = 20) -> float:
-    call()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times) * 1000, 3)
-
-
 def measure(rows: int, inputs: int, outputs: int) -> dict:
     torch.manual_seed(0)
     weight, bias, x = torch.randn(outputs, inputs) * 0.05, torch.randn(outputs) * 0.01, torch.randn(rows, inputs)
@@ -54,8 +42,8 @@ def measure(rows: int, inputs: int, outputs: int) -> dict:
     with torch.no_grad():
         want = torch.nn.functional.linear(x, weight, bias)
         error = float((quantized(x, weight, bias) - want).norm() / want.norm())
-        float_ms = median_ms(lambda: torch.nn.functional.linear(x, weight, bias))
-        int8_ms = median_ms(lambda: quantized(x, weight, bias))
+        float_ms = round(median_ms(lambda: torch.nn.functional.linear(x, weight, bias), 20), 3)
+        int8_ms = round(median_ms(lambda: quantized(x, weight, bias), 20), 3)
     return {"float32_ms": float_ms, "int8_ms": int8_ms, "speedup": round(float_ms / int8_ms, 2), "error": round(error, 4)}
 
 
