@@ -130,12 +130,12 @@ def test_every_linear_layer_and_the_vocabulary_projection_take_it() -> None:
     [("int8", True, True), ("float", True, False), ("int8", False, False)],  # GPUs never: the kernels are CPU ones
 )
 def test_the_setting(setting: str, on_cpu: bool, expected: bool) -> None:
-    assert precision.int8_linear(setting, on_cpu) is expected
+    assert precision.use_int8_linear(setting, on_cpu) is expected
 
 
 def test_int8_without_fbgemm_stays_float_and_says_so(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(int8, "fbgemm_available", lambda: False)
-    assert precision.int8_linear("int8", on_cpu=True) is False
+    assert precision.use_int8_linear("int8", on_cpu=True) is False
     assert "fbgemm" in caplog.text
 
 

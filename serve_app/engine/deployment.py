@@ -24,7 +24,7 @@ from ..settings import EngineArgs, repo_path
 from ..types import SAMPLE_RATE, ChunkTranscript, EngineInfo, Token, Turn
 from . import lifeline
 from .guards import MAX_COMPRESSION_RATIO, compression_ratio, is_silent, no_speech, trailing_repeat
-from .precision import engine_dtype, int8_linear
+from .precision import engine_dtype, use_int8_linear
 from .prompts import WhisperVocabulary, encoder_window_s
 from .windows import hf_overrides
 
@@ -108,7 +108,7 @@ class WhisperEngine:
 
         on_cpu = current_platform.is_cpu()
         dtype = engine_dtype(self.args.dtype, on_cpu)
-        int8 = int8_linear(self.args.linear, on_cpu) and self.args.window is not None  # our model class does it
+        int8 = use_int8_linear(self.args.linear, on_cpu) and self.args.window is not None  # our model class does it
         logger.info("engine dtype: %s (setting: %s), linear layers: %s", dtype, self.args.dtype, "int8" if int8 else dtype)
         return AsyncLLM.from_engine_args(
             AsyncEngineArgs(

@@ -20,7 +20,7 @@ dtype. On a 2-core AVX2 EPYC in float32 it made bare vLLM about 1.06x faster, an
 Word error rates over the recorded sets stayed within float32's run-to-run noise either way
 (docs/benchmarks.md, "int8 linear layers"), so it is there for operators who want the speed.
 PyTorch marks its quantized tensor type deprecated (it still ships, in the torch vLLM pins); without
-fbgemm (an ARM build, a future torch) `int8` keeps float layers and logs why (`precision.int8_linear`).
+fbgemm (an ARM build, a future torch) `int8` keeps float layers and logs why (`precision.use_int8_linear`).
 """
 
 from __future__ import annotations

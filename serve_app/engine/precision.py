@@ -42,7 +42,7 @@ def engine_dtype(requested: str, on_cpu: bool) -> str:
     return cpu_dtype(requested) if on_cpu else requested
 
 
-def int8_linear(requested: str, on_cpu: bool) -> bool:
+def use_int8_linear(requested: str, on_cpu: bool) -> bool:
     """Whether the decoder's linear layers run in int8 (int8_linear.py): asked for, on a CPU whose
     torch has fbgemm. Never on a GPU: the kernels are CPU ones."""
     from .int8_linear import fbgemm_available
