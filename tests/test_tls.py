@@ -1,5 +1,7 @@
 """HTTPS served by Ray Serve's own proxy (`http_options.ssl_certfile` / `ssl_keyfile`), on 127.0.0.1
-with a self-signed certificate made here: transcription works over TLS, and plain HTTP does not."""
+with a self-signed certificate made here: transcription works over TLS, and plain HTTP does not.
+This server also runs the opt-in int8 decoder (`engine.linear: int8`), so that every CI machine
+transcribes with it once."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from .conftest import Licensing, ServeProcess
 from .helpers import JFK_FLAC, manifest, normalize
+from .ray_logs import all_log_text
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +57,8 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
 def https(tmp_path_factory: pytest.TempPathFactory, licensing: Licensing) -> Iterator[tuple[ServeProcess, str]]:
     tmp = tmp_path_factory.mktemp("tls")
     cert, key = self_signed(tmp)
-    process = ServeProcess(tmp, licensing, {}, http={"ssl_certfile": str(cert), "ssl_keyfile": str(key)})
+    tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    process = ServeProcess(tmp, licensing, {}, args={"engine": {"linear": "int8"}}, http=tls)
     try:
         process.start()
         yield process, licensing.issuer.issue()
@@ -77,6 +81,12 @@ def test_transcription_over_https(https: tuple[ServeProcess, str]) -> None:
     assert normalize(response.json()["results"]["channels"][0]["alternatives"][0]["transcript"]) == normalize(
         manifest()["whisper_jfk.flac"]["text"]
     )
+
+
+def test_the_engine_runs_int8_linear_layers(https: tuple[ServeProcess, str]) -> None:
+    process, _ = https
+    logs = all_log_text(str(process.tmp / "usage.sqlite3"))
+    assert any("linear layers: int8" in text for text in logs.values()), "no engine log line about int8"
 
 
 def test_plain_http_and_untrusted_clients_get_nothing(https: tuple[ServeProcess, str]) -> None:

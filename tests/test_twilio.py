@@ -306,7 +306,8 @@ def hooks() -> Iterator[FileServer]:
 
 
 def _posted(hooks: FileServer) -> list[tuple[str, bytes]]:
-    deadline = time.monotonic() + 10
+    # Generous: the outbox looks every second, and a CI machine under load once took over 10 s.
+    deadline = time.monotonic() + 30
     while not hooks.posted and time.monotonic() < deadline:
         time.sleep(0.05)
     return hooks.posted

@@ -71,6 +71,11 @@ class Load:
         for thread in self._threads:
             thread.join(TIMEOUT_S + 10)
 
+    def answered_after(self, at_s: float) -> int:
+        """How many requests sent after `at_s` (from the start of the load) have ended."""
+        with self._lock:
+            return sum(o.at_s > at_s for o in self.outcomes)
+
     def _client(self) -> None:
         while not self._stop.is_set():
             outcome = post(self.url, self.key, time.monotonic() - self.started)
@@ -142,9 +147,16 @@ def wait(condition: Callable[[], bool], timeout_s: float) -> float | None:
     return None
 
 
-def settle(load: Load, seconds: float) -> None:
-    """Keep the load on until `seconds` have passed, and for a third of that after recovery at least."""
+def settle(load: Load, seconds: float, fault_at: float, recovered_s: float | None) -> None:
+    """Keep the load on until `seconds` have passed, and for a third of that after recovery at least;
+    then until as many requests sent after recovery as there are clients have ended (for at most
+    TIMEOUT_S more): on a slow machine a third of `seconds` may end before any has."""
     time.sleep(max(seconds / 3, seconds - (time.monotonic() - load.started)))
+    if recovered_s is None:
+        return
+    recovered_at, deadline = fault_at - load.started + recovered_s, time.monotonic() + TIMEOUT_S
+    while load.answered_after(recovered_at) < load.concurrency and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 def kill_replica(
@@ -160,7 +172,7 @@ def kill_replica(
         replaced = wait(
             lambda: len([r for r in cluster.replicas(deployment) if r["pid"] != victim]) == len(before) and healthy(cluster), 300
         )
-        settle(load, seconds)
+        settle(load, seconds, killed_at, replaced)
     return {
         "scenario": f"kill {deployment} replica",
         "killed_pid": victim,
@@ -179,7 +191,7 @@ def upgrade(cluster: Cluster, key: str, workdir: Path, seconds: float, concurren
         cluster.deploy(config(cluster, workdir, url_timeout_s=31))
         deployed_at = time.monotonic()
         replaced = wait(lambda: not before & {r["pid"] for r in cluster.replicas("Ingress")} and healthy(cluster), 300)
-        settle(load, seconds)
+        settle(load, seconds, deployed_at, replaced)
     return {
         "scenario": "deploy a changed config",
         "recovered_s": replaced,
