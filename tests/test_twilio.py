@@ -313,11 +313,15 @@ def _posted(hooks: FileServer) -> list[tuple[str, bytes]]:
     return hooks.posted
 
 
-def test_a_callback_gets_the_whole_call_once_it_ends(client: TestClient, hooks: FileServer) -> None:
+def test_a_callback_gets_the_whole_call_once_it_ends(
+    client: TestClient, hooks: FileServer, caplog: pytest.LogCaptureFixture
+) -> None:
     messages, code = call(client, {"callback": hooks.url("/calls")})
     assert code == 1000
     texts = [m["text"] for m in finals(messages) if m["text"]]
-    [(path, body)] = _posted(hooks)
+    posted = _posted(hooks)
+    assert len(posted) == 1, caplog.text  # the outbox's warnings say why, if it did not deliver
+    [(path, body)] = posted
     report = json.loads(body)
     assert path == "/calls" and report["event"] == "call_transcript"
     assert (report["streamSid"], report["callSid"], report["track"]) == ("MZ0001", "CA0001", "inbound")
