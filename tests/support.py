@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import av
 import numpy as np
@@ -362,6 +362,21 @@ class Records(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+
+
+H = TypeVar("H", bound=logging.Handler)
+
+
+@contextmanager
+def serve_log(handler: H) -> Iterator[H]:
+    """`handler` on the service's logger ("ray.serve") while the block runs: Ray may stop that
+    logger propagating to the root, where pytest's caplog listens."""
+    logger = logging.getLogger("ray.serve")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
 
 
 def drained(make: Any, pieces: list[bytes], mark_after: int | None = None) -> list[Any]:

@@ -38,7 +38,7 @@ from serve_app.pipeline.fetch import UrlPolicy
 from serve_app.settings import CallbackArgs
 
 from .helpers import JFK_FLAC, FileServer, free_port, serving
-from .support import AUTH, ISSUER, FakeEngine, make_ingress
+from .support import AUTH, ISSUER, FakeEngine, make_ingress, serve_log
 
 LOOPBACK = UrlPolicy(["127.0.0.1/32"])  # these tests' receivers; the service refuses loopback by default
 FAST = CallbackArgs(backoff_s=0.05, poll_s=0.02, attempt_timeout_s=2)
@@ -321,7 +321,6 @@ class Recorded(logging.Handler):
 def test_a_receiver_down_at_first_gets_it_once_it_listens(store: OutboxStore) -> None:
     port = free_port()  # nothing listens there yet: connections are refused
     log = Recorded()
-    logging.getLogger("ray.serve").addHandler(log)
 
     async def run() -> Receiver:
         callbacks = Callbacks(store, LOOPBACK, FAST.model_copy(update={"backoff_s": 0.3}))
@@ -333,10 +332,8 @@ def test_a_receiver_down_at_first_gets_it_once_it_listens(store: OutboxStore) ->
         await asyncio.sleep(0.2)
         return receiver
 
-    try:
+    with serve_log(log):
         receiver = asyncio.run(run())
-    finally:
-        logging.getLogger("ray.serve").removeHandler(log)
     receiver.close()
     assert receiver.bodies == [b"late"] and _nothing_left(store)
 

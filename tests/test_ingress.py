@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,7 +21,7 @@ from serve_app.pipeline.prompt import FILLER_STYLE, MAX_KEYTERM_CHARS, MAX_KEYTE
 from serve_app.types import ChunkTranscript, EngineInfo
 
 from .helpers import JFK_FLAC, JFK_MP3, STEREO, FileServer, serving, wav_bytes
-from .support import AUTH, KEY, FakeEngine, Method, Records, make_ingress
+from .support import AUTH, KEY, FakeEngine, Method, Records, make_ingress, serve_log
 
 
 @pytest.fixture
@@ -323,13 +322,8 @@ def test_engine_failure_is_500_without_internals(engine: FakeEngine, tmp_path: A
 
     engine.transcribe = Method(broken)
     ingress = make_ingress(engine, tmp_path)
-    records, serve_logger = Records(), logging.getLogger("ray.serve")
-    serve_logger.addHandler(records)
-    try:
-        with TestClient(ingress.__serve_build_asgi_app__()) as c:
-            response = c.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
-    finally:
-        serve_logger.removeHandler(records)
+    with serve_log(Records()) as records, TestClient(ingress.__serve_build_asgi_app__()) as c:
+        response = c.post("/v1/listen", headers={**AUTH, "Content-Type": "audio/flac"}, content=JFK_FLAC.read_bytes())
     assert response.status_code == 500
     assert response.json() == {"error": "Internal server error", "code": "INTERNAL_ERROR"}
     assert "secret internal detail" not in response.text

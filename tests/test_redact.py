@@ -22,7 +22,7 @@ from serve_app.pipeline.transcript import Transcript, Word
 from serve_app.types import ChunkTranscript, Token
 
 from .helpers import JFK_FLAC, FileServer, serving
-from .support import AUTH, KEY, FakeEngine, make_ingress, whole_stream
+from .support import AUTH, KEY, FakeEngine, make_ingress, serve_log, whole_stream
 
 _PUNCT = re.compile(r"^[^\w']+|[^\w']+$")
 
@@ -344,12 +344,8 @@ def test_pulse_live_is_redacted(client: TestClient) -> None:
 
 def test_a_redacted_request_never_logs_the_clear_text(client: TestClient, hooks: FileServer, caplog: Any) -> None:
     caplog.set_level(logging.DEBUG)  # every logger, every level
-    serve_logger = logging.getLogger("ray.serve")  # the service's own: Ray may stop it propagating to the root
-    serve_logger.addHandler(caplog.handler)
-    try:
+    with serve_log(caplog.handler):  # the service's own logger: Ray may stop it propagating to the root
         _redacted_traffic(client, hooks)
-    finally:
-        serve_logger.removeHandler(caplog.handler)
     logged = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("transcription request_id=") for m in logged)  # the requests were logged...
     assert any(m.startswith("stream request_id=") for m in logged)

@@ -5,7 +5,6 @@ times, then through the ingress with a fake engine on every file route and the l
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -24,7 +23,7 @@ from serve_app.pipeline.transcript import Transcript, Word
 from serve_app.types import ChunkTranscript, Token
 
 from .helpers import JFK_FLAC
-from .support import AUTH, JFK_PCM, FakeEngine, Records, make_ingress, received
+from .support import AUTH, JFK_PCM, FakeEngine, Records, make_ingress, received, serve_log
 
 
 def words(text: str, confidence: float = 0.9) -> Transcript:
@@ -190,14 +189,10 @@ def test_repeated_options_from_query_form_and_json(client: TestClient) -> None:
 def test_search_extra_and_tags_in_deepgrams_answer(client: TestClient) -> None:
     from deepgram.types.listen_v1response import ListenV1Response
 
-    records, serve_logger = Records(), logging.getLogger("ray.serve")
-    serve_logger.addHandler(records)
-    try:
+    with serve_log(Records()) as records:
         response = _post(
             client, "/v1/listen", "search=kilograms&search=monica&extra=team:a&extra=team:gtm&extra=x:1:2&tag=prod&tag=web"
         )
-    finally:
-        serve_logger.removeHandler(records)
     body = response.json()
     assert body["metadata"]["extra"] == {"team": "gtm", "x": "1:2"}  # the last value of a key wins, as Deepgram's
     assert body["metadata"]["tags"] == ["prod", "web"]

@@ -30,6 +30,7 @@ from .support import (
     jfk_mulaw,
     make_ingress,
     received,
+    serve_log,
     settled_usage,
     twilio_media,
     twilio_start,
@@ -212,10 +213,7 @@ def test_a_bad_start_ends_the_stream_with_its_error(client: TestClient, engine: 
 
 
 def test_keys_are_checked_in_start_and_never_logged(client: TestClient) -> None:
-    records = Records()
-    logger = __import__("logging").getLogger("ray.serve")
-    logger.addHandler(records)
-    try:
+    with serve_log(Records()) as records:
         for custom, code in (
             ({}, "INVALID_LICENSE"),
             ({"key": "not-a-key"}, "INVALID_LICENSE"),
@@ -230,8 +228,6 @@ def test_keys_are_checked_in_start_and_never_logged(client: TestClient) -> None:
         assert closed == 1008 and messages[-1]["code"] == "QUOTA_EXCEEDED" and len(finals(messages)) >= 1
         messages, closed = call(client, {"key": KEY})
         assert closed == 1000
-    finally:
-        logger.removeHandler(records)
     logged = " ".join(r.getMessage() for r in records.records)
     assert "stream request_id=" in logged and KEY not in logged and small not in logged and KEY.split(".")[-1] not in logged
 
@@ -314,14 +310,10 @@ def _posted(hooks: FileServer) -> list[tuple[str, bytes]]:
 
 
 def test_a_callback_gets_the_whole_call_once_it_ends(client: TestClient, hooks: FileServer) -> None:
-    records, logger = Records(), __import__("logging").getLogger("ray.serve")
-    logger.addHandler(records)
-    try:
+    with serve_log(Records()) as records:
         messages, code = call(client, {"callback": hooks.url("/calls")})
         assert code == 1000
         posted = _posted(hooks)
-    finally:
-        logger.removeHandler(records)
     # If nothing came, the outbox's warnings say why.
     assert len(posted) == 1, [r.getMessage() for r in records.records]
     texts = [m["text"] for m in finals(messages) if m["text"]]
