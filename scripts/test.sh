@@ -27,4 +27,4 @@ echo "==> ruff check, ruff format --check"
 .venv/bin/ruff format --check serve_app clients/python tools tests
 echo "==> mypy"
 .venv/bin/mypy
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest --durations=15 "$@"  # the slowest tests listed at the end: where CI time goes

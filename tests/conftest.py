@@ -18,10 +18,12 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from starlette.testclient import TestClient
 
 from serve_app.settings import ROOT
 
 from .helpers import Issuer, free_port
+from .support import FakeEngine, make_ingress
 
 # Shared checks (tests/support.py: parallel_quota_burst) report their values on failure like a test's own asserts.
 pytest.register_assert_rewrite("tests.support")
@@ -230,3 +232,19 @@ def server(tmp_path_factory: pytest.TempPathFactory, licensing: Licensing) -> It
         yield Server(process.url, licensing.issuer.issue(), process.log, licensing)
     finally:
         process.stop()
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    """The fake engine behind `client` (no Ray, no model); a module overrides it to record what the
+    ingress sends or to shape what comes back."""
+    return FakeEngine()
+
+
+@pytest.fixture
+def client(engine: FakeEngine, tmp_path: Path) -> Iterator[TestClient]:
+    """A test client on an ingress in this process whose live streams end an utterance at every pause,
+    however little speech it holds, and close after 2 s of silence: the live stream modules' server."""
+    ingress = make_ingress(engine, tmp_path, {"stream": {"idle_timeout_s": 2, "min_final_speech_s": 0}})
+    with TestClient(ingress.__serve_build_asgi_app__()) as c:
+        yield c

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import av
@@ -33,7 +32,6 @@ from .support import (
     drained,
     encoded,
     g711,
-    make_ingress,
     opus,
     received,
     resampled,
@@ -222,13 +220,6 @@ class RecordingEngine(FakeEngine):
 @pytest.fixture
 def engine() -> RecordingEngine:
     return RecordingEngine()
-
-
-@pytest.fixture
-def client(engine: RecordingEngine, tmp_path: Any) -> Iterator[TestClient]:
-    ingress = make_ingress(engine, tmp_path, {"stream": {"idle_timeout_s": 2, "min_final_speech_s": 0}})
-    with TestClient(ingress.__serve_build_asgi_app__()) as c:
-        yield c
 
 
 def stream(client: TestClient, url: str, data: bytes, piece: int = 1000) -> tuple[list[dict], int]:

@@ -45,18 +45,6 @@ GA_UPDATE = {
 BARRIER = json.dumps({"type": "session.update", "session": {"type": "transcription"}})  # changes nothing
 
 
-@pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine()
-
-
-@pytest.fixture
-def client(engine: FakeEngine, tmp_path: Any) -> Iterator[TestClient]:
-    ingress = make_ingress(engine, tmp_path, {"stream": {"idle_timeout_s": 2, "min_final_speech_s": 0}})
-    with TestClient(ingress.__serve_build_asgi_app__()) as c:
-        yield c
-
-
 def until(ws: Any, kind: str) -> list[dict]:
     """Every event up to and including the first of type `kind`."""
     events = []

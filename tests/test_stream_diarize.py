@@ -5,7 +5,6 @@ streams through the ingress. The real diarizer streams in test_stream_e2e.py."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,7 @@ from serve_app.stream import speakers
 from serve_app.stream.speakers import Speakers
 from serve_app.types import SAMPLE_RATE, Turn
 
-from .support import AUTH, JFK_LINEAR, FakeEngine, make_ingress, received
+from .support import AUTH, JFK_LINEAR, FakeEngine, received
 
 HOP = 160  # 10 ms
 
@@ -167,13 +166,6 @@ A, B = JFK_LINEAR, with_mark(JFK_LINEAR)
 @pytest.fixture
 def engine() -> MarkDiarizer:
     return MarkDiarizer()
-
-
-@pytest.fixture
-def client(engine: FakeEngine, tmp_path: Any) -> Iterator[TestClient]:
-    ingress = make_ingress(engine, tmp_path, {"stream": {"idle_timeout_s": 2, "min_final_speech_s": 0}})
-    with TestClient(ingress.__serve_build_asgi_app__()) as c:
-        yield c
 
 
 def streamed(client: TestClient, url: str, data: bytes) -> list[dict]:

@@ -9,7 +9,6 @@ import base64
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from starlette.testclient import TestClient, WebSocketDenialResponse
@@ -28,7 +27,6 @@ from .support import (
     FakeEngine,
     Records,
     jfk_mulaw,
-    make_ingress,
     received,
     serve_log,
     settled_usage,
@@ -38,18 +36,6 @@ from .support import (
 
 MULAW = jfk_mulaw()
 URL = "/v1/twilio"
-
-
-@pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine()
-
-
-@pytest.fixture
-def client(engine: FakeEngine, tmp_path: Any) -> Iterator[TestClient]:
-    ingress = make_ingress(engine, tmp_path, {"stream": {"idle_timeout_s": 2, "min_final_speech_s": 0}})
-    with TestClient(ingress.__serve_build_asgi_app__()) as c:
-        yield c
 
 
 def call(
