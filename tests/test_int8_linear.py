@@ -4,6 +4,8 @@ runs it in tests/test_languages.py."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -73,6 +75,18 @@ def test_it_leaves_the_weight_it_was_given_alone() -> None:
     before = weight.clone()
     int8.int8_linear(weight)
     assert torch.equal(weight, before)
+
+
+def test_it_does_not_keep_the_float_weight_alive() -> None:
+    """The int8 copy replaces the float one: once the layer drops its weight, its memory is freed."""
+    weight = torch.randn(600, 16)
+    layer = int8.int8_linear(weight)
+    memory = weakref.ref(weight.untyped_storage())
+    del weight
+    gc.collect()
+    assert memory() is None, "the layer still holds the float weight"
+    rows = int8.CHUNK_ROWS + 3  # and the sliced path works without it
+    assert layer(torch.randn(rows, 16), torch.empty(0), None).shape == (rows, 600)
 
 
 @pytest.fixture

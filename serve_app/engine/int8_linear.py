@@ -54,6 +54,8 @@ def int8_linear(weight: torch.Tensor) -> Linear:
         warnings.filterwarnings("ignore", message=".*quantize_per_channel.*deprecated")
         quantized = torch.quantize_per_channel(w, scale.double(), zero, 0, torch.qint8)
     packed = torch.ops.quantized.linear_prepack(quantized, None)
+    outputs = w.shape[0]  # the closures below keep this, not `w`: the float weights can be freed
+    del w, quantized
 
     def product(rows: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         # fbgemm quantizes the activations with one scale per call. Dividing each row (a frame, a
@@ -71,11 +73,11 @@ def int8_linear(weight: torch.Tensor) -> Linear:
         if flat.shape[0] <= CHUNK_ROWS:
             out = product(flat, bias)
         else:
-            out = torch.empty(flat.shape[0], w.shape[0])
+            out = torch.empty(flat.shape[0], outputs)
             for start in range(0, flat.shape[0], CHUNK_ROWS):
                 out[start : start + CHUNK_ROWS] = product(flat[start : start + CHUNK_ROWS], bias)
         # fbgemm's product is float32; a bfloat16 engine (`linear: int8`) gets its own type back.
-        return out.reshape(*x.shape[:-1], w.shape[0]).to(x.dtype)
+        return out.reshape(*x.shape[:-1], outputs).to(x.dtype)
 
     return linear
 
