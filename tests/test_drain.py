@@ -24,11 +24,6 @@ def stopping() -> Stopping:
 
 
 @pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine()
-
-
-@pytest.fixture
 def client(engine: FakeEngine, stopping: Stopping, tmp_path: Any) -> Iterator[TestClient]:
     ingress = make_ingress(engine, tmp_path, {"stream": {"idle_timeout_s": 30, "min_final_speech_s": 0}})
     ingress.drain.stopping, ingress.drain.every_s = stopping, 0.05

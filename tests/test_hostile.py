@@ -17,11 +17,6 @@ ROUTES = ["/v1/listen", "/waves/v1/stt/"]
 
 
 @pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine()
-
-
-@pytest.fixture
 def client(engine: FakeEngine, tmp_path: Any) -> Iterator[TestClient]:
     with TestClient(make_ingress(engine, tmp_path).__serve_build_asgi_app__()) as c:
         yield c

@@ -25,11 +25,6 @@ from .support import AUTH, KEY, FakeEngine, Method, Records, make_ingress, serve
 
 
 @pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine()
-
-
-@pytest.fixture
 def client(engine: FakeEngine, tmp_path: Any) -> Iterator[TestClient]:
     ingress = make_ingress(engine, tmp_path, {"max_body_mb": 2, "max_duration_s": 60})
     with TestClient(ingress.__serve_build_asgi_app__()) as c:

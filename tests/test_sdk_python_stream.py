@@ -34,11 +34,6 @@ SECOND = 32000  # bytes of 16 kHz 16-bit mono
 
 
 @pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine()
-
-
-@pytest.fixture
 def url(engine: FakeEngine, tmp_path: Path) -> Iterator[str]:
     # Every pause ends an utterance (JFK's four phrases, four finals); a stream silent for 2 s is closed.
     ingress = make_ingress(engine, tmp_path, {"stream": {"idle_timeout_s": 2, "min_final_speech_s": 0}})

@@ -288,11 +288,6 @@ def test_handshake_options() -> None:
 # --- sessions through the ingress ----------------------------------------------------------------
 
 
-@pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine()
-
-
 # Every endpointing pause ends an utterance: the mechanics tested here need JFK's four phrases as
 # four finals (by default the short ones are merged: test_short_utterances_are_merged_until_a_long_pause).
 PER_PAUSE = {"min_final_speech_s": 0}

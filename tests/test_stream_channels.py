@@ -36,11 +36,6 @@ def stereo(left: np.ndarray, right: np.ndarray) -> bytes:
 
 
 @pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine()
-
-
-@pytest.fixture
 def client(engine: FakeEngine, tmp_path: Any) -> Iterator[TestClient]:
     ingress = make_ingress(engine, tmp_path, {"stream": {"idle_timeout_s": 2, **PER_PAUSE}})
     with TestClient(ingress.__serve_build_asgi_app__()) as c:
