@@ -119,10 +119,14 @@ def test_every_linear_layer_and_the_vocabulary_projection_take_it() -> None:
             self.norm = torch.nn.LayerNorm(32)
             self.head = ParallelLMHead(100, 32).tie_weights(self.embed)
 
+    torch.manual_seed(0)
     model = Tiny()
     assert isinstance(model.fc.quant_method, UnquantizedLinearMethod)
     assert int8.use_int8_linear_layers(model) == 2
+    # vLLM allocates parameters with torch.empty: whatever memory held (even inf or NaN) until the
+    # loader fills them, so the test fills every one it reads.
     torch.nn.init.normal_(model.fc.weight)
+    torch.nn.init.normal_(model.fc.bias)
     torch.nn.init.normal_(model.embed.weight)
     fc_weight, table = model.fc.weight.detach().clone(), model.embed.weight.detach().clone()
     for module in (model.fc, model.head, model.embed):  # what vLLM's loader does once the weights are in
