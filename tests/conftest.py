@@ -22,11 +22,13 @@ from starlette.testclient import TestClient
 
 from serve_app.settings import ROOT
 
-from .helpers import Issuer, free_port
-from .support import FakeEngine, make_ingress
-
-# Shared checks (tests/support.py: parallel_quota_burst) report their values on failure like a test's own asserts.
+# Shared checks (tests/support.py: parallel_quota_burst) report their values on failure like a test's
+# own asserts; pytest can rewrite a module's asserts only if it is told before the module is imported.
 pytest.register_assert_rewrite("tests.support")
+
+from .helpers import Issuer, free_port  # noqa: E402
+from .support import FakeEngine, make_ingress  # noqa: E402
+
 STARTUP_TIMEOUT_S = 600
 
 
