@@ -98,7 +98,7 @@ def _one(model: Path, setting: str, rounds: int) -> None:
 
     clips = load_clips(DEFAULT_MANIFEST, 3, 15, None)
     vocab = WhisperVocabulary.from_model_dir(model)
-    window = WindowPolicy(min_s=12, fill=0.7, max_s=15, full_under_s=4)  # configs/cpu.yaml's
+    window = WindowPolicy(min_s=10, fill=0.7, max_s=15, full_under_s=4)  # configs/cpu.yaml's
     llm = LLM(
         str(model),
         max_model_len=448,
