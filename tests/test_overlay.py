@@ -12,6 +12,7 @@ from ray.serve.schema import ServeDeploySchema
 
 from serve_app import overlay
 from serve_app.settings import ROOT, AppArgs
+from tools.bench.common import config_window
 
 BASE = {
     "http_options": {"port": 7100},
@@ -78,7 +79,7 @@ def test_prod_on_cpu_changes_only_hardware() -> None:
     args = AppArgs.model_validate(app.args)
     base_app = prod["applications"][0]
     assert args.engine.model == "models/whisper-tiny.en" and args.engine.dtype == "auto"
-    assert args.engine.window is not None and args.engine.window.max_s == 15  # the CPU default's windows
+    assert args.engine.window == config_window(ROOT / "configs/cpu.yaml")  # the CPU default's windows, all of them
     # Production's own behaviour is kept: its store, its key environment, its timestamps, its stream budget.
     for section in ("ingress", "license", "usage"):
         assert merged["applications"][0]["args"][section] == base_app["args"][section]

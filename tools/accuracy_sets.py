@@ -48,7 +48,7 @@ import yaml
 from serve_app.pipeline.decode import decode
 from serve_app.types import SAMPLE_RATE
 from tools import ROOT
-from tools.bench.common import DEFAULT_MANIFEST, Clip, normalize
+from tools.bench.common import DEFAULT_MANIFEST, Clip, config_window, normalize
 from tools.bench.peers import MAX_S, faster_whisper_model
 
 if TYPE_CHECKING:
@@ -180,6 +180,7 @@ def table(rows: list[dict]) -> str:
 
 
 def markdown(results: dict) -> str:
+    english, other = config_window(CONFIGS[True]), config_window(CONFIGS[False])
     return f"""# Accuracy per set: the service against faster-whisper int8
 
 Word error rate of the service on each set of the recorded-speech collection, against faster-whisper
@@ -190,10 +191,10 @@ at {results["code"]}:
     {results["command"]}
 
 - **service**: each clip's bytes POSTed to `/v1/listen` with `language=` the clip's language: English
-  through configs/cpu.yaml (tiny.en: a file under 4 s in its whole 30 s window, longer chunks in the
-  smallest whole-second window they fill to at most 70%, from 12 s to 15 s, live utterances in 15 s),
+  through configs/cpu.yaml (tiny.en: a file under {english.full_under_s:g} s in its whole 30 s window, longer chunks in the
+  smallest whole-second window they fill to at most {english.fill:.0%}, from {english.min_s} s to {english.max_s} s, live utterances in {english.live_s} s),
   other languages through configs/cpu-multilingual.yaml (base: each chunk in the smallest
-  whole-second window it fills to at most 70%, from 12 s to 30 s). Both are the configs'
+  whole-second window it fills to at most {other.fill:.0%}, from {other.min_s} s to {other.max_s or 30} s). Both are the configs'
   `engine.window` (docs/accuracy/windows.md).
 - **faster-whisper**: faster-whisper {results["faster_whisper_version"]}, int8, on the original CTranslate2
   checkpoint of the same weights (tiny.en, base): beam 1, `language=` given, no VAD, its own 30 s window

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from serve_app.engine.cpu_attention import HeadwiseAttention
 from serve_app.engine.precision import cpu_has_native_bf16
 from tools import ROOT
-from tools.bench.common import DEFAULT_MANIFEST, load_clips, median_ms
+from tools.bench.common import DEFAULT_MANIFEST, config_window, load_clips, median_ms
 
 SHAPES = [(6, 1, 600), (6, 1, 750), (6, 4, 750), (6, 8, 600), (6, 1, 1500), (8, 1, 750), (8, 4, 1500)]
 HEAD_SIZE = 64
@@ -93,12 +93,11 @@ def _one(model: Path, setting: str, rounds: int) -> None:
     from serve_app.engine.prompts import WhisperVocabulary
     from serve_app.engine.windows import hf_overrides
     from serve_app.pipeline.decode import decode
-    from serve_app.settings import WindowPolicy
     from serve_app.types import SAMPLE_RATE
 
     clips = load_clips(DEFAULT_MANIFEST, 3, 15, None)
     vocab = WhisperVocabulary.from_model_dir(model)
-    window = WindowPolicy(min_s=10, fill=0.7, max_s=15, full_under_s=4)  # configs/cpu.yaml's
+    window = config_window(ROOT / "configs/cpu.yaml")
     llm = LLM(
         str(model),
         max_model_len=448,

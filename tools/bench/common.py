@@ -16,11 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+import yaml
 
+from serve_app.settings import WindowPolicy
 from tools import ROOT
 
 SHARED_MANIFEST = ROOT.parent / "shared" / "audio" / "manifest.jsonl"
 DEFAULT_MANIFEST = SHARED_MANIFEST if SHARED_MANIFEST.exists() else ROOT / "tests" / "data" / "manifest.jsonl"
+
+
+def config_window(config: Path) -> WindowPolicy:
+    """The encoder windows a Serve config's engine serves (its `engine.window`): what a tool decodes
+    with, or says it measured, read from the config instead of written out again beside it."""
+    (app,) = yaml.safe_load(config.read_text())["applications"]
+    return WindowPolicy.model_validate(app["args"]["engine"]["window"])
 
 
 @dataclass(frozen=True)
